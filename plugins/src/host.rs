@@ -1,0 +1,125 @@
+//! The host API: what scripts may ask of the server. A caller installs a [`Host`] for the
+//! duration of a script call (calls nest: a stage that creates a user triggers policy scripts);
+//! the functions registered in every engine reach it through this module. Policy scripts get
+//! [`Capability::Read`]; stages and triggers get [`Capability::ReadWrite`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde_json::Value;
+
+/// What the installed host lets a script do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// `openidm::read` and `openidm::query` only (policies, conditions).
+    Read,
+    /// Also `openidm::create/update/patch/delete` and host services (stages, triggers).
+    ReadWrite,
+}
+
+/// A failure of a host call, thrown into the script as `#{code, message, detail}` so that a
+/// script that does not catch it fails the request with exactly that error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostError {
+    /// HTTP-style status code.
+    pub code: u16,
+    /// Message.
+    pub message: String,
+    /// Optional detail (e.g. failed policy requirements).
+    pub detail: Option<Value>,
+}
+
+impl HostError {
+    /// A 400 with a message.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            code: 400,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// The value thrown into the script.
+    pub fn to_json(&self) -> Value {
+        let mut thrown = serde_json::json!({"code": self.code, "message": self.message});
+        if let (Some(detail), Some(map)) = (&self.detail, thrown.as_object_mut()) {
+            map.insert("detail".to_owned(), detail.clone());
+        }
+        thrown
+    }
+}
+
+/// The result of a host call.
+pub type HostResult<T> = Result<T, HostError>;
+
+/// The server side of the host API.
+pub trait Host {
+    /// Reads a resource (`managed/user/<id>`, `internal/user/<id>`); `None` when absent.
+    fn read(&self, path: &str) -> HostResult<Option<Value>>;
+    /// Runs a `_queryFilter` on a collection; returns the matching objects.
+    fn query(&self, path: &str, filter: &str) -> HostResult<Vec<Value>>;
+    /// Creates an object (`path` is the collection or `collection/id`).
+    fn create(&self, path: &str, content: Value) -> HostResult<Value>;
+    /// Replaces an object.
+    fn update(&self, path: &str, content: Value) -> HostResult<Value>;
+    /// Patches an object.
+    fn patch(&self, path: &str, operations: Value) -> HostResult<Value>;
+    /// Deletes an object.
+    fn delete(&self, path: &str) -> HostResult<Value>;
+    /// A named host service (hashing, mail, token signing, …) with JSON arguments.
+    fn service(&self, name: &str, arguments: Value) -> HostResult<Value>;
+    /// The resource the current call is about (e.g. the object a policy validates).
+    fn resource(&self) -> Option<String>;
+}
+
+struct Installed {
+    host: Rc<dyn Host>,
+    capability: Capability,
+    script: String,
+}
+
+thread_local! {
+    static INSTALLED: RefCell<Vec<Installed>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` with `host` installed for scripts called on this thread.
+pub fn with_host<R>(host: Rc<dyn Host>, capability: Capability, script: &str, work: impl FnOnce() -> R) -> R {
+    struct Uninstall;
+    impl Drop for Uninstall {
+        fn drop(&mut self) {
+            INSTALLED.with(|installed| {
+                installed.borrow_mut().pop();
+            });
+        }
+    }
+    INSTALLED.with(|installed| {
+        installed.borrow_mut().push(Installed {
+            host,
+            capability,
+            script: script.to_owned(),
+        });
+    });
+    let _uninstall = Uninstall;
+    work()
+}
+
+/// The host installed for the innermost call, with what it allows (native stages use it to
+/// reach the server the same way scripts do).
+pub fn current() -> Option<(Rc<dyn Host>, Capability)> {
+    INSTALLED.with(|installed| {
+        installed
+            .borrow()
+            .last()
+            .map(|top| (Rc::clone(&top.host), top.capability))
+    })
+}
+
+/// The name of the script of the innermost call (for log lines).
+pub(crate) fn current_script() -> String {
+    INSTALLED.with(|installed| {
+        installed
+            .borrow()
+            .last()
+            .map_or_else(|| "<script>".to_owned(), |top| top.script.clone())
+    })
+}

@@ -1,0 +1,193 @@
+//! Watching the conf and scripts directories. File events (native, or polling for file systems
+//! without events) are filtered to `.json` and `.rhai` files, ignoring hidden files and editor
+//! backups, and debounced: the callback runs once after a quiet period, with every path that
+//! changed, so an editor's save (truncate, write, rename) becomes one reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use notify::{Event, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+/// How to learn about changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// Native events (inotify, FSEvents, …), falling back to polling if they cannot start.
+    Native,
+    /// Polling at this interval, comparing contents.
+    Poll(Duration),
+}
+
+/// A running watch; dropping it stops watching.
+pub struct DirectoryWatch {
+    _watcher: std::sync::Mutex<Box<dyn notify::Watcher + Send>>,
+    mode: &'static str,
+}
+
+impl std::fmt::Debug for DirectoryWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryWatch").field("mode", &self.mode).finish()
+    }
+}
+
+impl DirectoryWatch {
+    /// `native` or `poll`.
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+}
+
+/// True for files a reload cares about.
+pub fn is_relevant(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return false;
+    };
+    !name.starts_with('.') && !name.ends_with('~') && (name.ends_with(".json") || name.ends_with(".rhai"))
+}
+
+/// Watches `directories` (recursively) and calls `on_change` with the changed paths after
+/// `debounce` of quiet.
+pub fn watch(
+    directories: &[PathBuf],
+    mode: WatchMode,
+    debounce: Duration,
+    on_change: impl Fn(Vec<PathBuf>) + Send + 'static,
+) -> notify::Result<DirectoryWatch> {
+    let (sender, receiver) = mpsc::channel::<notify::Result<Event>>();
+    let (mut watcher, mode_name): (Box<dyn notify::Watcher + Send>, &'static str) = match mode {
+        WatchMode::Native => match RecommendedWatcher::new(sender.clone(), notify::Config::default()) {
+            Ok(watcher) => (Box::new(watcher), "native"),
+            Err(error) => {
+                tracing::warn!(%error, "native file events unavailable; polling for configuration changes");
+                (poll_watcher(sender, Duration::from_millis(500))?, "poll")
+            }
+        },
+        WatchMode::Poll(interval) => (poll_watcher(sender, interval)?, "poll"),
+    };
+    for directory in directories {
+        if directory.is_dir() {
+            watcher.watch(directory, RecursiveMode::Recursive)?;
+        }
+    }
+    std::thread::Builder::new()
+        .name("ferridm-watch".to_owned())
+        .spawn(move || debounce_loop(&receiver, debounce, &on_change))?;
+    Ok(DirectoryWatch {
+        _watcher: std::sync::Mutex::new(watcher),
+        mode: mode_name,
+    })
+}
+
+fn poll_watcher(
+    sender: mpsc::Sender<notify::Result<Event>>,
+    interval: Duration,
+) -> notify::Result<Box<dyn notify::Watcher + Send>> {
+    let config = notify::Config::default()
+        .with_poll_interval(interval)
+        .with_compare_contents(true);
+    Ok(Box::new(PollWatcher::new(sender, config)?))
+}
+
+fn relevant_paths(event: notify::Result<Event>) -> Vec<PathBuf> {
+    match event {
+        Ok(event) if !event.kind.is_access() => event.paths.into_iter().filter(|path| is_relevant(path)).collect(),
+        Ok(_) => Vec::new(),
+        Err(error) => {
+            tracing::warn!(%error, "file watch error");
+            Vec::new()
+        }
+    }
+}
+
+fn debounce_loop(
+    receiver: &mpsc::Receiver<notify::Result<Event>>,
+    debounce: Duration,
+    on_change: &dyn Fn(Vec<PathBuf>),
+) {
+    loop {
+        let Ok(first) = receiver.recv() else {
+            return;
+        };
+        let mut changed = relevant_paths(first);
+        loop {
+            match receiver.recv_timeout(debounce) {
+                Ok(event) => {
+                    for path in relevant_paths(event) {
+                        if !changed.contains(&path) {
+                            changed.push(path);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if !changed.is_empty() {
+            on_change(changed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn only_json_and_rhai_files_count() {
+        assert!(is_relevant(Path::new("conf/managed.json")));
+        assert!(is_relevant(Path::new("scripts/policies/x.rhai")));
+        assert!(!is_relevant(Path::new("conf/.managed.json.swp")));
+        assert!(!is_relevant(Path::new("conf/managed.json~")));
+        assert!(!is_relevant(Path::new("conf/notes.txt")));
+    }
+
+    fn wait_for(calls: &Arc<Mutex<Vec<Vec<PathBuf>>>>, count: usize) -> Vec<Vec<PathBuf>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let seen = calls.lock().unwrap().clone();
+            if seen.len() >= count {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        calls.lock().unwrap().clone()
+    }
+
+    fn check_mode(mode: WatchMode) {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&calls);
+        let _watch = watch(
+            &[dir.path().to_path_buf()],
+            mode,
+            Duration::from_millis(100),
+            move |paths| {
+                recorded.lock().unwrap().push(paths);
+            },
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        for i in 0..5 {
+            std::fs::write(dir.path().join("a.json"), format!("{{\"v\": {i}}}")).unwrap();
+        }
+        let seen = wait_for(&calls, 1);
+        assert!(!seen.is_empty(), "no change reported");
+        assert!(seen[0].iter().all(|path| path.ends_with("a.json")), "{seen:?}");
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(calls.lock().unwrap().len(), 1, "a burst of writes is one change");
+    }
+
+    #[test]
+    fn native_events_are_debounced_into_one_change() {
+        check_mode(WatchMode::Native);
+    }
+
+    #[test]
+    fn polling_sees_changes_too() {
+        check_mode(WatchMode::Poll(Duration::from_millis(50)));
+    }
+}

@@ -1,0 +1,257 @@
+//! Authorization: the first rule of `access.json` that matches the request in every respect
+//! (pattern, roles, method, action, `customAuthz`) grants it; otherwise 403. The named checks a
+//! rule's condition uses are answered here from the request and, where needed, the stored
+//! object (which properties a write changes, re-authentication for protected ones).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ferridm_core::patch;
+use ferridm_core::{Error, Object, Result};
+use ferridm_plugins::access::AccessChecks;
+use ferridm_plugins::error::ScriptErrorKind;
+use serde_json::Value;
+
+use super::{SecurityContext, login};
+use crate::config::Generation;
+use crate::http::{CrestRequest, Operation};
+use crate::state::AppState;
+
+/// The message of a refused request.
+pub const ACCESS_DENIED: &str = "Access denied";
+
+/// Answers the named checks for one request.
+struct RequestChecks {
+    state: Arc<AppState>,
+    generation: Arc<Generation>,
+    context: SecurityContext,
+    request: CrestRequest,
+    operation: Operation,
+    path: String,
+    reauth_password: Option<String>,
+    changed: RefCell<Option<Vec<String>>>,
+}
+
+impl RequestChecks {
+    /// The top-level properties the request changes (create: every body key; update: keys whose
+    /// value differs from the stored object; patch: the fields its operations touch).
+    fn changed_properties(&self) -> std::result::Result<Vec<String>, String> {
+        if let Some(known) = &*self.changed.borrow() {
+            return Ok(known.clone());
+        }
+        let ignored = |key: &str| matches!(key, "_id" | "_rev" | "_meta");
+        let changed = match &self.operation {
+            Operation::Create => match self.request.content(&self.operation) {
+                Ok(Value::Object(body)) => body.keys().filter(|k| !ignored(k)).cloned().collect(),
+                _ => Vec::new(),
+            },
+            Operation::Update | Operation::Upsert => {
+                let body = match self.request.content(&self.operation) {
+                    Ok(Value::Object(body)) => body,
+                    _ => Object::new(),
+                };
+                let stored = self.stored_object()?;
+                let object_type = self.managed_type();
+                let mut keys: Vec<String> = Vec::new();
+                for (key, value) in &body {
+                    if !ignored(key) && stored.get(key) != Some(value) {
+                        keys.push(key.clone());
+                    }
+                }
+                for key in stored.keys() {
+                    let kept = object_type
+                        .as_ref()
+                        .is_some_and(|t| t.is_private(key) || t.is_virtual(key));
+                    if !ignored(key) && !kept && !body.contains_key(key) && !keys.contains(key) {
+                        keys.push(key.clone());
+                    }
+                }
+                keys
+            }
+            Operation::Patch | Operation::Action(_) => {
+                let body = if self.operation == Operation::Patch {
+                    self.request.content(&self.operation)
+                } else {
+                    self.request.action_content()
+                };
+                body.ok()
+                    .and_then(|body| patch::parse_patch(&body).ok())
+                    .map(|operations| patch::touched_properties(&operations))
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        *self.changed.borrow_mut() = Some(changed.clone());
+        Ok(changed)
+    }
+
+    fn managed_type(&self) -> Option<crate::config::ManagedType> {
+        let segments: Vec<&str> = self.path.split('/').collect();
+        match segments.as_slice() {
+            ["managed", type_name, ..] => self.generation.managed.get(type_name).cloned(),
+            _ => None,
+        }
+    }
+
+    fn stored_object(&self) -> std::result::Result<Object, String> {
+        let segments: Vec<&str> = self.path.split('/').collect();
+        let ["managed", type_name, id] = segments.as_slice() else {
+            return Ok(Object::new());
+        };
+        Ok(self
+            .state
+            .store
+            .get(type_name, id)
+            .map_err(|_| "the object could not be read".to_owned())?
+            .map(|stored| stored.content)
+            .unwrap_or_default())
+    }
+
+    fn only_editable(&self, type_name: &str, exceptions: &[String]) -> std::result::Result<bool, String> {
+        let Some(object_type) = self.generation.managed.get(type_name) else {
+            return Ok(false);
+        };
+        let changed = self.changed_properties()?;
+        Ok(changed.iter().all(|name| {
+            exceptions.contains(name)
+                || object_type
+                    .schema
+                    .property(name)
+                    .is_some_and(|property| property.user_editable)
+        }))
+    }
+
+    fn reauth_if_protected(&self) -> std::result::Result<bool, String> {
+        let protected = self
+            .context
+            .authorization
+            .protected_attribute_list
+            .clone()
+            .unwrap_or_default();
+        if protected.is_empty() {
+            return Ok(true);
+        }
+        let changed = self.changed_properties()?;
+        if !changed.iter().any(|name| protected.contains(name)) {
+            return Ok(true);
+        }
+        let Some(password) = self.reauth_password.as_deref().filter(|p| !p.is_empty()) else {
+            return Err("Reauthentication failed, missing or empty headers".to_owned());
+        };
+        match login::reverify(&self.state, &self.generation, &self.context, password) {
+            Ok(true) => Ok(true),
+            _ => Err(format!(
+                "Reauthentication failed for {}",
+                self.context.authentication_id
+            )),
+        }
+    }
+}
+
+impl AccessChecks for RequestChecks {
+    fn check(&self, name: &str, arguments: Vec<Value>) -> std::result::Result<bool, String> {
+        let text = |index: usize| {
+            arguments
+                .get(index)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let list = |index: usize| -> Vec<String> {
+            arguments
+                .get(index)
+                .and_then(Value::as_array)
+                .map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        match name {
+            "ownDataOnly" => Ok(self.path == self.context.own_path()),
+            "onlyEditableManagedObjectProperties" => self.only_editable(&text(0), &list(1)),
+            "reauthIfProtectedAttributeChange" => self.reauth_if_protected(),
+            "checkIfUIIsEnabled" => Ok(self.generation.ui.enabled(&text(0))),
+            "checkIfProgressiveProfileIsEnabled" => Ok(self.generation.progressive_profile_enabled()),
+            "isSelfServiceRequest" => Ok(false),
+            "disallowQueryExpression" => Ok(!self.request.params.has("_queryexpression")),
+            "disallowCommandAction" => Ok(self.operation.action() != Some("command")),
+            "isQueryOneOf" => {
+                let allowed = arguments
+                    .first()
+                    .and_then(|map| map.get(&self.path))
+                    .and_then(Value::as_array)
+                    .map(|ids| {
+                        ids.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                Ok(self
+                    .request
+                    .params
+                    .get("_queryid")
+                    .is_some_and(|query_id| allowed.iter().any(|id| id == query_id)))
+            }
+            "restrictPatchToFields" => {
+                let allowed = list(0);
+                Ok(self.changed_properties()?.iter().all(|field| allowed.contains(field)))
+            }
+            other => Err(format!("unknown access check {other}")),
+        }
+    }
+}
+
+/// Decides whether `context` may perform `operation` on the request's resource.
+pub fn authorize(
+    state: &Arc<AppState>,
+    generation: &Arc<Generation>,
+    context: &SecurityContext,
+    request: &CrestRequest,
+    operation: &Operation,
+    reauth_password: Option<String>,
+) -> Result<()> {
+    let path = request.path.join("/");
+    let method = operation.rule_name();
+    let mut checks: Option<Rc<RequestChecks>> = None;
+    for rule in &generation.access.rules {
+        if !rule.covers(&path)
+            || !rule.roles.contains_any(context.authorization.roles.iter())
+            || !rule.methods.contains(method)
+        {
+            continue;
+        }
+        if let Some(action) = operation.action()
+            && !rule.actions.contains(action)
+        {
+            continue;
+        }
+        let Some(condition) = &rule.condition else {
+            return Ok(());
+        };
+        let answering = checks.get_or_insert_with(|| {
+            Rc::new(RequestChecks {
+                state: Arc::clone(state),
+                generation: Arc::clone(generation),
+                context: context.clone(),
+                request: request.clone(),
+                operation: operation.clone(),
+                path: path.clone(),
+                reauth_password: reauth_password.clone(),
+                changed: RefCell::new(None),
+            })
+        });
+        match condition.evaluate(&generation.script_limits, Rc::clone(answering) as Rc<dyn AccessChecks>) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(error) => {
+                if let ScriptErrorKind::Thrown(_) = error.kind
+                    && error.message.starts_with("Reauthentication failed")
+                {
+                    return Err(Error::Forbidden(error.message));
+                }
+                tracing::error!(rule = %rule.pattern, "access rule condition failed: {error}");
+            }
+        }
+    }
+    Err(Error::Forbidden(ACCESS_DENIED.to_owned()))
+}

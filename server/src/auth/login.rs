@@ -1,0 +1,303 @@
+//! Checking credentials against the authentication modules, in their configured order: the
+//! static anonymous user, managed users through the credential query (active accounts only,
+//! with lockout), and internal users. Verified credentials are cached so that header
+//! authentication does not run argon2 on every request.
+
+use std::sync::Arc;
+
+use ferridm_core::fields::FieldSelection;
+use ferridm_core::{Error, Result};
+use ferridm_store::LockoutRule;
+use serde_json::Value;
+
+use super::{ADMIN_USER, ANONYMOUS_USER, Authorization, Credentials, ROLE_ADMIN, ROLE_AUTHORIZED, SecurityContext};
+use crate::config::Generation;
+use crate::config::authentication::{AuthModule, ModuleKind};
+use crate::service::managed::{ManagedObjects, QueryRequest, predefined_query};
+use crate::service::storage_error;
+use crate::state::AppState;
+
+/// Internal user names are reserved: the managed-user module never looks them up.
+fn is_internal_user(name: &str) -> bool {
+    name == ADMIN_USER || name == ANONYMOUS_USER
+}
+
+fn static_user(module: &AuthModule, credentials: &Credentials) -> Option<SecurityContext> {
+    let username = module.username.as_deref()?;
+    let password = module.password.as_deref()?;
+    (credentials.username == username && credentials.password == password).then(|| SecurityContext {
+        authentication_id: credentials.username.clone(),
+        authorization: Authorization {
+            id: username.to_owned(),
+            component: module.resource.clone(),
+            roles: module.default_roles.clone(),
+            module_id: ModuleKind::StaticUser.module_id().to_owned(),
+            query_id: None,
+            protected_attribute_list: None,
+            processes_required: None,
+            required_profile_processes: None,
+        },
+    })
+}
+
+fn admin_context(module: &AuthModule, credentials: &Credentials) -> SecurityContext {
+    let mut roles = vec![ROLE_ADMIN.to_owned(), ROLE_AUTHORIZED.to_owned()];
+    roles.extend(
+        module
+            .default_roles
+            .iter()
+            .filter(|r| !roles.contains(r))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    SecurityContext {
+        authentication_id: credentials.username.clone(),
+        authorization: Authorization {
+            id: ADMIN_USER.to_owned(),
+            component: module.resource.clone(),
+            roles,
+            module_id: ModuleKind::InternalUser.module_id().to_owned(),
+            query_id: module.query_id.clone(),
+            protected_attribute_list: None,
+            processes_required: None,
+            required_profile_processes: None,
+        },
+    }
+}
+
+/// IDM's `internal/user/anonymous` (password `anonymous`), for deployments that disable the
+/// static user module.
+fn anonymous_internal(module: &AuthModule, credentials: &Credentials) -> Option<SecurityContext> {
+    (credentials.username == ANONYMOUS_USER && credentials.password == ANONYMOUS_USER).then(|| SecurityContext {
+        authentication_id: credentials.username.clone(),
+        authorization: Authorization {
+            id: ANONYMOUS_USER.to_owned(),
+            component: module.resource.clone(),
+            roles: vec![super::ROLE_REG.to_owned()],
+            module_id: ModuleKind::InternalUser.module_id().to_owned(),
+            query_id: module.query_id.clone(),
+            protected_attribute_list: None,
+            processes_required: None,
+            required_profile_processes: None,
+        },
+    })
+}
+
+/// What can be decided without blocking: the static user, and an internal user whose
+/// credentials are cached. `None` means the blocking check must run.
+pub fn try_without_blocking(
+    state: &AppState,
+    generation: &Generation,
+    credentials: &Credentials,
+) -> Option<Option<SecurityContext>> {
+    for module in &generation.authentication.modules {
+        match module.kind {
+            ModuleKind::StaticUser => {
+                if let Some(context) = static_user(module, credentials) {
+                    return Some(Some(context));
+                }
+            }
+            ModuleKind::ManagedUser if !is_internal_user(&credentials.username) => return None,
+            ModuleKind::ManagedUser => {}
+            ModuleKind::InternalUser => {
+                if credentials.username == ANONYMOUS_USER {
+                    match anonymous_internal(module, credentials) {
+                        Some(context) => return Some(Some(context)),
+                        None => continue,
+                    }
+                }
+                if credentials.username != ADMIN_USER {
+                    continue;
+                }
+                let stored = &state.secrets.admin_password_hash;
+                if state
+                    .credentials
+                    .contains(&credentials.username, &credentials.password, stored)
+                {
+                    return Some(Some(admin_context(module, credentials)));
+                }
+                return None;
+            }
+        }
+    }
+    Some(None)
+}
+
+/// The stored password hash (PHC string) of an object's credential property.
+pub fn stored_hash(content: &Value, property: &str) -> Option<String> {
+    let value = content.get(property)?;
+    value
+        .get("$crypto")
+        .and_then(|crypto| crypto.get("value"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Verifies a password against a stored PHC string, through the cache.
+pub fn verify_password(state: &AppState, username: &str, password: &str, stored: &str) -> bool {
+    if state.credentials.contains(username, password, stored) {
+        return true;
+    }
+    if state.hasher().verify(password, stored) {
+        state.credentials.insert(username, password, stored);
+        return true;
+    }
+    false
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The managed user the credential query finds for `username` (active accounts only).
+pub fn find_managed_user(
+    state: &Arc<AppState>,
+    generation: &Arc<Generation>,
+    module: &AuthModule,
+    username: &str,
+) -> Result<Option<Value>> {
+    let type_name = module.resource.strip_prefix("managed/").unwrap_or("user");
+    let objects = ManagedObjects::new(state, generation, type_name, false)?;
+    let query_id = module.query_id.as_deref().unwrap_or("credential-query");
+    let (filter, _) = predefined_query(query_id, |name| {
+        (name == "username" || name == "uid").then_some(username)
+    })?;
+    let request = QueryRequest {
+        filter,
+        ids_only: false,
+        sort: Vec::new(),
+        paging: ferridm_core::query::Paging {
+            page_size: Some(2),
+            ..Default::default()
+        },
+    };
+    let fields = FieldSelection::parse(["*", module.roles_property.as_str(), module.credential_property.as_str()]);
+    let found = objects.query(&request, &fields)?;
+    Ok(match found.result.as_slice() {
+        [only] => Some(only.clone()),
+        _ => None,
+    })
+}
+
+fn managed_user(
+    state: &Arc<AppState>,
+    generation: &Arc<Generation>,
+    module: &AuthModule,
+    credentials: &Credentials,
+) -> Result<Option<SecurityContext>> {
+    let Some(user) = find_managed_user(state, generation, module, &credentials.username)? else {
+        return Ok(None);
+    };
+    let id = user.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let principal = format!("{}/{id}", module.resource);
+    let lockout = &generation.authentication.lockout;
+    let failures = if lockout.enabled {
+        state.store.login_failure(&principal).map_err(storage_error)?
+    } else {
+        None
+    };
+    if failures.is_some_and(|state| state.locked_at(now_millis())) {
+        tracing::info!(principal = %principal, "login refused: account locked");
+        return Ok(None);
+    }
+    let verified = stored_hash(&user, &module.credential_property)
+        .is_some_and(|stored| verify_password(state, &credentials.username, &credentials.password, &stored));
+    if !verified {
+        if lockout.enabled {
+            let rule = LockoutRule {
+                max_failures: i64::from(lockout.max_failures.max(1)),
+                window_ms: lockout.window_ms(),
+                lock_ms: lockout.lock_ms(),
+            };
+            let after = state
+                .store
+                .record_login_failure(&principal, now_millis(), rule)
+                .map_err(storage_error)?;
+            if after.locked_at(now_millis()) {
+                tracing::warn!(principal = %principal, "account locked after repeated failed logins");
+            }
+        }
+        return Ok(None);
+    }
+    if failures.is_some() {
+        state.store.clear_login_failures(&principal).map_err(storage_error)?;
+    }
+    let mut roles: Vec<String> = user
+        .get(&module.roles_property)
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("_ref").and_then(Value::as_str).or_else(|| r.as_str()))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    for role in &module.default_roles {
+        if !roles.contains(role) {
+            roles.push(role.clone());
+        }
+    }
+    let protected = generation
+        .managed
+        .get(module.resource.strip_prefix("managed/").unwrap_or("user"))
+        .map(|object_type| object_type.protected.clone())
+        .unwrap_or_default();
+    Ok(Some(SecurityContext {
+        authentication_id: credentials.username.clone(),
+        authorization: Authorization {
+            id,
+            component: module.resource.clone(),
+            roles,
+            module_id: ModuleKind::ManagedUser.module_id().to_owned(),
+            query_id: module.query_id.clone(),
+            protected_attribute_list: Some(protected),
+            processes_required: None,
+            required_profile_processes: None,
+        },
+    }))
+}
+
+/// Tries every module in order (blocking: may query the store and run argon2).
+pub fn verify_credentials(
+    state: &Arc<AppState>,
+    generation: &Arc<Generation>,
+    credentials: &Credentials,
+) -> Result<Option<SecurityContext>> {
+    for module in &generation.authentication.modules {
+        let found = match module.kind {
+            ModuleKind::StaticUser => static_user(module, credentials),
+            ModuleKind::ManagedUser if is_internal_user(&credentials.username) => None,
+            ModuleKind::ManagedUser => managed_user(state, generation, module, credentials)?,
+            ModuleKind::InternalUser if credentials.username == ADMIN_USER => {
+                let stored = state.secrets.admin_password_hash.clone();
+                verify_password(state, &credentials.username, &credentials.password, &stored)
+                    .then(|| admin_context(module, credentials))
+            }
+            ModuleKind::InternalUser => anonymous_internal(module, credentials),
+        };
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Verifies the password of an already authenticated caller (re-authentication).
+pub fn reverify(
+    state: &Arc<AppState>,
+    generation: &Arc<Generation>,
+    context: &SecurityContext,
+    password: &str,
+) -> Result<bool> {
+    let credentials = Credentials {
+        username: context.authentication_id.clone(),
+        password: password.to_owned(),
+    };
+    Ok(verify_credentials(state, generation, &credentials)?
+        .is_some_and(|verified| verified.authorization.id == context.authorization.id))
+}
+
+/// An error for refused credentials.
+pub fn refused() -> Error {
+    Error::Unauthorized
+}

@@ -1,0 +1,189 @@
+//! Session cookies: a signed JWT (HS256, the shared `sessionKey`) carrying the security context,
+//! an absolute expiry (`maxTokenLifeMinutes`) and an idle expiry (`tokenIdleTimeMinutes`) that
+//! slides each time the cookie is re-issued. Any node with the same key accepts it; a tampered
+//! or expired cookie is simply not a session.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::SecurityContext;
+use crate::config::authentication::{SessionSettings, minutes_to_seconds};
+use crate::secrets::Key;
+
+/// The cookie's name, as IDM's.
+pub const COOKIE_NAME: &str = "session-jwt";
+
+/// What a session holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// Who.
+    pub context: SecurityContext,
+    /// Progressive-profile forms completed in this session (their identifiers).
+    pub forms_completed: Vec<String>,
+    /// Absolute expiry (seconds since the epoch).
+    pub expires: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    ctx: SecurityContext,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forms: Vec<String>,
+    iat: u64,
+    exp: u64,
+    idle: u64,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+impl Session {
+    /// A new session for `context` starting now.
+    pub fn start(context: SecurityContext, settings: &SessionSettings, now: u64) -> Self {
+        Self {
+            context,
+            forms_completed: Vec::new(),
+            expires: now + minutes_to_seconds(settings.max_token_life_minutes),
+        }
+    }
+
+    /// The signed token, with the idle expiry moved to `now + idle`.
+    pub fn issue(&self, key: &Key, settings: &SessionSettings, now: u64) -> Option<String> {
+        let claims = Claims {
+            sub: self.context.authentication_id.clone(),
+            ctx: self.context.clone(),
+            forms: self.forms_completed.clone(),
+            iat: now,
+            exp: self.expires,
+            idle: (now + minutes_to_seconds(settings.token_idle_time_minutes)).min(self.expires),
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&key.0),
+        )
+        .map_err(|error| tracing::error!(%error, "cannot sign a session"))
+        .ok()
+    }
+
+    /// The session in `token`, if it is authentic and neither expired nor idle too long.
+    pub fn open(key: &Key, token: &str, now: u64) -> Option<Self> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&key.0), &validation)
+            .ok()?
+            .claims;
+        (claims.exp > now && claims.idle > now).then_some(Self {
+            context: claims.ctx,
+            forms_completed: claims.forms,
+            expires: claims.exp,
+        })
+    }
+}
+
+/// The `Set-Cookie` value carrying `token`.
+pub fn cookie(token: &str, settings: &SessionSettings, expires: u64, now: u64) -> String {
+    let mut cookie = format!("{COOKIE_NAME}={token}; Path=/; SameSite=Lax");
+    if settings.is_http_only {
+        cookie.push_str("; HttpOnly");
+    }
+    if settings.is_secure {
+        cookie.push_str("; Secure");
+    }
+    if !settings.session_only {
+        cookie.push_str(&format!("; Max-Age={}", expires.saturating_sub(now)));
+    }
+    cookie
+}
+
+/// The `Set-Cookie` value that removes the session.
+pub fn clear_cookie() -> String {
+    format!("{COOKIE_NAME}=; Path=/; Max-Age=0; SameSite=Lax; HttpOnly")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Authorization;
+
+    fn context() -> SecurityContext {
+        SecurityContext {
+            authentication_id: "bjensen".into(),
+            authorization: Authorization {
+                id: "u1".into(),
+                component: "managed/user".into(),
+                roles: vec!["internal/role/openidm-authorized".into()],
+                module_id: "MANAGED_USER".into(),
+                query_id: Some("credential-query".into()),
+                protected_attribute_list: Some(vec!["password".into()]),
+                processes_required: None,
+                required_profile_processes: None,
+            },
+        }
+    }
+
+    #[test]
+    fn sessions_round_trip_with_the_same_key_only() {
+        let settings = SessionSettings::default();
+        let session = Session::start(context(), &settings, 1_000);
+        let token = session.issue(&Key([1; 32]), &settings, 1_000).unwrap();
+        assert_eq!(Session::open(&Key([1; 32]), &token, 1_001), Some(session));
+        assert_eq!(Session::open(&Key([2; 32]), &token, 1_001), None);
+    }
+
+    #[test]
+    fn tampered_tokens_are_refused() {
+        let settings = SessionSettings::default();
+        let token = Session::start(context(), &settings, 1_000)
+            .issue(&Key([1; 32]), &settings, 1_000)
+            .unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = parts[1].chars().rev().collect();
+        assert_eq!(Session::open(&Key([1; 32]), &parts.join("."), 1_001), None);
+        assert_eq!(Session::open(&Key([1; 32]), "garbage", 1_001), None);
+    }
+
+    #[test]
+    fn idle_and_absolute_expiry_end_the_session() {
+        let settings = SessionSettings {
+            max_token_life_minutes: 10.0,
+            token_idle_time_minutes: 2.0,
+            ..SessionSettings::default()
+        };
+        let session = Session::start(context(), &settings, 0);
+        let token = session.issue(&Key([1; 32]), &settings, 0).unwrap();
+        assert!(Session::open(&Key([1; 32]), &token, 119).is_some());
+        assert!(Session::open(&Key([1; 32]), &token, 121).is_none(), "idle too long");
+        let refreshed = session.issue(&Key([1; 32]), &settings, 540).unwrap();
+        assert!(Session::open(&Key([1; 32]), &refreshed, 599).is_some());
+        assert!(
+            Session::open(&Key([1; 32]), &refreshed, 601).is_none(),
+            "past the absolute life"
+        );
+    }
+
+    #[test]
+    fn cookies_carry_the_configured_attributes() {
+        let settings = SessionSettings::default();
+        assert_eq!(
+            cookie("t", &settings, 100, 0),
+            "session-jwt=t; Path=/; SameSite=Lax; HttpOnly"
+        );
+        let persistent = SessionSettings {
+            session_only: false,
+            is_secure: true,
+            ..settings
+        };
+        assert_eq!(
+            cookie("t", &persistent, 100, 40),
+            "session-jwt=t; Path=/; SameSite=Lax; HttpOnly; Secure; Max-Age=60"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! `ferridm.json`: ferridm's own settings (IDM has no equivalent). Every key is optional; unknown
+//! keys are errors because we own the format.
+
+use serde::Deserialize;
+
+/// Limits applied to every script engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptLimitSettings {
+    /// Operations one script call may run.
+    pub max_operations: u64,
+    /// Function call depth.
+    pub max_call_levels: usize,
+    /// Longest string a script may build, in bytes.
+    pub max_string_size: usize,
+    /// Largest array.
+    pub max_array_size: usize,
+    /// Largest map.
+    pub max_map_size: usize,
+    /// Wall-clock budget of one call, in milliseconds.
+    pub max_millis: u64,
+}
+
+impl Default for ScriptLimitSettings {
+    fn default() -> Self {
+        Self {
+            max_operations: 1_000_000,
+            max_call_levels: 48,
+            max_string_size: 1 << 20,
+            max_array_size: 100_000,
+            max_map_size: 10_000,
+            max_millis: 2_000,
+        }
+    }
+}
+
+/// Argon2id cost for stored passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordHashSettings {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordHashSettings {
+    fn default() -> Self {
+        // OWASP's recommended minimum for argon2id.
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// How the conf and script directories are watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum WatchMode {
+    /// Native file-system events (inotify, …).
+    #[default]
+    Native,
+    /// Polling, for file systems without events (NFS, some container mounts).
+    Poll,
+    /// No watching: reload only through `PUT /openidm/config/<id>`.
+    Off,
+}
+
+/// Watching for changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct WatchSettings {
+    /// Native events or polling.
+    pub mode: WatchMode,
+    /// Quiet time after the last change before a reload, in milliseconds.
+    pub debounce_millis: u64,
+    /// Poll interval, in milliseconds (poll mode).
+    pub poll_millis: u64,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            mode: WatchMode::Native,
+            debounce_millis: 150,
+            poll_millis: 500,
+        }
+    }
+}
+
+/// The verified-credential cache (header authentication without a KDF run per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialCacheSettings {
+    /// Entries kept at most.
+    pub max_entries: usize,
+    /// Seconds an entry stays valid.
+    pub ttl_seconds: u64,
+}
+
+impl Default for CredentialCacheSettings {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            ttl_seconds: 60,
+        }
+    }
+}
+
+/// The whole of `ferridm.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// Largest request body, in bytes (5 MB by default).
+    pub max_body_bytes: usize,
+    /// Most results an unpaged query may return before it is refused.
+    pub max_unpaged_query_results: u64,
+    /// Script engine limits.
+    pub script_limits: ScriptLimitSettings,
+    /// Password hashing cost.
+    pub password_hashing: PasswordHashSettings,
+    /// Conf and script watching.
+    pub watch: WatchSettings,
+    /// Verified-credential cache.
+    pub credential_cache: CredentialCacheSettings,
+    /// Whether policies are enforced on writes (IDM's `openidm.policy.enforcement.enabled`).
+    pub policy_enforcement: bool,
+    /// Directory (relative to the project directory) for data such as generated secrets and the
+    /// mail outbox.
+    pub data_dir: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 5 * 1024 * 1024,
+            max_unpaged_query_results: 20_000,
+            script_limits: ScriptLimitSettings::default(),
+            password_hashing: PasswordHashSettings::default(),
+            watch: WatchSettings::default(),
+            credential_cache: CredentialCacheSettings::default(),
+            policy_enforcement: true,
+            data_dir: "data".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_optional() {
+        let settings: Settings = serde_json::from_str("{}").unwrap();
+        assert_eq!(settings, Settings::default());
+        assert_eq!(settings.max_body_bytes, 5 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(serde_json::from_str::<Settings>(r#"{"maxBodyByte": 1}"#).is_err());
+        assert!(serde_json::from_str::<Settings>(r#"{"watch": {"mode": "sometimes"}}"#).is_err());
+    }
+}

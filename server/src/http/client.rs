@@ -1,0 +1,117 @@
+//! What IDM's own clients (the End User UI, the JavaScript SDK) read beyond the core API: the
+//! managed object schema, delegated-admin privileges, UI configuration and features, identity
+//! providers, KBA questions and consent mappings — each answered from the loaded configuration.
+
+use ferridm_core::{Error, Result};
+use serde_json::{Value, json};
+
+use super::request::Operation;
+use super::response::Reply;
+use crate::config::Generation;
+
+/// `GET /openidm/schema/managed/<type>`: the object schema as declared in `managed.json`.
+pub fn read_schema(generation: &Generation, type_name: &str) -> Result<Reply> {
+    let object_type = generation
+        .managed
+        .get(type_name)
+        .ok_or_else(|| Error::NotFound(format!("Resource 'schema/managed/{type_name}' not found")))?;
+    let mut schema = serde_json::Map::new();
+    schema.insert("_id".to_owned(), Value::String(format!("managed/{type_name}")));
+    for (key, value) in &object_type.schema.schema.raw {
+        schema.insert(key.clone(), value.clone());
+    }
+    Ok(Reply::ok(Value::Object(schema)))
+}
+
+/// `POST /openidm/privilege?_action=listPrivileges`: delegated-admin privileges of the caller
+/// (ferridm has none to delegate, so always an empty list).
+pub fn list_privileges(operation: &Operation) -> Result<Reply> {
+    match operation.action() {
+        Some("listPrivileges") => Ok(Reply::ok(json!([]))),
+        Some(other) => Err(Error::bad_request(format!("Action {other} is not supported."))),
+        None => Err(Error::NotSupported(
+            "Only listPrivileges is supported on privilege".into(),
+        )),
+    }
+}
+
+/// `GET /openidm/info/uiconfig`: the UI configuration (`ui-configuration.json`).
+pub fn read_uiconfig(generation: &Generation) -> Reply {
+    Reply::ok(json!({"_id": "", "configuration": generation.ui.configuration}))
+}
+
+/// `GET /openidm/info/features?_queryFilter=true`: which self-service features are enabled
+/// (their process is configured) and where.
+pub fn query_features(generation: &Generation) -> Reply {
+    let process = |name: &str| generation.processes.get(name).is_some();
+    let email_configured = generation
+        .file("external.email")
+        .and_then(|email| email.get("host"))
+        .and_then(Value::as_str)
+        .is_some_and(|host| !host.is_empty());
+    let features: Vec<(&str, bool, Vec<&str>)> = vec![
+        (
+            "registration",
+            process("registration"),
+            vec!["selfservice/registration"],
+        ),
+        ("passwordReset", process("reset"), vec!["selfservice/reset"]),
+        ("retrieveUsername", process("username"), vec!["selfservice/username"]),
+        ("profile", process("profile"), vec!["selfservice/profile"]),
+        (
+            "termsAndConditions",
+            process("termsAndConditions"),
+            vec!["selfservice/termsAndConditions"],
+        ),
+        ("kbaUpdate", process("kbaUpdate"), vec!["selfservice/kbaUpdate"]),
+        ("identityProviders", true, vec!["identityProviders"]),
+        ("email", email_configured, vec!["external/email"]),
+        ("workflow", false, vec![]),
+    ];
+    let result: Vec<Value> = features
+        .into_iter()
+        .map(|(name, enabled, endpoints)| {
+            json!({"_id": name, "name": name, "enabled": enabled, "endpoints": if enabled { endpoints } else { vec![] }})
+        })
+        .collect();
+    Reply::ok(json!({
+        "result": result.clone(),
+        "resultCount": result.len(),
+        "pagedResultsCookie": null,
+        "totalPagedResultsPolicy": "NONE",
+        "totalPagedResults": -1,
+        "remainingPagedResults": -1
+    }))
+}
+
+/// `GET /openidm/identityProviders`: enabled social providers (ferridm reaches none).
+pub fn read_identity_providers() -> Reply {
+    Reply::ok(json!({"_id": "", "providers": []}))
+}
+
+/// `GET /openidm/selfservice/kba`: the security questions (`selfservice.kba.json`).
+pub fn read_kba(generation: &Generation) -> Result<Reply> {
+    let kba = generation
+        .file("selfservice.kba")
+        .cloned()
+        .ok_or_else(|| Error::NotFound("Resource 'selfservice/kba' not found".into()))?;
+    let mut body = serde_json::Map::new();
+    body.insert("_id".to_owned(), Value::String("kba".to_owned()));
+    if let Value::Object(map) = kba {
+        body.extend(map);
+    }
+    Ok(Reply::ok(Value::Object(body)))
+}
+
+/// `GET /openidm/consent?_queryFilter=…`: mappings a user may consent to (ferridm has no sync
+/// mappings, so none).
+pub fn query_consent() -> Reply {
+    Reply::ok(json!({
+        "result": [],
+        "resultCount": 0,
+        "pagedResultsCookie": null,
+        "totalPagedResultsPolicy": "NONE",
+        "totalPagedResults": -1,
+        "remainingPagedResults": -1
+    }))
+}

@@ -1,0 +1,233 @@
+//! ferridm: an identity-management server speaking the PingIDM / ForgeRock IDM REST API.
+//!
+//! [`start`] loads the conf directory into a configuration generation, opens the store, and
+//! serves `/openidm` over actix-web. The binary (`main.rs`) and the black-box tests both start
+//! the server through it.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod policy;
+pub mod reload;
+pub mod scripting;
+pub mod sealed;
+pub mod secrets;
+pub mod selfservice;
+pub mod service;
+pub mod state;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::{App, middleware, web};
+use anyhow::Context as _;
+use ferridm_store::{Store, StoreOptions};
+
+use crate::auth::password::PasswordHasher;
+use crate::config::{ConfigError, ConfigPaths};
+use crate::state::AppState;
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The conf directory.
+    pub conf_dir: PathBuf,
+    /// Address to listen on (`127.0.0.1:8080`; port 0 picks a free port).
+    pub listen: String,
+    /// Database URL (`sqlite://…` or `postgres://…`).
+    pub db: String,
+    /// Worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// A directory holding a browser UI to serve at `/`.
+    pub ui_dir: Option<PathBuf>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            conf_dir: PathBuf::from("conf"),
+            listen: "127.0.0.1:8080".to_owned(),
+            db: "sqlite://data/ferridm.db".to_owned(),
+            workers: None,
+            ui_dir: None,
+        }
+    }
+}
+
+/// A configuration that could not be loaded: every problem, each naming its file.
+#[derive(Debug, thiserror::Error)]
+#[error("the configuration cannot be loaded:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// Checks a conf directory exactly as a reload would; returns every problem found.
+pub fn check(conf_dir: &std::path::Path) -> Result<config::Generation, Vec<ConfigError>> {
+    config::load(&ConfigPaths::new(conf_dir), 1)
+}
+
+/// Loads configuration, secrets and the store: everything before listening.
+pub fn prepare(options: &ServerOptions) -> anyhow::Result<Arc<AppState>> {
+    let paths = ConfigPaths::new(&options.conf_dir);
+    let generation = config::load(&paths, 1).map_err(ConfigErrors)?;
+    let data_dir = paths.resolve(&generation.settings.data_dir);
+    let hasher = PasswordHasher::new(generation.settings.password_hashing);
+    let secrets = secrets::load(
+        generation.file("boot"),
+        &paths.conf_dir.join("boot.json"),
+        &data_dir,
+        &hasher,
+    )
+    .map_err(|error| ConfigErrors(vec![error]))?;
+    if secrets.admin_password_is_default {
+        tracing::warn!("openidm-admin still has its default password: set adminPassword in conf/boot.json");
+    }
+    let store = Store::open(&options.db, &StoreOptions::default())
+        .with_context(|| format!("cannot open the database {}", redact_url(&options.db)))?;
+    tracing::info!(backend = ?store.backend(), generation = generation.number, "configuration loaded");
+    Ok(Arc::new(AppState::new(paths, store, secrets, generation)))
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..scheme_end], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The actix server over prepared state, bound to `listener`. Accepted connections are read
+/// through [`http::wire::RequestLineSanitizer`], so request targets with bytes actix's URI parser
+/// refuses (a raw `"` in a query, as curl sends it) still reach ferridm.
+pub fn server(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    workers: Option<usize>,
+    ui_dir: Option<PathBuf>,
+) -> std::io::Result<actix_web::dev::Server> {
+    use actix_service::ServiceFactoryExt as _;
+    let data = web::Data::from(state);
+    let app = move || {
+        let app = App::new()
+            .app_data(data.clone())
+            .wrap(middleware::from_fn(http::ui::cache_headers))
+            .wrap(middleware::from_fn(http::log_request))
+            .configure(http::configure);
+        match &ui_dir {
+            Some(dir) => app.service(http::ui::files(dir.clone())),
+            None => app,
+        }
+    };
+    let mut builder = actix_server::Server::build()
+        .shutdown_timeout(10)
+        .listen("ferridm", listener, move || {
+            let application = actix_service::IntoServiceFactory::into_factory(app())
+                .map_err(|error: actix_web::Error| error.error_response());
+            let http = actix_http::HttpService::build().h1(actix_service::map_config(application, |()| {
+                actix_web::dev::AppConfig::default()
+            }));
+            actix_service::fn_service(|stream: actix_web::rt::net::TcpStream| async move {
+                let peer = stream.peer_addr().ok();
+                let _ = stream.set_nodelay(true);
+                Ok::<_, std::io::Error>((http::wire::RequestLineSanitizer::new(stream), peer))
+            })
+            .and_then(http.map_err(|_| std::io::Error::other("the connection failed")))
+        })?;
+    if let Some(workers) = workers {
+        builder = builder.workers(workers);
+    }
+    Ok(builder.run())
+}
+
+/// A server running on its own thread (for tests and embedding).
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The shared state.
+    pub state: Arc<AppState>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _watch: Option<ferridm_plugins::watch::DirectoryWatch>,
+}
+
+impl RunningServer {
+    /// The base URL, e.g. `http://127.0.0.1:34567`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let handle = self.handle.clone();
+            let _ = std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false))).join();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Prepares and starts a server on a background thread; returns once it is listening.
+pub fn start(options: &ServerOptions) -> anyhow::Result<RunningServer> {
+    let state = prepare(options)?;
+    let listener =
+        TcpListener::bind(&options.listen).with_context(|| format!("cannot listen on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let thread_state = Arc::clone(&state);
+    let workers = options.workers;
+    let ui_dir = options.ui_dir.clone();
+    let thread = std::thread::Builder::new()
+        .name("ferridm-server".to_owned())
+        .spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                match server(thread_state, listener, workers, ui_dir) {
+                    Ok(server) => {
+                        let _ = sender.send(Ok(server.handle()));
+                        let _ = server.await;
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(error));
+                    }
+                }
+            });
+        })?;
+    let handle = receiver.recv().context("the server thread stopped early")??;
+    let watch = reload::watch(&state);
+    reload::reconcile_completeness(&state);
+    Ok(RunningServer {
+        addr,
+        state,
+        handle,
+        thread: Some(thread),
+        _watch: watch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

@@ -1,0 +1,114 @@
+//! Reloading configuration: a change builds a whole new generation (every file parsed and
+//! checked, every script compiled, every policy and stage name resolved); only one that passes
+//! replaces the running one, atomically. A refused generation is logged, one ERROR line per
+//! problem naming the file and position, and the last good one keeps serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferridm_plugins::watch::{self, DirectoryWatch, WatchMode};
+
+use crate::config::settings::WatchMode as ConfiguredMode;
+use crate::config::{self, ConfigError, Generation, Overrides};
+use crate::state::AppState;
+
+/// Builds and, if it passes, installs a new generation with `overrides` applied in memory.
+pub fn reload(state: &Arc<AppState>, overrides: &Overrides, cause: &str) -> Result<Arc<Generation>, Vec<ConfigError>> {
+    let _serialised = state.reload_lock();
+    let current = state.generation();
+    match config::load_with(&state.paths, current.number + 1, overrides) {
+        Ok(generation) => {
+            let number = generation.number;
+            let rule_changed = generation.completeness.fingerprint() != current.completeness.fingerprint();
+            state.install(generation);
+            tracing::info!(generation = number, cause, "configuration reloaded");
+            if rule_changed {
+                recompute_completeness(state);
+            }
+            Ok(state.generation())
+        }
+        Err(errors) => {
+            for problem in &errors {
+                tracing::error!(
+                    file = %problem.file,
+                    generation = current.number,
+                    "configuration refused, keeping generation {}: {problem}",
+                    current.number
+                );
+            }
+            state.set_errors(errors.clone());
+            Err(errors)
+        }
+    }
+}
+
+/// The file recording which completeness rule the stored scores were computed with.
+fn completeness_marker(state: &AppState) -> PathBuf {
+    let generation = state.generation();
+    state
+        .paths
+        .resolve(&generation.settings.data_dir)
+        .join("completeness-rule")
+}
+
+/// At start: recomputes stored completeness if the rule changed while the server was down.
+pub fn reconcile_completeness(state: &Arc<AppState>) {
+    let current = state.generation().completeness.fingerprint();
+    let recorded = std::fs::read_to_string(completeness_marker(state)).unwrap_or_default();
+    if recorded.trim() != current {
+        recompute_completeness(state);
+    }
+}
+
+/// Recomputes every user's stored completeness in the background (the rule changed).
+pub fn recompute_completeness(state: &Arc<AppState>) {
+    let shared = Arc::clone(state);
+    let spawned = std::thread::Builder::new()
+        .name("ferridm-completeness".to_owned())
+        .spawn(move || {
+            let fingerprint = shared.generation().completeness.fingerprint();
+            crate::service::profile::recompute_all(&shared);
+            let marker = completeness_marker(&shared);
+            if let Some(dir) = marker.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Err(error) = std::fs::write(&marker, fingerprint) {
+                tracing::warn!(%error, "cannot record the completeness rule");
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start recomputing profile completeness");
+    }
+}
+
+/// Starts watching the conf and scripts directories, reloading on every change.
+pub fn watch(state: &Arc<AppState>) -> Option<DirectoryWatch> {
+    let settings = state.generation().settings.watch;
+    let mode = match settings.mode {
+        ConfiguredMode::Off => return None,
+        ConfiguredMode::Native => WatchMode::Native,
+        ConfiguredMode::Poll => WatchMode::Poll(Duration::from_millis(settings.poll_millis.max(10))),
+    };
+    let directories: Vec<PathBuf> = vec![state.paths.conf_dir.clone(), state.paths.project_dir.join("scripts")];
+    let watching = Arc::clone(state);
+    match watch::watch(
+        &directories,
+        mode,
+        Duration::from_millis(settings.debounce_millis),
+        move |paths| {
+            let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+            tracing::debug!(changed = ?names, "configuration files changed");
+            let _ = reload(&watching, &Overrides::new(), "file change");
+        },
+    ) {
+        Ok(watch) => {
+            tracing::info!(mode = watch.mode(), "watching conf and scripts for changes");
+            Some(watch)
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot watch the configuration; changes need a restart or PUT /openidm/config");
+            None
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Running a process (IDM §9.2): `GET` gives the first stage's requirements; each
+//! `submitRequirements` advances the current stage with the input, then moves on through stages
+//! that need nothing, until one asks for input or the process ends. Between requests the state
+//! lives in a sealed snapshot token bound to the process and its configuration version.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ferridm_core::{Error, Result};
+use ferridm_plugins::host::with_host;
+use ferridm_plugins::stage::{StageContext, StageOutcome};
+use ferridm_plugins::{Capability, Host};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::Process;
+use crate::auth::session::now_seconds;
+use crate::config::Generation;
+use crate::sealed::{self, SealError};
+use crate::service::host::{SelfServiceScope, ServerHost};
+use crate::state::AppState;
+
+const TOKEN_PURPOSE: &str = "ferridm-selfservice";
+/// The state key where stages' additions accumulate until the process ends.
+const ADDITIONS: &str = "_successAdditions";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    process: String,
+    version: String,
+    stage: usize,
+    tag: String,
+    state: Map<String, Value>,
+}
+
+/// One call into a process, as one caller.
+pub struct ProcessCall<'a> {
+    /// Shared state.
+    pub state: &'a Arc<AppState>,
+    /// The generation the request runs on.
+    pub generation: &'a Arc<Generation>,
+    /// The process.
+    pub process: &'a Process,
+    /// The logged-in managed user's id, if any.
+    pub principal: Option<String>,
+    /// `Accept-Language`, best first.
+    pub locales: Vec<String>,
+    /// Progressive-profile forms completed in this session (read and extended).
+    pub forms: Rc<RefCell<Vec<String>>>,
+}
+
+impl ProcessCall<'_> {
+    fn host(&self) -> Rc<dyn Host> {
+        Rc::new(
+            ServerHost::new(
+                Arc::clone(self.state),
+                Arc::clone(self.generation),
+                Some(format!("selfservice/{}", self.process.name)),
+            )
+            .with_scope(SelfServiceScope {
+                principal: self.principal.clone(),
+                forms: Rc::clone(&self.forms),
+            }),
+        )
+    }
+
+    fn context(&self, state: &Map<String, Value>, tag: &str) -> StageContext {
+        StageContext {
+            state: state.clone(),
+            principal: self.principal.clone(),
+            tag: tag.to_owned(),
+            locales: self.locales.clone(),
+        }
+    }
+
+    fn run<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.process.needs_principal && self.principal.is_none() {
+            return Err(Error::Forbidden("Access denied".into()));
+        }
+        with_host(
+            self.host(),
+            Capability::ReadWrite,
+            &format!("selfservice/{}", self.process.name),
+            work,
+        )
+    }
+
+    /// `GET /openidm/selfservice/<name>`: the first stage's requirements.
+    pub fn initial(&self) -> Result<Value> {
+        self.run(|| {
+            let Some(first) = self.process.stages.first() else {
+                return Ok(json!({"_id": "1", "_rev": "0", "type": "", "tag": "initial", "requirements": {}}));
+            };
+            let requirements = first
+                .stage
+                .requirements(&self.context(&Map::new(), "initial"), &first.config)
+                .map_err(|error| crate::scripting::resource_error(&error))?
+                .unwrap_or_else(|| json!({}));
+            let digest = Sha256::digest(requirements.to_string().as_bytes());
+            let rev = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+            Ok(json!({
+                "_id": "1",
+                "_rev": rev.to_string(),
+                "type": first.name,
+                "tag": "initial",
+                "requirements": requirements,
+            }))
+        })
+    }
+
+    fn seal(&self, stage: usize, tag: &str, state: &Map<String, Value>) -> Result<String> {
+        let snapshot = Snapshot {
+            process: self.process.name.clone(),
+            version: self.process.version.clone(),
+            stage,
+            tag: tag.to_owned(),
+            state: state.clone(),
+        };
+        sealed::seal(
+            &self.state.secrets.token_key,
+            TOKEN_PURPOSE,
+            &snapshot,
+            now_seconds() + self.process.token_expiry,
+        )
+        .ok_or_else(|| Error::internal("Internal Server Error"))
+    }
+
+    fn restore(&self, token: &str) -> Result<Snapshot> {
+        let snapshot: Snapshot = sealed::open(&self.state.secrets.token_key, TOKEN_PURPOSE, token, now_seconds())
+            .map_err(|error| match error {
+                SealError::Undecodable => Error::bad_request("Error deconstructing snapshot token"),
+                SealError::Forged => Error::bad_request("Invalid snapshot token"),
+                SealError::Expired => Error::bad_request("Snapshot token has expired"),
+            })?;
+        if snapshot.process != self.process.name
+            || snapshot.version != self.process.version
+            || snapshot.stage >= self.process.stages.len()
+        {
+            return Err(Error::bad_request("Invalid token"));
+        }
+        Ok(snapshot)
+    }
+
+    /// `POST /openidm/selfservice/<name>?_action=submitRequirements`.
+    pub fn submit(&self, body: &Value) -> Result<Value> {
+        let input = match body.get("input") {
+            None | Some(Value::Null) => return Err(Error::bad_request("No input provided")),
+            Some(input) => input.clone(),
+        };
+        let token = body
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|token| !token.is_empty());
+        let (mut index, mut tag, mut state) = match token {
+            Some(token) => {
+                let snapshot = self.restore(token)?;
+                (snapshot.stage, snapshot.tag, snapshot.state)
+            }
+            None => (0, "initial".to_owned(), Map::new()),
+        };
+        if self.process.stages.is_empty() {
+            return Err(Error::bad_request(format!(
+                "The process {} has no stages",
+                self.process.name
+            )));
+        }
+        self.run(|| {
+            let mut input = input;
+            loop {
+                let stage = &self.process.stages[index];
+                let outcome = stage
+                    .stage
+                    .advance(&self.context(&state, &tag), &stage.config, &input)
+                    .map_err(|error| crate::scripting::resource_error(&error))?;
+                match outcome {
+                    StageOutcome::Ask {
+                        requirements,
+                        tag: asked,
+                        state: changes,
+                        notify,
+                    } => {
+                        state.extend(changes);
+                        if let Some(asked) = asked {
+                            tag = asked;
+                        }
+                        let token = self.seal(index, &tag, &state)?;
+                        if let Some(notify) = notify {
+                            self.notify(&notify, &token)?;
+                        }
+                        return Ok(json!({"type": stage.name, "tag": tag, "requirements": requirements, "token": token}));
+                    }
+                    StageOutcome::Complete {
+                        state: changes,
+                        additions,
+                    } => {
+                        state.extend(changes);
+                        if !additions.is_empty() {
+                            let mut all = state.get(ADDITIONS).and_then(Value::as_object).cloned().unwrap_or_default();
+                            all.extend(additions);
+                            state.insert(ADDITIONS.to_owned(), Value::Object(all));
+                        }
+                        if index + 1 == self.process.stages.len() {
+                            let additions = state.get(ADDITIONS).cloned().unwrap_or_else(|| json!({}));
+                            return Ok(json!({"type": stage.name, "tag": "end", "status": {"success": true}, "additions": additions}));
+                        }
+                        index += 1;
+                        tag = "initial".to_owned();
+                        let next = &self.process.stages[index];
+                        let requirements = next
+                            .stage
+                            .requirements(&self.context(&state, &tag), &next.config)
+                            .map_err(|error| crate::scripting::resource_error(&error))?;
+                        if let Some(requirements) = requirements {
+                            let token = self.seal(index, &tag, &state)?;
+                            return Ok(json!({"type": next.name, "tag": tag, "requirements": requirements, "token": token}));
+                        }
+                        input = json!({});
+                    }
+                }
+            }
+        })
+    }
+
+    /// Sends a stage's message once its continuation token exists (`{{token}}` is replaced).
+    fn notify(&self, message: &Value, token: &str) -> Result<()> {
+        let fill = |key: &str| {
+            message
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .replace("{{token}}", token)
+        };
+        let mail = json!({
+            "to": fill("to"),
+            "subject": fill("subject"),
+            "body": fill("body"),
+            "mimeType": message.get("mimeType").cloned().unwrap_or(json!("text/plain")),
+            "from": message.get("from").cloned().unwrap_or(Value::Null),
+        });
+        crate::service::mail::send(self.state, self.generation, &mail).map(|_| ())
+    }
+}

@@ -1,0 +1,40 @@
+//! Services: the orchestration behind each resource family, as plain synchronous functions over
+//! the store and the current generation (no actix types; handlers run them on the blocking pool).
+
+pub mod host;
+pub mod mail;
+pub mod managed;
+pub mod profile;
+pub mod services;
+
+use ferridm_core::Error;
+use ferridm_store::StoreError;
+
+/// Turns a storage failure that the caller did not handle itself into a resource error,
+/// logging the cause of internal failures (never the data).
+pub fn storage_error(error: StoreError) -> Error {
+    match error {
+        StoreError::NotFound => Error::NotFound("Not Found".into()),
+        StoreError::AlreadyExists => {
+            Error::PreconditionFailed("Create rejected as Object with same ID already exists and was detected.".into())
+        }
+        StoreError::RevisionMismatch => Error::PreconditionFailed(
+            "Update rejected as current Object revision is different than expected by caller, the object has changed since retrieval.".into(),
+        ),
+        StoreError::UniqueViolation { property } => Error::PolicyFailed {
+            message: "Policy validation failed".into(),
+            detail: serde_json::json!({"result": false, "failedPolicyRequirements": [
+                {"policyRequirements": [{"policyRequirement": "UNIQUE"}], "property": property}
+            ]}),
+        },
+        StoreError::InvalidCookie => Error::bad_request("Invalid paged results cookie"),
+        StoreError::Pool(cause) => {
+            tracing::error!(error = %cause, "no database connection available");
+            Error::Unavailable("The database is unavailable".into())
+        }
+        other => {
+            tracing::error!(error = %other, "storage failure");
+            Error::internal("Internal Server Error")
+        }
+    }
+}

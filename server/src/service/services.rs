@@ -1,0 +1,275 @@
+//! Host services: what stage scripts cannot do themselves, reached with
+//! `openidm::service(name, arguments)` — hashing security answers, sending mail, calling a
+//! captcha verifier, sealing auto-login credentials, reading schemas, running policies, and
+//! progressive-profile bookkeeping.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ferridm_core::{Error, Object};
+use ferridm_plugins::{HostError, HostResult};
+use rand::Rng as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::host::{SelfServiceScope, ServerHost, host_error};
+use crate::auth::session::now_seconds;
+use crate::config::Generation;
+use crate::sealed;
+use crate::state::AppState;
+
+/// The purpose auto-login credential tokens are sealed for.
+pub const CREDENTIAL_PURPOSE: &str = "ferridm-credential";
+/// How long an auto-login credential token lives, in seconds.
+const CREDENTIAL_LIFETIME: u64 = 300;
+
+/// What a service call runs with.
+pub struct ServiceContext<'a> {
+    /// Shared state.
+    pub state: &'a Arc<AppState>,
+    /// The request's generation.
+    pub generation: &'a Arc<Generation>,
+    /// The self-service scope, when the call comes from a process.
+    pub scope: Option<&'a SelfServiceScope>,
+}
+
+fn argument<'a>(arguments: &'a Value, name: &str) -> HostResult<&'a Value> {
+    arguments
+        .get(name)
+        .ok_or_else(|| HostError::bad_request(format!("the service needs \"{name}\"")))
+}
+
+fn text<'a>(arguments: &'a Value, name: &str) -> HostResult<&'a str> {
+    argument(arguments, name)?
+        .as_str()
+        .ok_or_else(|| HostError::bad_request(format!("\"{name}\" must be a string")))
+}
+
+/// A security answer as IDM stores it: lower-cased, salted SHA-256, in a `$crypto` envelope.
+pub fn hash_answer(answer: &str) -> Value {
+    let salt: [u8; 16] = rand::random();
+    let mut digest = Sha256::new();
+    digest.update(answer.to_lowercase().as_bytes());
+    digest.update(salt);
+    let mut data = digest.finalize().to_vec();
+    data.extend_from_slice(&salt);
+    json!({"$crypto": {"value": {"algorithm": "SHA-256", "data": STANDARD.encode(data)}, "type": "salted-hash"}})
+}
+
+/// True when `answer` matches a hash made by [`hash_answer`].
+pub fn answer_matches(answer: &str, stored: &Value) -> bool {
+    let Some(data) = stored.pointer("/$crypto/value/data").and_then(Value::as_str) else {
+        return false;
+    };
+    let Ok(bytes) = STANDARD.decode(data) else {
+        return false;
+    };
+    if bytes.len() != 48 {
+        return false;
+    }
+    let (expected, salt) = bytes.split_at(32);
+    let mut digest = Sha256::new();
+    digest.update(answer.to_lowercase().as_bytes());
+    digest.update(salt);
+    digest.finalize().as_slice() == expected
+}
+
+fn verify_captcha(arguments: &Value) -> HostResult<Value> {
+    let url = text(arguments, "url")?;
+    let secret = arguments.get("secret").and_then(Value::as_str).unwrap_or_default();
+    let response = text(arguments, "response")?;
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut reply = agent
+        .post(url)
+        .query("secret", secret)
+        .query("response", response)
+        .send_empty()
+        .map_err(|error| {
+            tracing::error!(%error, "captcha verifier unreachable");
+            HostError {
+                code: 503,
+                message: "The captcha verifier is unreachable".to_owned(),
+                detail: None,
+            }
+        })?;
+    reply
+        .body_mut()
+        .read_json::<Value>()
+        .map_err(|_| HostError::bad_request("The captcha verifier answered with something that is not JSON"))
+}
+
+fn set_meta(context: &ServiceContext<'_>, path: &str, values: &Object) -> HostResult<()> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ["managed", type_name, id] = segments.as_slice() else {
+        return Err(HostError::bad_request(format!(
+            "setMeta needs managed/<type>/<id>, not {path}"
+        )));
+    };
+    let object_type = context
+        .generation
+        .managed
+        .get(type_name)
+        .ok_or_else(|| HostError::bad_request(format!("unknown type {type_name}")))?;
+    context
+        .state
+        .store
+        .update_meta(type_name, id, &object_type.index, |meta| {
+            for (key, value) in values {
+                meta.insert(key.clone(), value.clone());
+            }
+        })
+        .map(|_| ())
+        .map_err(|error| host_error(crate::service::storage_error(error)))
+}
+
+fn principal_path(scope: &SelfServiceScope) -> HostResult<String> {
+    scope
+        .principal
+        .as_ref()
+        .map(|id| format!("managed/user/{id}"))
+        .ok_or_else(|| HostError {
+            code: 403,
+            message: "Access denied".to_owned(),
+            detail: None,
+        })
+}
+
+/// Runs a named service.
+pub fn call(context: &ServiceContext<'_>, name: &str, arguments: &Value) -> HostResult<Value> {
+    match name {
+        "hashAnswer" => Ok(hash_answer(text(arguments, "answer")?)),
+        "answerMatches" => Ok(Value::Bool(answer_matches(
+            text(arguments, "answer")?,
+            argument(arguments, "stored")?,
+        ))),
+        "sendMail" => super::mail::send(context.state, context.generation, arguments).map_err(host_error),
+        "verifyCaptcha" => verify_captcha(arguments),
+        "credentialJwt" => {
+            let credentials =
+                json!({"username": text(arguments, "username")?, "password": text(arguments, "password")?});
+            sealed::seal(
+                &context.state.secrets.token_key,
+                CREDENTIAL_PURPOSE,
+                &credentials,
+                now_seconds() + CREDENTIAL_LIFETIME,
+            )
+            .map(Value::String)
+            .ok_or_else(|| host_error(Error::internal("Internal Server Error")))
+        }
+        "randomCode" => {
+            let length = arguments
+                .get("length")
+                .and_then(Value::as_u64)
+                .unwrap_or(8)
+                .clamp(4, 64);
+            let mut random = rand::rng();
+            Ok(Value::String(
+                (0..length)
+                    .map(|_| char::from(b'0' + random.random_range(0..10)))
+                    .collect(),
+            ))
+        }
+        "schema" => {
+            let path = arguments.get("path").and_then(Value::as_str).unwrap_or("managed/user");
+            let type_name = path.trim_start_matches("managed/");
+            context
+                .generation
+                .managed
+                .get(type_name)
+                .map(|object_type| Value::Object(object_type.schema.schema.raw.clone()))
+                .ok_or_else(|| HostError::bad_request(format!("unknown type {path}")))
+        }
+        "validateObject" => {
+            let path = text(arguments, "path")?;
+            let object = argument(arguments, "object")?
+                .as_object()
+                .cloned()
+                .ok_or_else(|| HostError::bad_request("\"object\" must be an object"))?;
+            let host: std::rc::Rc<dyn ferridm_plugins::Host> = std::rc::Rc::new(ServerHost::new(
+                Arc::clone(context.state),
+                Arc::clone(context.generation),
+                Some(path.to_owned()),
+            ));
+            context
+                .generation
+                .policies
+                .validate_object(&host, path, &object)
+                .map(|result| result.to_json())
+                .map_err(|crate::policy::PolicyFailure(error)| host_error(crate::scripting::resource_error(&error)))
+        }
+        "setMeta" => {
+            let values = argument(arguments, "values")?
+                .as_object()
+                .cloned()
+                .ok_or_else(|| HostError::bad_request("\"values\" must be an object"))?;
+            set_meta(context, text(arguments, "path")?, &values).map(|()| Value::Bool(true))
+        }
+        "formsCompleted" => Ok(context
+            .scope
+            .map(|scope| Value::from(scope.forms.borrow().clone()))
+            .unwrap_or_else(|| json!([]))),
+        "completeForm" => {
+            let scope = context
+                .scope
+                .ok_or_else(|| HostError::bad_request("completeForm is only available in a process"))?;
+            let identifier = text(arguments, "identifier")?.to_owned();
+            if !scope.forms.borrow().contains(&identifier) {
+                scope.forms.borrow_mut().push(identifier.clone());
+            }
+            let path = principal_path(scope)?;
+            let segments: Vec<&str> = path.split('/').collect();
+            let object_type = context
+                .generation
+                .managed
+                .get(segments.get(1).copied().unwrap_or("user"))
+                .ok_or_else(|| HostError::bad_request("unknown type"))?;
+            context
+                .state
+                .store
+                .update_meta(
+                    segments.get(1).copied().unwrap_or("user"),
+                    segments.get(2).copied().unwrap_or(""),
+                    &object_type.index,
+                    |meta| {
+                        let mut done = meta
+                            .get("stagesCompleted")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        done.push(json!({"identifier": identifier, "dateCompleted": ferridm_core::time::now_iso()}));
+                        meta.insert("stagesCompleted".to_owned(), Value::Array(done));
+                    },
+                )
+                .map_err(|error| host_error(crate::service::storage_error(error)))?;
+            Ok(Value::Bool(true))
+        }
+        "profileCompleteness" => {
+            let user = argument(arguments, "user")?;
+            crate::service::profile::completeness(context.generation, user)
+                .map(Value::from)
+                .map_err(host_error)
+        }
+        other => Err(HostError::bad_request(format!("no host service named {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_lower_cased_salted_hashes() {
+        let stored = hash_answer("Red");
+        assert_eq!(stored.pointer("/$crypto/type"), Some(&json!("salted-hash")));
+        assert_eq!(stored.pointer("/$crypto/value/algorithm"), Some(&json!("SHA-256")));
+        assert!(answer_matches("red", &stored));
+        assert!(answer_matches("RED", &stored));
+        assert!(!answer_matches("blue", &stored));
+        assert_ne!(hash_answer("red"), hash_answer("red"), "fresh salt each time");
+    }
+}

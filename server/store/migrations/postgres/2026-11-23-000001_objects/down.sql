@@ -1,0 +1,4 @@
+DROP TABLE login_failures;
+DROP TABLE unique_values;
+DROP TABLE object_props;
+DROP TABLE objects;

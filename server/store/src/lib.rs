@@ -1,0 +1,25 @@
+//! ferridm-store: everything ferridm keeps in its database, on SQLite or PostgreSQL through one
+//! diesel code path. Managed objects live in `objects` as JSON text; every value reachable by a
+//! JSON pointer is mirrored into the `object_props` index so `_queryFilter`s compile to indexed
+//! SQL; `unique_values` backs uniqueness; `login_failures` holds lockout state.
+//!
+//! This is the only crate that imports diesel. Callers speak in core types.
+
+mod connection;
+mod error;
+mod flatten;
+mod login;
+mod migrate;
+mod objects;
+mod query;
+mod schema;
+mod sql;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use connection::{Backend, DbTarget, Store, StoreOptions};
+pub use error::StoreError;
+pub use flatten::{IndexSpec, fold_string};
+pub use login::{LockoutRule, LoginFailure};
+pub use objects::{NewObject, ObjectUpdate, StoredObject};
+pub use query::{ObjectQuery, QueryPage};

@@ -1,0 +1,394 @@
+//! Managed objects: read, insert, conditional update and delete, each write in one transaction
+//! that also rewrites the object's property-index rows and unique values; metadata updates and
+//! login counting that do not touch the object's revision.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use ferridm_core::{Object, Revision};
+use serde_json::Value;
+
+use crate::connection::DbConnection;
+use crate::flatten::{IndexSpec, PropRow, index_rows, unique_values};
+use crate::schema::objects;
+use crate::sql::{Bind, Sql};
+use crate::{Store, StoreError};
+
+/// Rows per multi-row INSERT into the property index (7 values each, well below every
+/// backend's placeholder limit).
+const PROP_ROWS_PER_INSERT: usize = 400;
+
+/// An object as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    /// Internal key (creation order).
+    pub pk: i64,
+    /// The object id.
+    pub id: String,
+    /// Current revision.
+    pub rev: Revision,
+    /// Content without `_id`/`_rev`, private properties included.
+    pub content: Object,
+    /// Metadata (`createDate`, `lastChanged`, `loginCount`, …).
+    pub meta: Object,
+}
+
+/// What to insert.
+#[derive(Debug, Clone, Copy)]
+pub struct NewObject<'a> {
+    /// The object type (`user`).
+    pub object_type: &'a str,
+    /// The new id.
+    pub id: &'a str,
+    /// The content (without `_id`/`_rev`).
+    pub content: &'a Object,
+    /// Initial metadata (without `loginCount`, which starts at 0).
+    pub meta: &'a Object,
+    /// Indexing rules of the type.
+    pub index: &'a IndexSpec,
+}
+
+/// A replacement of an object's content.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectUpdate<'a> {
+    /// The new content.
+    pub content: &'a Object,
+    /// New metadata, or `None` to keep it.
+    pub meta: Option<&'a Object>,
+    /// Indexing rules of the type.
+    pub index: &'a IndexSpec,
+}
+
+type ObjectColumns = (i64, String, i64, String, String, i64);
+
+pub(crate) fn object_from_columns(columns: ObjectColumns) -> Result<StoredObject, StoreError> {
+    let (pk, id, rev, content, meta, login_count) = columns;
+    let content: Object = serde_json::from_str(&content)?;
+    let mut meta: Object = serde_json::from_str(&meta)?;
+    meta.insert("loginCount".to_owned(), Value::from(login_count));
+    Ok(StoredObject {
+        pk,
+        id,
+        rev: Revision::from_i64(rev),
+        content,
+        meta,
+    })
+}
+
+fn stored_meta(meta: &Object) -> Result<String, StoreError> {
+    let mut meta = meta.clone();
+    meta.remove("loginCount");
+    Ok(serde_json::to_string(&meta)?)
+}
+
+fn nonce() -> u32 {
+    rand::random()
+}
+
+fn find(conn: &mut DbConnection, object_type: &str, id: &str) -> Result<Option<StoredObject>, StoreError> {
+    let columns = objects::table
+        .filter(objects::otype.eq(object_type))
+        .filter(objects::oid.eq(id))
+        .select((
+            objects::pk,
+            objects::oid,
+            objects::rev,
+            objects::content,
+            objects::meta,
+            objects::login_count,
+        ))
+        .first::<ObjectColumns>(conn)
+        .optional()?;
+    columns.map(object_from_columns).transpose()
+}
+
+fn is_unique_violation(error: &DieselError) -> bool {
+    matches!(error, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+}
+
+fn insert_index(
+    conn: &mut DbConnection,
+    pk: i64,
+    object_type: &str,
+    id: &str,
+    content: &Object,
+    meta: &Object,
+    spec: &IndexSpec,
+) -> Result<(), StoreError> {
+    let rows = index_rows(id, content, meta, spec);
+    insert_prop_rows(conn, pk, object_type, &rows)?;
+    for (property, value) in unique_values(content, spec) {
+        let mut insert = Sql::cached("INSERT INTO unique_values (otype, prop, value, obj_pk) VALUES (");
+        insert
+            .bind_text(object_type)
+            .push(", ")
+            .bind_text(property.clone())
+            .push(", ")
+            .bind_text(value)
+            .push(", ")
+            .bind_i64(pk)
+            .push(")");
+        match insert.execute(conn) {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => return Err(StoreError::UniqueViolation { property }),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn insert_prop_rows(
+    conn: &mut DbConnection,
+    pk: i64,
+    object_type: &str,
+    rows: &[PropRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(PROP_ROWS_PER_INSERT) {
+        let mut insert = Sql::cached("INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, sorted) VALUES ");
+        // The text depends on the chunk length; lengths are bounded by the chunk size.
+        for (index, row) in chunk.iter().enumerate() {
+            insert.push(if index == 0 { "(" } else { ", (" });
+            insert
+                .bind_i64(pk)
+                .push(", ")
+                .bind_text(object_type)
+                .push(", ")
+                .bind_text(row.prop.clone())
+                .push(", ")
+                .bind(Bind::SmallInt(row.kind))
+                .push(", ")
+                .bind(Bind::Double(row.num))
+                .push(", ")
+                .bind_text(row.str.clone())
+                .push(", ")
+                .bind(Bind::SmallInt(i16::from(row.sorted)))
+                .push(")");
+        }
+        insert.execute(conn)?;
+    }
+    Ok(())
+}
+
+fn delete_index(conn: &mut DbConnection, pk: i64) -> Result<(), StoreError> {
+    let mut props = Sql::cached("DELETE FROM object_props WHERE obj_pk = ");
+    props.bind_i64(pk);
+    props.execute(conn)?;
+    let mut unique = Sql::cached("DELETE FROM unique_values WHERE obj_pk = ");
+    unique.bind_i64(pk);
+    unique.execute(conn)?;
+    Ok(())
+}
+
+impl Store {
+    /// Reads one object.
+    pub fn get(&self, object_type: &str, id: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.read(|conn| find(conn, object_type, id))
+    }
+
+    /// Inserts a new object. An existing id → [`StoreError::AlreadyExists`]; a taken unique
+    /// value → [`StoreError::UniqueViolation`]; nothing is stored in either case.
+    pub fn insert(&self, new: NewObject<'_>) -> Result<StoredObject, StoreError> {
+        let rev = Revision::initial(nonce());
+        let content_text = serde_json::to_string(new.content)?;
+        let meta_text = stored_meta(new.meta)?;
+        let mut meta = new.meta.clone();
+        meta.insert("loginCount".to_owned(), Value::from(0));
+        let pk = self.write(|conn| {
+            let inserted = diesel::insert_into(objects::table)
+                .values((
+                    objects::otype.eq(new.object_type),
+                    objects::oid.eq(new.id),
+                    objects::rev.eq(rev.to_i64()),
+                    objects::content.eq(&content_text),
+                    objects::meta.eq(&meta_text),
+                ))
+                .returning(objects::pk)
+                .get_result::<i64>(conn);
+            let pk = match inserted {
+                Ok(pk) => pk,
+                Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
+                Err(error) => return Err(error.into()),
+            };
+            insert_index(conn, pk, new.object_type, new.id, new.content, &meta, new.index)?;
+            Ok(pk)
+        })?;
+        Ok(StoredObject {
+            pk,
+            id: new.id.to_owned(),
+            rev,
+            content: new.content.clone(),
+            meta,
+        })
+    }
+
+    /// Inserts many new objects in one transaction (bulk loading); all or nothing.
+    pub fn insert_many(&self, objects: &[NewObject<'_>]) -> Result<usize, StoreError> {
+        let prepared: Vec<(Revision, String, String, Object)> = objects
+            .iter()
+            .map(|new| {
+                let mut meta = new.meta.clone();
+                meta.insert("loginCount".to_owned(), Value::from(0));
+                Ok((
+                    Revision::initial(nonce()),
+                    serde_json::to_string(new.content)?,
+                    stored_meta(new.meta)?,
+                    meta,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        self.write(|conn| {
+            for (new, (rev, content, meta_text, meta)) in objects.iter().zip(&prepared) {
+                let inserted = diesel::insert_into(objects::table)
+                    .values((
+                        objects::otype.eq(new.object_type),
+                        objects::oid.eq(new.id),
+                        objects::rev.eq(rev.to_i64()),
+                        objects::content.eq(content),
+                        objects::meta.eq(meta_text),
+                    ))
+                    .returning(objects::pk)
+                    .get_result::<i64>(conn);
+                let pk = match inserted {
+                    Ok(pk) => pk,
+                    Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
+                    Err(error) => return Err(error.into()),
+                };
+                insert_index(conn, pk, new.object_type, new.id, new.content, meta, new.index)?;
+            }
+            Ok(objects.len())
+        })
+    }
+
+    /// Replaces an object's content if its revision is still `expected`; the revision moves on.
+    pub fn update(
+        &self,
+        object_type: &str,
+        id: &str,
+        expected: Revision,
+        update: ObjectUpdate<'_>,
+    ) -> Result<StoredObject, StoreError> {
+        let rev = expected.next(nonce());
+        let content_text = serde_json::to_string(update.content)?;
+        self.write(|conn| {
+            let current = find(conn, object_type, id)?.ok_or(StoreError::NotFound)?;
+            if current.rev != expected {
+                return Err(StoreError::RevisionMismatch);
+            }
+            let meta = update.meta.cloned().unwrap_or_else(|| current.meta.clone());
+            let meta_text = stored_meta(&meta)?;
+            let changed = diesel::update(
+                objects::table
+                    .filter(objects::pk.eq(current.pk))
+                    .filter(objects::rev.eq(expected.to_i64())),
+            )
+            .set((
+                objects::rev.eq(rev.to_i64()),
+                objects::content.eq(&content_text),
+                objects::meta.eq(&meta_text),
+            ))
+            .execute(conn)?;
+            if changed == 0 {
+                return Err(StoreError::RevisionMismatch);
+            }
+            delete_index(conn, current.pk)?;
+            let mut indexed_meta = meta.clone();
+            indexed_meta.insert(
+                "loginCount".to_owned(),
+                current.meta.get("loginCount").cloned().unwrap_or(Value::from(0)),
+            );
+            insert_index(
+                conn,
+                current.pk,
+                object_type,
+                id,
+                update.content,
+                &indexed_meta,
+                update.index,
+            )?;
+            Ok(StoredObject {
+                pk: current.pk,
+                id: id.to_owned(),
+                rev,
+                content: update.content.clone(),
+                meta: indexed_meta,
+            })
+        })
+    }
+
+    /// Deletes an object if its revision is still `expected`; returns it as it was.
+    pub fn delete(&self, object_type: &str, id: &str, expected: Revision) -> Result<StoredObject, StoreError> {
+        self.write(|conn| {
+            let current = find(conn, object_type, id)?.ok_or(StoreError::NotFound)?;
+            if current.rev != expected {
+                return Err(StoreError::RevisionMismatch);
+            }
+            delete_index(conn, current.pk)?;
+            diesel::delete(objects::table.filter(objects::pk.eq(current.pk))).execute(conn)?;
+            Ok(current)
+        })
+    }
+
+    /// Adds one to an object's login count (atomically, for every node); returns the new count.
+    pub fn increment_login_count(&self, object_type: &str, id: &str) -> Result<i64, StoreError> {
+        self.write(|conn| {
+            let updated = diesel::update(
+                objects::table
+                    .filter(objects::otype.eq(object_type))
+                    .filter(objects::oid.eq(id)),
+            )
+            .set(objects::login_count.eq(objects::login_count + 1))
+            .returning((objects::pk, objects::login_count))
+            .get_result::<(i64, i64)>(conn)
+            .optional()?;
+            let (pk, count) = updated.ok_or(StoreError::NotFound)?;
+            #[expect(clippy::cast_precision_loss, reason = "login counts stay far below 2^53")]
+            let count_as_number = count as f64;
+            let mut index = Sql::cached("UPDATE object_props SET num = ");
+            index
+                .bind(Bind::Double(count_as_number))
+                .push(" WHERE obj_pk = ")
+                .bind_i64(pk)
+                .push(" AND prop = '/_meta/loginCount'");
+            index.execute(conn)?;
+            Ok(count)
+        })
+    }
+
+    /// Changes an object's metadata (not its content or revision) with `change`, atomically.
+    pub fn update_meta(
+        &self,
+        object_type: &str,
+        id: &str,
+        index: &IndexSpec,
+        change: impl FnOnce(&mut Object),
+    ) -> Result<StoredObject, StoreError> {
+        self.write(|conn| {
+            // Touch the row first so concurrent metadata writers on PostgreSQL queue here.
+            let touched = diesel::update(
+                objects::table
+                    .filter(objects::otype.eq(object_type))
+                    .filter(objects::oid.eq(id)),
+            )
+            .set(objects::meta_rev.eq(objects::meta_rev + 1))
+            .execute(conn)?;
+            if touched == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let mut current = find(conn, object_type, id)?.ok_or(StoreError::NotFound)?;
+            change(&mut current.meta);
+            diesel::update(objects::table.filter(objects::pk.eq(current.pk)))
+                .set(objects::meta.eq(stored_meta(&current.meta)?))
+                .execute(conn)?;
+            delete_index(conn, current.pk)?;
+            insert_index(
+                conn,
+                current.pk,
+                object_type,
+                id,
+                &current.content,
+                &current.meta,
+                index,
+            )?;
+            Ok(current)
+        })
+    }
+}

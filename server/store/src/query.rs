@@ -1,0 +1,610 @@
+//! Queries: a core [`Filter`] compiled to SQL over the property index (never evaluated by
+//! loading objects), sorting with missing values last, keyset paging with opaque cookies, and
+//! counting.
+//!
+//! Every leaf becomes `SELECT obj_pk FROM object_props WHERE otype = ? AND prop = ? AND kind = ?
+//! …`, which the `(otype, prop, kind, num, str, obj_pk)` index answers; `and`, `or` and `!`
+//! combine them with `INTERSECT`, `UNION` and `EXCEPT`, and objects are looked up by key. Sorting on one key walks the same index in order; several keys
+//! (or an offset) use one join per key. Objects missing a sort value come last; ties are broken
+//! by creation order in the direction of the last sort key. Cookies carry the last row's sort
+//! values and key, so a walk sees every object once even while others are inserted.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use diesel::RunQueryDsl;
+use diesel::sql_types::{BigInt, Text};
+use ferridm_core::filter::{ComparisonOp, Filter, Literal};
+use ferridm_core::query::SortKey;
+use serde::{Deserialize, Serialize};
+
+use crate::connection::DbConnection;
+use crate::flatten::{
+    IndexSpec, KIND_BOOLEAN, KIND_NULL, KIND_NUMBER, KIND_STRING, fold_string, index_rows, index_text, prop_key,
+};
+use crate::objects::{StoredObject, object_from_columns};
+use crate::sql::{Bind, Sql};
+use crate::{Store, StoreError};
+
+/// Filters with at most this many leaves have few enough shapes to cache their statements.
+const CACHEABLE_LEAVES: usize = 2;
+
+/// A query over one object type.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectQuery<'a> {
+    /// The object type.
+    pub object_type: &'a str,
+    /// The filter (extended operators must have been refused by the caller).
+    pub filter: &'a Filter,
+    /// Sort keys (may be empty: creation order).
+    pub sort: &'a [SortKey],
+    /// Page size, or `None` for every match up to `limit`.
+    pub page_size: Option<u32>,
+    /// Results to skip (only without a cookie).
+    pub offset: u64,
+    /// A cookie from a previous page.
+    pub cookie: Option<&'a str>,
+    /// Whether to count every match.
+    pub count: bool,
+    /// Whether to load content (false: ids and revisions only).
+    pub with_content: bool,
+    /// Most rows an unpaged query may return; one more is fetched to detect overflow.
+    pub limit: u64,
+    /// Indexing rules of the type (needed to compute cookies exactly as the index sorts).
+    pub index: &'a IndexSpec,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPage {
+    /// The objects, in order.
+    pub objects: Vec<StoredObject>,
+    /// The cookie for the next page, when paging and the page was full.
+    pub cookie: Option<String>,
+    /// Total matches, when counted.
+    pub total: Option<u64>,
+}
+
+/// The sort position of the last row of a page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Cookie {
+    /// Per sort key: the row's `(kind, num, str)`, or `None` when it lacks the field.
+    k: Vec<Option<(i16, f64, String)>>,
+    /// The row's key.
+    p: i64,
+}
+
+impl Cookie {
+    fn encode(&self) -> Result<String, StoreError> {
+        Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(self)?))
+    }
+
+    fn decode(text: &str, keys: usize) -> Result<Self, StoreError> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| StoreError::InvalidCookie)?;
+        let cookie: Self = serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCookie)?;
+        if cookie.k.len() != keys
+            || cookie
+                .k
+                .iter()
+                .flatten()
+                .any(|(kind, num, _)| !num.is_finite() || *kind < 0)
+        {
+            return Err(StoreError::InvalidCookie);
+        }
+        Ok(cookie)
+    }
+}
+
+fn leaf_count(filter: &Filter) -> usize {
+    let mut count = 0;
+    filter.for_each_leaf(&mut |_| count += 1);
+    count
+}
+
+/// The smallest string greater than every string starting with `prefix` (byte order), if any.
+fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = u32::from(last) + 1;
+        if (0xD800..0xE000).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(successor) = char::from_u32(next) {
+            chars.push(successor);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn like_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The most operands one `UNION`/`INTERSECT` chain gets (SQLite's limit is 500).
+const MAX_COMPOUND_TERMS: usize = 64;
+
+/// Appends a `SELECT v FROM …` yielding the keys (`objects.pk`) of the objects of
+/// `object_type` that match `filter`. Leaves read the property index; `and`, `or` and `!`
+/// become `INTERSECT`, `UNION` and `EXCEPT`, so the database starts from the index and looks
+/// objects up by key rather than scanning the type.
+fn push_set(sql: &mut Sql, filter: &Filter, object_type: &str, depth: &mut usize) {
+    match filter {
+        Filter::True => {
+            sql.push("SELECT pk AS v FROM objects WHERE otype = ")
+                .bind_text(object_type);
+        }
+        Filter::False => {
+            sql.push("SELECT pk AS v FROM objects WHERE 1 <> 1");
+        }
+        Filter::And(children) | Filter::Or(children) if children.is_empty() => {
+            let empty = if matches!(filter, Filter::And(_)) {
+                Filter::True
+            } else {
+                Filter::False
+            };
+            push_set(sql, &empty, object_type, depth);
+        }
+        Filter::And(children) | Filter::Or(children) if children.len() > MAX_COMPOUND_TERMS => {
+            // SQLite refuses compound selects of more than 500 terms: group them.
+            let regroup = |group: &[Filter]| match filter {
+                Filter::And(_) => Filter::And(group.to_vec()),
+                _ => Filter::Or(group.to_vec()),
+            };
+            let groups: Vec<Filter> = children.chunks(MAX_COMPOUND_TERMS).map(regroup).collect();
+            push_set(sql, &regroup(&groups), object_type, depth);
+        }
+        Filter::And(children) | Filter::Or(children) => {
+            let joiner = if matches!(filter, Filter::And(_)) {
+                " INTERSECT "
+            } else {
+                " UNION "
+            };
+            for (index, child) in children.iter().enumerate() {
+                if index > 0 {
+                    sql.push(joiner);
+                }
+                push_nested(sql, child, object_type, depth);
+            }
+        }
+        Filter::Not(child) if matches!(**child, Filter::Extended { .. }) => {
+            push_set(sql, &Filter::False, object_type, depth);
+        }
+        Filter::Not(child) => {
+            push_set(sql, &Filter::True, object_type, depth);
+            sql.push(" EXCEPT ");
+            push_nested(sql, child, object_type, depth);
+        }
+        Filter::Extended { .. } => push_set(sql, &Filter::False, object_type, depth),
+        Filter::Present(field) => {
+            push_leaf(sql, object_type, &field.to_string(), |sql| {
+                sql.push(" AND kind > ").bind(Bind::SmallInt(KIND_NULL));
+            });
+        }
+        Filter::Comparison { field, op, value } => {
+            push_comparison(sql, object_type, &field.to_string(), *op, value, depth)
+        }
+    }
+}
+
+/// A set as one operand of a compound select (wrapped, since SQLite does not accept a
+/// parenthesised compound as an operand).
+fn push_nested(sql: &mut Sql, filter: &Filter, object_type: &str, depth: &mut usize) {
+    *depth += 1;
+    let alias = format!("s{depth}");
+    sql.push("SELECT v FROM (");
+    push_set(sql, filter, object_type, depth);
+    sql.push(&format!(") {alias}"));
+}
+
+fn push_leaf(sql: &mut Sql, object_type: &str, prop: &str, rest: impl FnOnce(&mut Sql)) {
+    sql.push("SELECT obj_pk AS v FROM object_props WHERE otype = ")
+        .bind_text(object_type)
+        .push(" AND prop = ")
+        .bind_text(index_text(prop));
+    rest(sql);
+}
+
+fn comparison_sql(op: ComparisonOp) -> &'static str {
+    match op {
+        ComparisonOp::Eq | ComparisonOp::Co | ComparisonOp::Sw => " = ",
+        ComparisonOp::Gt => " > ",
+        ComparisonOp::Ge => " >= ",
+        ComparisonOp::Lt => " < ",
+        ComparisonOp::Le => " <= ",
+    }
+}
+
+fn push_comparison(sql: &mut Sql, object_type: &str, prop: &str, op: ComparisonOp, value: &Literal, depth: &mut usize) {
+    match value {
+        Literal::Null if op == ComparisonOp::Eq => {
+            // Missing or null: every object without a non-null value, plus arrays holding null.
+            push_nested(sql, &Filter::True, object_type, depth);
+            sql.push(" EXCEPT SELECT v FROM (");
+            push_leaf(sql, object_type, prop, |sql| {
+                sql.push(" AND kind > ").bind(Bind::SmallInt(KIND_NULL));
+            });
+            sql.push(") nn UNION SELECT v FROM (");
+            push_leaf(sql, object_type, prop, |sql| {
+                sql.push(" AND kind = ").bind(Bind::SmallInt(KIND_NULL));
+            });
+            sql.push(") nl");
+        }
+        Literal::Null => push_set(sql, &Filter::False, object_type, depth),
+        Literal::String(text) => {
+            let folded = fold_string(text);
+            push_leaf(sql, object_type, prop, |sql| {
+                sql.push(" AND kind = ")
+                    .bind(Bind::SmallInt(KIND_STRING))
+                    .push(" AND num = 0 AND str");
+                match op {
+                    ComparisonOp::Co => {
+                        sql.push(" LIKE ")
+                            .bind_text(format!("%{}%", like_escape(&folded)))
+                            .push(" ESCAPE '\\'");
+                    }
+                    ComparisonOp::Sw => {
+                        let successor = prefix_successor(&folded);
+                        sql.push(" >= ").bind_text(folded);
+                        if let Some(successor) = successor {
+                            sql.push(" AND str < ").bind_text(successor);
+                        }
+                    }
+                    _ => {
+                        sql.push(comparison_sql(op)).bind_text(folded);
+                    }
+                }
+            });
+        }
+        Literal::Integer(_) | Literal::Float(_) | Literal::Boolean(_) => {
+            let (kind, number) = match value {
+                Literal::Boolean(flag) => (KIND_BOOLEAN, f64::from(u8::from(*flag))),
+                #[expect(clippy::cast_precision_loss, reason = "filters compare numbers as doubles, like IDM")]
+                Literal::Integer(integer) => (KIND_NUMBER, *integer as f64),
+                Literal::Float(float) => (KIND_NUMBER, *float),
+                Literal::String(_) | Literal::Null => (KIND_NULL, 0.0),
+            };
+            push_leaf(sql, object_type, prop, |sql| {
+                sql.push(" AND kind = ")
+                    .bind(Bind::SmallInt(kind))
+                    .push(" AND num")
+                    .push(comparison_sql(op))
+                    .bind(Bind::Double(number));
+            });
+        }
+    }
+}
+
+/// Appends the condition (on the alias `o`) selecting the matching objects of the type.
+fn push_condition(sql: &mut Sql, filter: &Filter, object_type: &str) {
+    if *filter == Filter::True {
+        sql.push("o.otype = ").bind_text(object_type);
+        return;
+    }
+    sql.push("o.pk IN (");
+    push_set(sql, filter, object_type, &mut 0);
+    sql.push(")");
+}
+
+type ObjectColumns = (BigInt, Text, BigInt, Text, Text, BigInt);
+const OBJECT_COLUMNS: &str = "o.pk, o.oid, o.rev, o.content, o.meta, o.login_count";
+const ID_COLUMNS: &str = "o.pk, o.oid, o.rev, '{}', '{}', o.login_count";
+
+/// The sort values (as the index holds them) of an object for each key.
+fn sort_values(object: &StoredObject, keys: &[SortKey], spec: &IndexSpec) -> Vec<Option<(i16, f64, String)>> {
+    let rows = index_rows(&object.id, &object.content, &object.meta, spec);
+    keys.iter()
+        .map(|key| {
+            let prop = prop_key(&key.field);
+            rows.iter()
+                .find(|row| row.sorted && row.prop == prop)
+                .map(|row| (row.kind, row.num, row.str.clone()))
+        })
+        .collect()
+}
+
+/// One ordered column of the general sort: SQL expression, ascending?, cookie value.
+struct Component {
+    expr: String,
+    ascending: bool,
+    value: Bind,
+}
+
+fn keyset_components(keys: &[SortKey], cookie: &Cookie) -> Vec<Component> {
+    let mut components = Vec::with_capacity(keys.len() * 4 + 1);
+    for (index, (key, value)) in keys.iter().zip(&cookie.k).enumerate() {
+        let alias = format!("s{index}");
+        let (missing, kind, num, text) = match value {
+            Some((kind, num, text)) => (0, *kind, *num, text.clone()),
+            None => (1, 0, 0.0, String::new()),
+        };
+        components.push(Component {
+            expr: format!("(CASE WHEN {alias}.kind IS NULL THEN 1 ELSE 0 END)"),
+            ascending: true,
+            value: Bind::BigInt(missing),
+        });
+        components.push(Component {
+            expr: format!("COALESCE({alias}.kind, 0)"),
+            ascending: key.ascending,
+            value: Bind::SmallInt(kind),
+        });
+        components.push(Component {
+            expr: format!("COALESCE({alias}.num, 0)"),
+            ascending: key.ascending,
+            value: Bind::Double(num),
+        });
+        components.push(Component {
+            expr: format!("COALESCE({alias}.str, '')"),
+            ascending: key.ascending,
+            value: Bind::Text(text),
+        });
+    }
+    components.push(Component {
+        expr: "o.pk".to_owned(),
+        ascending: keys.last().is_none_or(|key| key.ascending),
+        value: Bind::BigInt(cookie.p),
+    });
+    components
+}
+
+/// `(c0 after v0) OR (c0 = v0 AND c1 after v1) OR …`
+fn push_after(sql: &mut Sql, components: &[Component]) {
+    sql.push(" AND (");
+    for (j, component) in components.iter().enumerate() {
+        if j > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        for earlier in &components[..j] {
+            sql.push(&earlier.expr)
+                .push(" = ")
+                .bind(earlier.value.clone())
+                .push(" AND ");
+        }
+        sql.push(&component.expr)
+            .push(if component.ascending { " > " } else { " < " })
+            .bind(component.value.clone())
+            .push(")");
+    }
+    sql.push(")");
+}
+
+impl Store {
+    /// Runs a query and returns one page.
+    pub fn query(&self, query: &ObjectQuery<'_>) -> Result<QueryPage, StoreError> {
+        let cookie = query
+            .cookie
+            .map(|text| Cookie::decode(text, query.sort.len()))
+            .transpose()?;
+        let cacheable = leaf_count(query.filter) <= CACHEABLE_LEAVES;
+        self.read(|conn| {
+            // With a count, a paged query reads one row ahead, so a page that ends the results
+            // (however it was reached) carries no cookie; without one, IDM's rule is a cookie
+            // on every full page.
+            let look_ahead = u64::from(query.count && query.page_size.is_some());
+            let limit = query
+                .page_size
+                .map_or(query.limit.saturating_add(1), |size| u64::from(size) + look_ahead);
+            let mut objects = match query.sort {
+                [key] if query.offset == 0 => single_key_page(conn, query, key, cookie.as_ref(), limit, cacheable)?,
+                [] => creation_order_page(conn, query, cookie.as_ref(), limit, cacheable)?,
+                _ => general_page(conn, query, cookie.as_ref(), limit, cacheable)?,
+            };
+            let total = if query.count {
+                let mut sql = Sql::uncached("SELECT COUNT(*) FROM objects o WHERE ");
+                sql.set_cacheable(cacheable);
+                push_condition(&mut sql, query.filter, query.object_type);
+                let count: i64 = sql.typed::<BigInt>().get_result(conn)?;
+                Some(u64::try_from(count).unwrap_or_default())
+            } else {
+                None
+            };
+            let more_beyond = match query.page_size {
+                Some(size) if look_ahead == 1 => {
+                    let more = objects.len() > size as usize;
+                    objects.truncate(size as usize);
+                    more
+                }
+                _ => true,
+            };
+            let next = match (query.page_size, objects.last()) {
+                (Some(size), Some(last)) if objects.len() >= size as usize && more_beyond => Some(
+                    Cookie {
+                        k: sort_values(last, query.sort, query.index),
+                        p: last.pk,
+                    }
+                    .encode()?,
+                ),
+                _ => None,
+            };
+            Ok(QueryPage {
+                objects,
+                cookie: next,
+                total,
+            })
+        })
+    }
+}
+
+fn load(conn: &mut DbConnection, sql: Sql) -> Result<Vec<StoredObject>, StoreError> {
+    let rows: Vec<(i64, String, i64, String, String, i64)> = sql.typed::<ObjectColumns>().load(conn)?;
+    rows.into_iter().map(object_from_columns).collect()
+}
+
+fn select_from_objects(query: &ObjectQuery<'_>, cacheable: bool) -> Sql {
+    let columns = if query.with_content { OBJECT_COLUMNS } else { ID_COLUMNS };
+    let mut sql = Sql::uncached(&format!("SELECT {columns} FROM objects o"));
+    sql.set_cacheable(cacheable);
+    sql
+}
+
+fn push_where(sql: &mut Sql, query: &ObjectQuery<'_>) {
+    sql.push(" WHERE ");
+    push_condition(sql, query.filter, query.object_type);
+}
+
+fn push_limit(sql: &mut Sql, limit: u64, offset: u64) {
+    sql.push(" LIMIT ").bind_i64(i64::try_from(limit).unwrap_or(i64::MAX));
+    if offset > 0 {
+        sql.push(" OFFSET ").bind_i64(i64::try_from(offset).unwrap_or(i64::MAX));
+    }
+}
+
+fn creation_order_page(
+    conn: &mut DbConnection,
+    query: &ObjectQuery<'_>,
+    cookie: Option<&Cookie>,
+    limit: u64,
+    cacheable: bool,
+) -> Result<Vec<StoredObject>, StoreError> {
+    let mut sql = select_from_objects(query, cacheable);
+    push_where(&mut sql, query);
+    if let Some(cookie) = cookie {
+        sql.push(" AND o.pk > ").bind_i64(cookie.p);
+    }
+    sql.push(" ORDER BY o.pk");
+    push_limit(&mut sql, limit, if cookie.is_some() { 0 } else { query.offset });
+    load(conn, sql)
+}
+
+fn single_key_page(
+    conn: &mut DbConnection,
+    query: &ObjectQuery<'_>,
+    key: &SortKey,
+    cookie: Option<&Cookie>,
+    limit: u64,
+    cacheable: bool,
+) -> Result<Vec<StoredObject>, StoreError> {
+    let prop = prop_key(&key.field);
+    let position = cookie.map(|cookie| (cookie.k.first().cloned().flatten(), cookie.p));
+    let mut objects = Vec::new();
+    // Phase one: objects that have the field, in index order.
+    if !matches!(position, Some((None, _))) {
+        let columns = if query.with_content { OBJECT_COLUMNS } else { ID_COLUMNS };
+        let mut sql = Sql::uncached(&format!(
+            "SELECT {columns} FROM object_props s JOIN objects o ON o.pk = s.obj_pk WHERE s.otype = "
+        ));
+        sql.set_cacheable(cacheable);
+        sql.bind_text(query.object_type)
+            .push(" AND s.prop = ")
+            .bind_text(prop.clone())
+            .push(" AND s.sorted = 1");
+        if *query.filter != Filter::True {
+            sql.push(" AND ");
+            push_condition(&mut sql, query.filter, query.object_type);
+        }
+        let direction = if key.ascending { "ASC" } else { "DESC" };
+        if let Some((Some((kind, num, text)), pk)) = &position {
+            // One row-value comparison, so both backends can seek in the index.
+            let after = if key.ascending { ">" } else { "<" };
+            sql.push(&format!(" AND (s.kind, s.num, s.str, s.obj_pk) {after} ("))
+                .bind(Bind::SmallInt(*kind))
+                .push(", ")
+                .bind(Bind::Double(*num))
+                .push(", ")
+                .bind_text(text.clone())
+                .push(", ")
+                .bind_i64(*pk)
+                .push(")");
+        }
+        sql.push(&format!(
+            " ORDER BY s.kind {direction}, s.num {direction}, s.str {direction}, s.obj_pk {direction}"
+        ));
+        push_limit(&mut sql, limit, 0);
+        objects = load(conn, sql)?;
+    }
+    let remaining = limit.saturating_sub(objects.len() as u64);
+    if remaining == 0 {
+        return Ok(objects);
+    }
+    // Phase two: objects without the field, in creation order, after every object with it.
+    let mut sql = select_from_objects(query, cacheable);
+    push_where(&mut sql, query);
+    sql.push(" AND NOT EXISTS (SELECT 1 FROM object_props s WHERE s.obj_pk = o.pk AND s.prop = ")
+        .bind_text(prop)
+        .push(" AND s.sorted = 1)");
+    if let Some((None, pk)) = position {
+        sql.push(if key.ascending { " AND o.pk > " } else { " AND o.pk < " })
+            .bind_i64(pk);
+    }
+    sql.push(if key.ascending {
+        " ORDER BY o.pk ASC"
+    } else {
+        " ORDER BY o.pk DESC"
+    });
+    push_limit(&mut sql, remaining, 0);
+    objects.extend(load(conn, sql)?);
+    Ok(objects)
+}
+
+fn general_page(
+    conn: &mut DbConnection,
+    query: &ObjectQuery<'_>,
+    cookie: Option<&Cookie>,
+    limit: u64,
+    cacheable: bool,
+) -> Result<Vec<StoredObject>, StoreError> {
+    let mut sql = select_from_objects(query, cacheable);
+    for (index, key) in query.sort.iter().enumerate() {
+        sql.push(&format!(
+            " LEFT JOIN object_props s{index} ON s{index}.obj_pk = o.pk AND s{index}.sorted = 1 AND s{index}.prop = "
+        ))
+        .bind_text(prop_key(&key.field));
+    }
+    push_where(&mut sql, query);
+    if let Some(cookie) = cookie {
+        push_after(&mut sql, &keyset_components(query.sort, cookie));
+    }
+    sql.push(" ORDER BY ");
+    for (index, key) in query.sort.iter().enumerate() {
+        let direction = if key.ascending { "ASC" } else { "DESC" };
+        sql.push(&format!(
+            "(CASE WHEN s{index}.kind IS NULL THEN 1 ELSE 0 END) ASC, s{index}.kind {direction}, \
+             s{index}.num {direction}, s{index}.str {direction}, "
+        ));
+    }
+    sql.push(if query.sort.last().is_none_or(|key| key.ascending) {
+        "o.pk ASC"
+    } else {
+        "o.pk DESC"
+    });
+    push_limit(&mut sql, limit, if cookie.is_some() { 0 } else { query.offset });
+    load(conn, sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_successor_increments_the_last_character() {
+        assert_eq!(prefix_successor("abc").as_deref(), Some("abd"));
+        assert_eq!(prefix_successor("").as_deref(), None);
+        assert_eq!(prefix_successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_escape("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+
+    #[test]
+    fn cookies_round_trip_and_reject_garbage() {
+        let cookie = Cookie {
+            k: vec![Some((3, 0.0, "smith".into())), None],
+            p: 42,
+        };
+        let text = cookie.encode().unwrap();
+        assert_eq!(Cookie::decode(&text, 2).unwrap(), cookie);
+        assert!(matches!(Cookie::decode(&text, 1), Err(StoreError::InvalidCookie)));
+        assert!(matches!(Cookie::decode("abc", 0), Err(StoreError::InvalidCookie)));
+        assert!(matches!(Cookie::decode("!!!", 0), Err(StoreError::InvalidCookie)));
+    }
+}

@@ -1,0 +1,86 @@
+//! Throw-away databases for tests (feature `test-support`): an SQLite file in a temporary
+//! directory, or a fresh schema in the PostgreSQL named by `FERRIDM_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped again when the value is dropped.
+//! With `FERRIDM_TEST_REQUIRE_POSTGRES=1` an unreachable PostgreSQL fails the test instead of
+//! skipping its PostgreSQL half.
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+
+use crate::Backend;
+
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database that exists for as long as this value does.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    backend: Backend,
+    schema: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// A new SQLite database file in its own temporary directory.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("cannot create a temporary directory: {error}"));
+        let url = format!("sqlite://{}", dir.path().join("ferridm.db").display());
+        Self {
+            url,
+            backend: Backend::Sqlite,
+            schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A new, empty PostgreSQL schema, or `None` when no PostgreSQL is reachable (and none is
+    /// required).
+    pub fn postgres() -> Option<Self> {
+        let base = std::env::var("FERRIDM_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+        let required = std::env::var("FERRIDM_TEST_REQUIRE_POSTGRES").is_ok_and(|value| value == "1");
+        let mut admin = match diesel::PgConnection::establish(&base) {
+            Ok(conn) => conn,
+            Err(error) if required => panic!("PostgreSQL is required but unreachable at {base}: {error}"),
+            Err(_) => return None,
+        };
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .unwrap_or_else(|error| panic!("cannot create schema {schema}: {error}"));
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+        Some(Self {
+            url,
+            backend: Backend::Postgres,
+            schema: Some((base, schema)),
+            _dir: None,
+        })
+    }
+
+    /// Every backend available here: SQLite always, PostgreSQL when reachable.
+    pub fn all() -> Vec<Self> {
+        let mut databases = vec![Self::sqlite()];
+        databases.extend(Self::postgres());
+        databases
+    }
+
+    /// The URL to open.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = &self.schema
+            && let Ok(mut admin) = diesel::PgConnection::establish(base)
+        {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The object repository on every available backend: inserts, conditional writes, uniqueness,
+//! metadata and login counting.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use ferridm_core::{Object, Revision};
+use ferridm_store::testing::TestDatabase;
+use ferridm_store::{IndexSpec, NewObject, ObjectUpdate, Store, StoreError, StoreOptions};
+use serde_json::{Value, json};
+
+fn object(value: Value) -> Object {
+    value.as_object().cloned().unwrap()
+}
+
+fn spec() -> IndexSpec {
+    IndexSpec {
+        hidden: vec!["password".into()],
+        unique: vec!["userName".into()],
+    }
+}
+
+fn on_every_backend(test: impl Fn(&Store)) {
+    for database in TestDatabase::all() {
+        let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+        test(&store);
+    }
+}
+
+fn insert(store: &Store, id: &str, content: Value) -> Result<ferridm_store::StoredObject, StoreError> {
+    let content = object(content);
+    store.insert(NewObject {
+        object_type: "user",
+        id,
+        content: &content,
+        meta: &object(json!({"createDate": "2026-01-01T00:00:00.000Z"})),
+        index: &spec(),
+    })
+}
+
+#[test]
+fn insert_then_get_returns_the_object() {
+    on_every_backend(|store| {
+        let created = insert(store, "bjensen", json!({"userName": "bjensen", "sn": "Jensen"})).unwrap();
+        let read = store.get("user", "bjensen").unwrap().unwrap();
+        assert_eq!(read.rev, created.rev);
+        assert_eq!(read.content, object(json!({"userName": "bjensen", "sn": "Jensen"})));
+        assert_eq!(read.meta.get("loginCount"), Some(&json!(0)));
+        assert_eq!(read.meta.get("createDate"), Some(&json!("2026-01-01T00:00:00.000Z")));
+        assert!(store.get("user", "nobody").unwrap().is_none());
+        assert!(store.get("role", "bjensen").unwrap().is_none());
+    });
+}
+
+#[test]
+fn duplicate_ids_and_unique_values_are_refused_and_store_nothing() {
+    on_every_backend(|store| {
+        insert(store, "a", json!({"userName": "Alice"})).unwrap();
+        assert!(matches!(
+            insert(store, "a", json!({"userName": "x"})),
+            Err(StoreError::AlreadyExists)
+        ));
+        let taken = insert(store, "b", json!({"userName": "ALICE"}));
+        assert!(matches!(taken, Err(StoreError::UniqueViolation { ref property }) if property == "userName"));
+        assert!(store.get("user", "b").unwrap().is_none());
+        insert(store, "c", json!({"userName": "carol"})).unwrap();
+    });
+}
+
+#[test]
+fn updates_need_the_current_revision_and_move_it_on() {
+    on_every_backend(|store| {
+        let created = insert(store, "u", json!({"userName": "u1"})).unwrap();
+        let content = object(json!({"userName": "u2"}));
+        let update = ObjectUpdate {
+            content: &content,
+            meta: None,
+            index: &spec(),
+        };
+        let updated = store.update("user", "u", created.rev, update).unwrap();
+        assert_ne!(updated.rev, created.rev);
+        assert!(matches!(
+            store.update("user", "u", created.rev, update),
+            Err(StoreError::RevisionMismatch)
+        ));
+        assert!(matches!(
+            store.update("user", "missing", created.rev, update),
+            Err(StoreError::NotFound)
+        ));
+        // The old unique value is free again, the new one is taken.
+        insert(store, "v", json!({"userName": "u1"})).unwrap();
+        assert!(matches!(
+            insert(store, "w", json!({"userName": "u2"})),
+            Err(StoreError::UniqueViolation { .. })
+        ));
+    });
+}
+
+#[test]
+fn delete_needs_the_current_revision_and_returns_the_object() {
+    on_every_backend(|store| {
+        let created = insert(store, "d", json!({"userName": "d"})).unwrap();
+        let stale = Revision::initial(1).next(2);
+        assert!(matches!(
+            store.delete("user", "d", stale),
+            Err(StoreError::RevisionMismatch)
+        ));
+        let deleted = store.delete("user", "d", created.rev).unwrap();
+        assert_eq!(deleted.content, created.content);
+        assert!(store.get("user", "d").unwrap().is_none());
+        assert!(matches!(
+            store.delete("user", "d", created.rev),
+            Err(StoreError::NotFound)
+        ));
+        insert(store, "d2", json!({"userName": "d"})).unwrap();
+    });
+}
+
+#[test]
+fn login_counts_and_metadata_change_without_a_new_revision() {
+    on_every_backend(|store| {
+        let created = insert(store, "m", json!({"userName": "m"})).unwrap();
+        assert_eq!(store.increment_login_count("user", "m").unwrap(), 1);
+        assert_eq!(store.increment_login_count("user", "m").unwrap(), 2);
+        let changed = store
+            .update_meta("user", "m", &spec(), |meta| {
+                meta.insert("termsAccepted".into(), json!({"termsVersion": "1"}));
+            })
+            .unwrap();
+        assert_eq!(changed.rev, created.rev);
+        let read = store.get("user", "m").unwrap().unwrap();
+        assert_eq!(read.meta.get("loginCount"), Some(&json!(2)));
+        assert_eq!(read.meta.get("termsAccepted"), Some(&json!({"termsVersion": "1"})));
+        assert!(matches!(
+            store.increment_login_count("user", "zz"),
+            Err(StoreError::NotFound)
+        ));
+    });
+}
+
+#[test]
+fn concurrent_updates_with_the_same_revision_let_exactly_one_win() {
+    on_every_backend(|store| {
+        let created = insert(store, "race", json!({"userName": "race"})).unwrap();
+        let wins = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    scope.spawn(move || {
+                        let content = object(json!({"userName": "race", "n": i}));
+                        store
+                            .update(
+                                "user",
+                                "race",
+                                created.rev,
+                                ObjectUpdate {
+                                    content: &content,
+                                    meta: None,
+                                    index: &spec(),
+                                },
+                            )
+                            .is_ok()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|won| *won)
+                .count()
+        });
+        assert_eq!(wins, 1);
+    });
+}
+
+#[test]
+fn failed_logins_lock_after_the_limit_and_unlock_after_the_lock() {
+    use ferridm_store::LockoutRule;
+    let rule = LockoutRule {
+        max_failures: 3,
+        window_ms: 60_000,
+        lock_ms: 600_000,
+    };
+    on_every_backend(|store| {
+        let start = 1_000_000;
+        assert!(store.login_failure("managed/user/x").unwrap().is_none());
+        assert_eq!(
+            store
+                .record_login_failure("managed/user/x", start, rule)
+                .unwrap()
+                .failures,
+            1
+        );
+        assert_eq!(
+            store
+                .record_login_failure("managed/user/x", start + 1, rule)
+                .unwrap()
+                .failures,
+            2
+        );
+        let locked = store.record_login_failure("managed/user/x", start + 2, rule).unwrap();
+        assert!(locked.locked_at(start + 3));
+        assert!(!locked.locked_at(start + 2 + 600_000));
+        let read = store.login_failure("managed/user/x").unwrap().unwrap();
+        assert_eq!(read.locked_until, start + 2 + 600_000);
+        assert_eq!(read.failures, 3, "administrators see the failures behind a lock");
+        // Failures spread wider than the window do not lock...
+        for at in [0, 40_000, 80_000, 120_000] {
+            let state = store.record_login_failure("managed/user/y", start + at, rule).unwrap();
+            assert!(!state.locked_at(start + at), "failure at +{at} ms must not lock");
+        }
+        // ...but any three within one window do, whatever came before.
+        let state = store
+            .record_login_failure("managed/user/y", start + 130_000, rule)
+            .unwrap();
+        assert!(state.locked_at(start + 130_001));
+        store.clear_login_failures("managed/user/x").unwrap();
+        assert!(store.login_failure("managed/user/x").unwrap().is_none());
+    });
+}
+
+#[test]
+fn concurrent_failures_are_all_counted() {
+    use ferridm_store::LockoutRule;
+    let rule = LockoutRule {
+        max_failures: 1000,
+        window_ms: 60_000,
+        lock_ms: 1,
+    };
+    on_every_backend(|store| {
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..5 {
+                        store.record_login_failure("managed/user/c", 5_000, rule).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(store.login_failure("managed/user/c").unwrap().unwrap().failures, 40);
+    });
+}
+
+#[test]
+fn bulk_inserts_are_all_or_nothing() {
+    on_every_backend(|store| {
+        let contents: Vec<Object> = (0..3)
+            .map(|i| object(json!({"userName": format!("bulk{i}")})))
+            .collect();
+        let ids = ["b0", "b1", "b2"];
+        let meta = Object::new();
+        let spec = spec();
+        let batch: Vec<NewObject<'_>> = ids
+            .iter()
+            .zip(&contents)
+            .map(|(id, content)| NewObject {
+                object_type: "user",
+                id,
+                content,
+                meta: &meta,
+                index: &spec,
+            })
+            .collect();
+        assert_eq!(store.insert_many(&batch).unwrap(), 3);
+        assert!(store.get("user", "b2").unwrap().is_some());
+        let again = store.insert_many(&batch[1..]);
+        assert!(matches!(again, Err(StoreError::AlreadyExists)));
+        let clash = [NewObject {
+            object_type: "user",
+            id: "b9",
+            content: &contents[0],
+            meta: &meta,
+            index: &spec,
+        }];
+        assert!(matches!(
+            store.insert_many(&clash),
+            Err(StoreError::UniqueViolation { .. })
+        ));
+        assert!(store.get("user", "b9").unwrap().is_none());
+    });
+}

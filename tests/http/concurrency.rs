@@ -1,0 +1,198 @@
+//! Concurrent writers on both backends: parallel creates all land with distinct ids, writers
+//! racing on one `If-Match` revision produce exactly one winner (the rest get 412), racing
+//! `If-None-Match: *` creates of one id produce exactly one 201, and unconditional patches
+//! retry internally so none is lost (idm-api.md §1.5, §2.2, §4.2).
+
+use std::collections::HashSet;
+use std::sync::Barrier;
+use std::time::Duration;
+
+use ferridm_tests::{Reply, TestServer, on_each_backend, unique};
+use reqwest::Method;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+use crate::crud::{assert_rev, count, put_new, user_body, user_with};
+
+/// The administrator as the racing threads share it: the server's address and one blocking
+/// client (a `TestServer` itself need not be shareable between threads).
+struct SharedAdmin {
+    base: String,
+    client: Client,
+}
+
+impl SharedAdmin {
+    fn of(server: &TestServer) -> Self {
+        Self {
+            base: server.base().to_owned(),
+            client: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        }
+    }
+
+    /// Sends one request as `openidm-admin` and reads the whole response.
+    fn send(&self, method: Method, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("X-OpenIDM-Username", "openidm-admin")
+            .header("X-OpenIDM-Password", "openidm-admin")
+            .json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().unwrap_or_else(|e| panic!("request failed: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+}
+
+/// Runs `request(admin, i)` on `n` threads released together and returns the replies in
+/// thread order.
+fn race(server: &TestServer, n: usize, request: impl Fn(&SharedAdmin, usize) -> Reply + Sync) -> Vec<Reply> {
+    let admin = SharedAdmin::of(server);
+    let barrier = Barrier::new(n);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (admin, barrier, request) = (&admin, &barrier, &request);
+                scope.spawn(move || {
+                    barrier.wait();
+                    request(admin, i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a request thread panicked"))
+            .collect()
+    })
+}
+
+#[test]
+fn two_hundred_parallel_creates_all_land() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let prefix = unique("crowd");
+        let replies = race(&server, 200, |admin, i| {
+            let body = user_body(&format!("{prefix}-{i}"));
+            admin.send(Method::POST, "/openidm/managed/user?_action=create", &body, &[])
+        });
+        let mut ids = HashSet::new();
+        for (i, reply) in replies.iter().enumerate() {
+            assert_eq!(
+                reply.status,
+                201,
+                "create {i} on {:?}: {}",
+                server.backend(),
+                reply.text
+            );
+            assert_eq!(reply.body["userName"], format!("{prefix}-{i}"));
+            assert_rev(&reply.body["_rev"]);
+            ids.insert(reply.body["_id"].as_str().expect("_id").to_owned());
+        }
+        assert_eq!(ids.len(), 200, "every create got its own id");
+        assert_eq!(count(&server, "true"), 200);
+        assert_eq!(count(&server, &format!("userName+sw+%22{prefix}%22")), 200);
+    });
+}
+
+#[test]
+fn parallel_puts_with_the_same_if_match_have_one_winner() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let id = unique("contended");
+        let created = put_new(&server, &id, &user_body(&id));
+        let rev = assert_rev(&created.body["_rev"]);
+        let path = format!("/openidm/managed/user/{id}");
+
+        let replies = race(&server, 16, |admin, i| {
+            let body = user_with(&id, &json!({"description": format!("writer {i}")}));
+            admin.send(Method::PUT, &path, &body, &[("If-Match", &rev)])
+        });
+        let winners: Vec<usize> = (0..replies.len()).filter(|&i| replies[i].status == 200).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one writer wins on {:?}: {:?}",
+            server.backend(),
+            replies.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        let winner = winners[0];
+        for (i, reply) in replies.iter().enumerate() {
+            if i != winner {
+                let message = reply.assert_error(412);
+                assert!(
+                    message.starts_with("Update rejected as current Object revision"),
+                    "{message}"
+                );
+            }
+        }
+        let read = server.admin().get(&path).send();
+        assert_eq!(read.body["description"], format!("writer {winner}"));
+        assert_eq!(read.body["_rev"], replies[winner].body["_rev"]);
+        assert_ne!(read.body["_rev"], rev.as_str());
+    });
+}
+
+#[test]
+fn parallel_creates_of_one_id_have_one_winner() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let id = unique("sameid");
+        let path = format!("/openidm/managed/user/{id}");
+        // Only the id collides: each creator has its own userName.
+        let replies = race(&server, 16, |admin, i| {
+            let body = user_with(&format!("{id}-{i}"), &json!({"description": format!("creator {i}")}));
+            admin.send(Method::PUT, &path, &body, &[("If-None-Match", "*")])
+        });
+        let winners: Vec<usize> = (0..replies.len()).filter(|&i| replies[i].status == 201).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one create wins on {:?}: {:?}",
+            server.backend(),
+            replies.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        for (i, reply) in replies.iter().enumerate() {
+            if i != winners[0] {
+                reply.assert_error(412);
+            }
+        }
+        let read = server.admin().get(&path).send();
+        assert_eq!(read.body["description"], format!("creator {}", winners[0]));
+        assert_eq!(count(&server, "true"), 1);
+    });
+}
+
+#[test]
+fn parallel_unconditional_patches_are_all_applied() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let id = unique("counter");
+        put_new(&server, &id, &user_with(&id, &json!({"logins": 0})));
+        let path = format!("/openidm/managed/user/{id}");
+        let operations = json!([{"operation": "increment", "field": "/logins", "value": 1}]);
+        let replies = race(&server, 16, |admin, i| {
+            if i % 2 == 0 {
+                admin.send(Method::PATCH, &path, &operations, &[])
+            } else {
+                admin.send(Method::POST, &format!("{path}?_action=patch"), &operations, &[])
+            }
+        });
+        for (i, reply) in replies.iter().enumerate() {
+            assert_eq!(reply.status, 200, "patch {i} on {:?}: {}", server.backend(), reply.text);
+        }
+        let read = server.admin().get(&path).send();
+        assert_eq!(read.body["logins"], json!(16), "no increment was lost");
+        let revisions: HashSet<&str> = replies.iter().filter_map(|r| r.body["_rev"].as_str()).collect();
+        assert_eq!(revisions.len(), 16, "each patch produced its own revision");
+    });
+}

@@ -1,0 +1,22 @@
+//! ferridm's black-box HTTP tests: one binary, a module per area. Every test starts its own
+//! server (own conf copy, own database) and talks to it over HTTP.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod access;
+mod auth;
+mod bad_input;
+mod clients;
+mod completeness;
+mod concurrency;
+mod crest;
+mod crud;
+mod multinode;
+mod paging;
+mod policies;
+mod profile;
+mod queries;
+mod registration;
+mod reload;
+mod sandbox;
+mod seeds;
+mod stages;

@@ -1,0 +1,261 @@
+// A tiny stand-in for IDM's End User UI, served by `ferridm --ui` on the same origin as /openidm.
+// It makes the calls the real UI makes, in the same way: fetch with `credentials: 'same-origin'`
+// (the HttpOnly `session-jwt` cookie travels by itself), anonymous calls with the anonymous
+// headers and `X-OpenIDM-NoSession: true`, and `X-Requested-With: XMLHttpRequest` on every
+// write. Each step writes one line into #steps: `<step>: ok <detail>` or `<step>: FAILED <why>`.
+'use strict';
+
+const API = '/openidm';
+const ANONYMOUS = {
+  'X-OpenIDM-Username': 'anonymous',
+  'X-OpenIDM-Password': 'anonymous',
+  'X-OpenIDM-NoSession': 'true',
+};
+const AUTHORIZED = 'internal/role/openidm-authorized';
+
+const session = { userName: null, userId: null, credentialJwt: null, processes: [] };
+
+class StepFailure extends Error {}
+
+async function call(method, path, { headers = {}, body } = {}) {
+  const sent = { Accept: 'application/json', ...headers };
+  if (method !== 'GET') {
+    sent['X-Requested-With'] = 'XMLHttpRequest';
+  }
+  if (body !== undefined) {
+    sent['Content-Type'] = 'application/json; charset=UTF-8';
+  }
+  const response = await fetch(API + path, {
+    method,
+    headers: sent,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  return { status: response.status, body: json, text };
+}
+
+function $(id) {
+  return document.getElementById(id);
+}
+
+function step(name, ok, detail) {
+  const line = document.createElement('li');
+  line.id = `step-${name}`;
+  line.dataset.ok = String(ok);
+  line.textContent = `${name}: ${ok ? 'ok' : 'FAILED'} ${detail}`;
+  $('steps').append(line);
+  if (!ok) {
+    throw new StepFailure(`${name}: ${detail}`);
+  }
+}
+
+// Fails the step unless `reply` has `status`; returns the body.
+function expectStatus(name, reply, status) {
+  if (reply.status !== status) {
+    step(name, false, `HTTP ${reply.status} (expected ${status}): ${reply.text}`);
+  }
+  return reply.body ?? {};
+}
+
+async function guarded(action) {
+  try {
+    await action();
+  } catch (error) {
+    if (!(error instanceof StepFailure)) {
+      const line = document.createElement('li');
+      line.id = 'step-error';
+      line.dataset.ok = 'false';
+      line.textContent = `error: FAILED ${error && error.stack ? error.stack : error}`;
+      $('steps').append(line);
+    }
+    $('done').textContent = `failed: ${error.message || error}`;
+  }
+}
+
+// On load: what the UI reads before showing anything (both open to anonymous).
+async function start() {
+  $('route').textContent = window.location.pathname;
+  const uiconfig = await call('GET', '/info/uiconfig', { headers: ANONYMOUS });
+  const configuration = expectStatus('uiconfig', uiconfig, 200).configuration ?? {};
+  step('uiconfig', configuration.selfRegistration === true, `selfRegistration=${configuration.selfRegistration}`);
+
+  const features = await call('GET', '/info/features?_queryFilter=true', { headers: ANONYMOUS });
+  const result = expectStatus('features', features, 200).result ?? [];
+  const registration = result.find((feature) => feature.name === 'registration');
+  step(
+    'features',
+    Boolean(registration && registration.enabled),
+    `registration=${registration && registration.enabled ? 'enabled' : 'disabled'} ` +
+      `${registration ? JSON.stringify(registration.endpoints) : ''}`,
+  );
+  $('register').disabled = false;
+}
+
+// Registration → anonymous logout → login with the credentialJwt → profile requirements.
+async function register() {
+  $('register').disabled = true;
+  const initial = await call('GET', '/selfservice/registration', { headers: ANONYMOUS });
+  const first = expectStatus('registration-start', initial, 200);
+  const names = Object.keys(first.requirements?.registrationProperties?.properties ?? {}).sort();
+  step(
+    'registration-start',
+    first.type === 'idmUserDetails' && first.tag === 'initial',
+    `${first.type} ${first.tag} ${names.join(',')}`,
+  );
+
+  const user = {
+    userName: $('userName').value,
+    givenName: $('givenName').value,
+    sn: $('sn').value,
+    mail: $('mail').value,
+    password: $('password').value,
+  };
+  const submitted = await call('POST', '/selfservice/registration?_action=submitRequirements', {
+    headers: ANONYMOUS,
+    body: { input: { user } },
+  });
+  const end = expectStatus('registration', submitted, 200);
+  const jwt = end.additions?.credentialJwt;
+  step(
+    'registration',
+    end.tag === 'end' && end.status?.success === true && typeof jwt === 'string' && jwt.length > 0,
+    `${end.type} ${end.tag} ${typeof jwt === 'string' ? 'credentialJwt' : 'no credentialJwt'}`,
+  );
+  session.credentialJwt = jwt;
+
+  // The End User UI drops the anonymous "session" before logging the new user in.
+  const logout = await call('POST', '/authentication?_action=logout', { headers: ANONYMOUS });
+  const loggedOut = expectStatus('logout', logout, 200);
+  step('logout', loggedOut.success === true, `success=${loggedOut.success}`);
+
+  const login = await call('POST', '/authentication?_action=login', {
+    headers: { 'X-OpenIDM-Jwt': jwt, 'X-OpenIDM-NoSession': 'false' },
+  });
+  const context = expectStatus('autologin', login, 200);
+  const authorization = context.authorization ?? {};
+  session.userName = context.authenticationId;
+  session.userId = authorization.id;
+  session.processes = authorization.requiredProfileProcesses ?? [];
+  const cookieVisible = document.cookie.includes('session-jwt');
+  step(
+    'autologin',
+    context.authenticationId === user.userName && authorization.authLogin === true && !cookieVisible,
+    `${context.authenticationId} authLogin=${authorization.authLogin} ` +
+      `processesRequired=${authorization.processesRequired === true} ` +
+      `[${session.processes.join(',')}] cookie=${cookieVisible ? 'visible' : 'httpOnly'}`,
+  );
+
+  if (session.processes.length > 0) {
+    await showProfileForm(session.processes[0]);
+  } else {
+    await afterProfile();
+  }
+}
+
+// Reads a pending profile process (cookie only) and renders one input per requested attribute.
+async function showProfileForm(process) {
+  const reply = await call('GET', `/${process}`);
+  const body = expectStatus('profile-requirements', reply, 200);
+  const requirements = body.requirements ?? {};
+  const attributes = requirements.attributes ?? [];
+  const form = $('profile-form');
+  form.replaceChildren();
+  for (const attribute of attributes) {
+    const label = document.createElement('label');
+    label.textContent = `${attribute.schema?.title ?? attribute.name} `;
+    const input = document.createElement('input');
+    input.id = `attr-${attribute.name}`;
+    input.dataset.name = attribute.name;
+    input.required = attribute.isRequired === true;
+    input.value = attribute.value ?? '';
+    label.append(input);
+    form.append(label);
+  }
+  $('profile-title').textContent = requirements.uiConfig?.displayName ?? 'Complete your profile';
+  $('profile-purpose').textContent = requirements.uiConfig?.purpose ?? '';
+  step(
+    'profile-requirements',
+    body.type === 'conditionaluser' && attributes.length > 0,
+    `${body.type} ${body.tag} ` +
+      attributes.map((a) => `${a.name}(${a.isRequired ? 'required' : 'optional'})`).join(',') +
+      ` "${requirements.uiConfig?.displayName ?? ''}"`,
+  );
+  $('complete-profile').disabled = false;
+}
+
+// Submits the profile form, then asks for the refreshed context (login with the cookie).
+async function completeProfile() {
+  $('complete-profile').disabled = true;
+  const attributes = {};
+  for (const input of $('profile-form').querySelectorAll('input')) {
+    attributes[input.dataset.name] = input.value;
+  }
+  const process = session.processes[0];
+  const reply = await call('POST', `/${process}?_action=submitRequirements`, {
+    body: { input: { attributes } },
+  });
+  const body = expectStatus('profile-submit', reply, 200);
+  step(
+    'profile-submit',
+    body.tag === 'end' && body.status?.success === true,
+    `${body.type} ${body.tag} success=${body.status?.success}`,
+  );
+  await afterProfile();
+}
+
+async function afterProfile() {
+  const login = await call('POST', '/authentication?_action=login');
+  const context = expectStatus('relogin', login, 200);
+  const authorization = context.authorization ?? {};
+  const roles = authorization.roles ?? [];
+  step(
+    'relogin',
+    context.authenticationId === session.userName &&
+      roles.includes(AUTHORIZED) &&
+      authorization.processesRequired === undefined,
+    `${context.authenticationId} roles=${roles.join(',')} processesRequired=${authorization.processesRequired === true}`,
+  );
+
+  // The profile page is built from the object schema.
+  const schema = await call('GET', '/schema/managed/user');
+  const givenName = expectStatus('schema', schema, 200).properties?.givenName ?? {};
+  step(
+    'schema',
+    givenName.title === 'First Name' && givenName.userEditable === true,
+    `givenName title=${givenName.title} userEditable=${givenName.userEditable}`,
+  );
+  $('edit-profile').disabled = false;
+}
+
+// Edits the user's own profile and reads it back.
+async function editProfile() {
+  $('edit-profile').disabled = true;
+  const value = $('newGivenName').value;
+  const path = `/managed/user/${encodeURIComponent(session.userId)}`;
+  const patched = await call('PATCH', path, {
+    body: [{ operation: 'replace', field: '/givenName', value }],
+  });
+  const body = expectStatus('edit', patched, 200);
+  step('edit', body.givenName === value, `givenName=${body.givenName}`);
+
+  const read = await call('GET', path);
+  const user = expectStatus('readback', read, 200);
+  step(
+    'readback',
+    user.givenName === value && user.userName === session.userName,
+    `givenName=${user.givenName} telephoneNumber=${user.telephoneNumber}`,
+  );
+  $('done').textContent = 'all steps passed';
+}
+
+$('register').addEventListener('click', () => guarded(register));
+$('complete-profile').addEventListener('click', () => guarded(completeProfile));
+$('edit-profile').addEventListener('click', () => guarded(editProfile));
+guarded(start);
