@@ -316,6 +316,18 @@ fn a_body_over_five_megabytes_is_413() {
     assert_eq!(reply.body["reason"], "Request Entity Too Large");
     assert_nothing_stored(&server);
 
+    // The same body sent chunked (no Content-Length) is cut off while it is read.
+    let bytes = serde_json::to_vec(&body).expect("serializable");
+    let reply = server
+        .admin()
+        .post_empty("/openidm/managed/user?_action=create")
+        .header("Content-Type", "application/json")
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(bytes)))
+        .send();
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    reply.assert_error(413);
+    assert_nothing_stored(&server);
+
     // A body just under the cap is accepted.
     let mut body = user_body(&name);
     body["description"] = json!("x".repeat(4 * 1024 * 1024));
