@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferridm_plugins::watch::{self, DirectoryWatch, WatchMode};
+use ferridm_store::{Store, StoreError};
 
 use crate::config::settings::WatchMode as ConfiguredMode;
 use crate::config::{self, ConfigError, Generation, Overrides};
@@ -43,21 +44,22 @@ pub fn reload(state: &Arc<AppState>, overrides: &Overrides, cause: &str) -> Resu
     }
 }
 
-/// The file recording which completeness rule the stored scores were computed with.
-fn completeness_marker(state: &AppState) -> PathBuf {
-    let generation = state.generation();
-    state
-        .paths
-        .resolve(&generation.settings.data_dir)
-        .join("completeness-rule")
+/// The store setting naming the completeness rule the stored scores were computed with.
+const COMPLETENESS_RULE_SETTING: &str = "completeness-rule";
+
+/// Records that every stored score follows `generation`'s completeness rule. Kept in the
+/// database, so nodes sharing it agree and a new node does not recompute what is current.
+pub fn record_completeness_rule(store: &Store, generation: &Generation) -> Result<(), StoreError> {
+    store.put_setting(COMPLETENESS_RULE_SETTING, &generation.completeness.fingerprint())
 }
 
 /// At start: recomputes stored completeness if the rule changed while the server was down.
 pub fn reconcile_completeness(state: &Arc<AppState>) {
     let current = state.generation().completeness.fingerprint();
-    let recorded = std::fs::read_to_string(completeness_marker(state)).unwrap_or_default();
-    if recorded.trim() != current {
-        recompute_completeness(state);
+    match state.store.setting(COMPLETENESS_RULE_SETTING) {
+        Ok(recorded) if recorded.as_deref() == Some(current.as_str()) => {}
+        Ok(_) => recompute_completeness(state),
+        Err(error) => tracing::error!(%error, "cannot read which completeness rule the stored scores follow"),
     }
 }
 
@@ -67,13 +69,9 @@ pub fn recompute_completeness(state: &Arc<AppState>) {
     let spawned = std::thread::Builder::new()
         .name("ferridm-completeness".to_owned())
         .spawn(move || {
-            let fingerprint = shared.generation().completeness.fingerprint();
-            crate::service::profile::recompute_all(&shared);
-            let marker = completeness_marker(&shared);
-            if let Some(dir) = marker.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            if let Err(error) = std::fs::write(&marker, fingerprint) {
+            let generation = shared.generation();
+            crate::service::profile::recompute_all(&shared, &generation);
+            if let Err(error) = record_completeness_rule(&shared.store, &generation) {
                 tracing::warn!(%error, "cannot record the completeness rule");
             }
         });

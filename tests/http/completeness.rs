@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use ferridm_tests::{TestServer, workspace_root};
+use ferridm_tests::{TestServer, on_each_backend, workspace_root};
 use serde_json::{Value, json};
 
 use crate::profile::{Person, admin_patch, keys, person, person_with, read_user, save_conf};
@@ -567,4 +567,27 @@ fn a_changed_rule_recomputes_the_stored_scores() {
     });
     assert_eq!(stored_score(&server, &first.id).as_f64(), Some(50.0));
     assert_eq!(stored_score(&server, &second.id).as_f64(), Some(100.0));
+}
+
+#[test]
+fn a_rule_changed_while_stopped_is_applied_at_the_next_start() {
+    on_each_backend(|builder| {
+        let mut before = builder.start();
+        let first = person(&before);
+        let second = person_with(&before, &json!({"telephoneNumber": "555"}));
+        let below_60 = "/_meta/profileCompleteness%20lt%2060";
+        assert_eq!(query_ids(&before, below_60), sorted(&[&first, &second]));
+        before.stop();
+        save_conf(
+            &before,
+            "selfservice-profile.json",
+            &profile_with_rule(&json!({"attributes": ["userName", "telephoneNumber"]})),
+        );
+        let after = TestServer::builder().sharing(&before).start();
+        after.wait_until(RELOAD, "the stored scores to be recomputed at start", || {
+            query_ids(&after, below_60) == sorted(&[&first])
+        });
+        assert_eq!(stored_score(&after, &first.id).as_f64(), Some(50.0));
+        assert_eq!(stored_score(&after, &second.id).as_f64(), Some(100.0));
+    });
 }

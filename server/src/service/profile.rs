@@ -313,9 +313,9 @@ impl CompletenessRule {
 /// Rows recomputed per batch when the completeness rule changes.
 const RECOMPUTE_PAGE: u32 = 500;
 
-/// Recomputes `_meta.profileCompleteness` for every user (after the rule changed).
-pub fn recompute_all(state: &Arc<AppState>) {
-    let generation = state.generation();
+/// Recomputes `_meta.profileCompleteness` for every user with `generation`'s rule (after the
+/// rule changed).
+pub fn recompute_all(state: &AppState, generation: &Generation) {
     let Some(user_type) = generation.managed.get("user") else {
         return;
     };

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 
@@ -130,8 +130,8 @@ impl ManageConnection for Manager {
 pub struct Store {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
-    /// SQLite has one writer; serialising our own writers here avoids lock upgrades failing
-    /// with SQLITE_BUSY. PostgreSQL needs no such lock.
+    /// SQLite has one writer: our own writers queue here rather than in SQLite's busy wait.
+    /// PostgreSQL needs no such lock.
     sqlite_writer: Option<Mutex<()>>,
 }
 
@@ -197,7 +197,18 @@ impl Store {
             .map(|lock| lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let mut pooled = self.connection()?;
         let conn: &mut DbConnection = &mut pooled;
-        conn.transaction(work)
+        begin_write(conn)?;
+        match work(conn) {
+            Ok(value) => {
+                <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+                Ok(value)
+            }
+            Err(error) => {
+                // A failed rollback leaves the connection broken; the pool then drops it.
+                let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+                Err(error)
+            }
+        }
     }
 
     /// Runs `work` on a pooled connection without an explicit transaction.
@@ -207,6 +218,16 @@ impl Store {
     ) -> Result<T, StoreError> {
         let mut pooled = self.connection()?;
         work(&mut pooled)
+    }
+}
+
+/// Opens a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up
+/// front, so a writer in another process (another server on the same file) makes this one wait
+/// out the busy timeout instead of failing a read-to-write lock upgrade with SQLITE_BUSY.
+fn begin_write(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE"),
+        DbConnection::Postgres(postgres) => AnsiTransactionManager::begin_transaction(postgres),
     }
 }
 

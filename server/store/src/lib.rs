@@ -1,7 +1,8 @@
 //! ferridm-store: everything ferridm keeps in its database, on SQLite or PostgreSQL through one
 //! diesel code path. Managed objects live in `objects` as JSON text; every value reachable by a
 //! JSON pointer is mirrored into the `object_props` index so `_queryFilter`s compile to indexed
-//! SQL; `unique_values` backs uniqueness; `login_failures` holds lockout state.
+//! SQL; `unique_values` backs uniqueness; `login_failures` holds lockout state; `store_settings`
+//! holds named values every node shares.
 //!
 //! This is the only crate that imports diesel. Callers speak in core types.
 
@@ -13,6 +14,7 @@ mod migrate;
 mod objects;
 mod query;
 mod schema;
+mod settings;
 mod sql;
 #[cfg(feature = "test-support")]
 pub mod testing;

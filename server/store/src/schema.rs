@@ -22,3 +22,10 @@ diesel::table! {
         recent -> Text,
     }
 }
+
+diesel::table! {
+    store_settings (name) {
+        name -> Text,
+        value -> Text,
+    }
+}

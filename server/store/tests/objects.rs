@@ -172,6 +172,51 @@ fn concurrent_updates_with_the_same_revision_let_exactly_one_win() {
 }
 
 #[test]
+fn writers_in_two_stores_on_one_database_all_land() {
+    // Two stores are two servers on one database: on SQLite their writers cannot share the
+    // in-process writer lock, so each write transaction must take the lock up front and wait.
+    for database in TestDatabase::all() {
+        let stores = [
+            Store::open(database.url(), &StoreOptions::default()).unwrap(),
+            Store::open(database.url(), &StoreOptions::default()).unwrap(),
+        ];
+        insert(&stores[0], "shared", json!({"userName": "shared"})).unwrap();
+        std::thread::scope(|scope| {
+            for (s, store) in stores.iter().enumerate() {
+                for t in 0..4 {
+                    scope.spawn(move || {
+                        for n in 0..20 {
+                            let id = format!("w{s}-{t}-{n}");
+                            let created = insert(store, &id, json!({"userName": id})).unwrap();
+                            store.increment_login_count("user", "shared").unwrap();
+                            // An update reads the row before it writes: the case a deferred
+                            // transaction loses to a writer in the other store.
+                            let content = object(json!({"userName": id, "touched": true}));
+                            let update = ObjectUpdate {
+                                content: &content,
+                                meta: None,
+                                index: &spec(),
+                            };
+                            store.update("user", &id, created.rev, update).unwrap();
+                        }
+                    });
+                }
+            }
+        });
+        let shared = stores[1].get("user", "shared").unwrap().unwrap();
+        assert_eq!(shared.meta.get("loginCount"), Some(&json!(160)));
+        for s in 0..2 {
+            for t in 0..4 {
+                for n in 0..20 {
+                    let stored = stores[0].get("user", &format!("w{s}-{t}-{n}")).unwrap().unwrap();
+                    assert_eq!(stored.content.get("touched"), Some(&json!(true)));
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn failed_logins_lock_after_the_limit_and_unlock_after_the_lock() {
     use ferridm_store::LockoutRule;
     let rule = LockoutRule {

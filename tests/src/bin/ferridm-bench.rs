@@ -12,6 +12,7 @@
 //! cargo run --release -p ferridm-tests --bin ferridm-bench -- --users 10000 --users 1000000 --scenarios query-eq
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -126,17 +127,26 @@ fn seed(db: &str, conf: &Path, users: u64) -> anyhow::Result<()> {
     let mut next = 0;
     while next < users {
         let end = (next + batch).min(users);
-        let contents: Vec<(String, ferridm_core::Object)> = (next..end)
-            .map(|i| (format!("user{i}"), user(i).as_object().cloned().unwrap_or_default()))
-            .collect();
-        let meta = ferridm_core::Object::new();
+        // Users as a create stores them: with their completeness score.
+        let contents = (next..end)
+            .map(|i| {
+                let content = user(i);
+                let score = generation.completeness.score(&content)?;
+                let meta = json!({"profileCompleteness": score});
+                Ok((
+                    format!("user{i}"),
+                    content.as_object().cloned().unwrap_or_default(),
+                    meta.as_object().cloned().unwrap_or_default(),
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let objects: Vec<NewObject<'_>> = contents
             .iter()
-            .map(|(id, content)| NewObject {
+            .map(|(id, content, meta)| NewObject {
                 object_type: "user",
                 id,
                 content,
-                meta: &meta,
+                meta,
                 index: &index,
             })
             .collect();
@@ -149,6 +159,7 @@ fn seed(db: &str, conf: &Path, users: u64) -> anyhow::Result<()> {
             );
         }
     }
+    ferridm::reload::record_completeness_rule(&store, &generation)?;
     Ok(())
 }
 
@@ -158,7 +169,8 @@ struct Outcome {
     scenario: String,
     users: u64,
     requests: u64,
-    errors: u64,
+    /// Failed requests by status (0: no response).
+    errors: BTreeMap<u16, u64>,
     per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -185,7 +197,7 @@ async fn one_request(
     task: usize,
     n: u64,
     cookie: &mut Option<String>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<u16> {
     let base = &target.base;
     let pick = rand::rng().random_range(0..target.users.max(1));
     let response = match scenario {
@@ -219,10 +231,10 @@ async fn one_request(
                 url.push_str(next);
             }
             let response = admin(client.get(url)).send().await?;
-            let ok = response.status().is_success();
+            let status = response.status().as_u16();
             let body: Value = response.json().await?;
             *cookie = body["pagedResultsCookie"].as_str().map(str::to_owned);
-            return Ok(ok);
+            return Ok(status);
         }
         "create" | "create-nopolicy" => admin(client.post(format!("{base}/openidm/managed/user?_action=create")))
             .json(&json!({
@@ -254,9 +266,9 @@ async fn one_request(
             .await?,
         other => bail!("unknown scenario {other}"),
     };
-    let ok = response.status().is_success();
+    let status = response.status().as_u16();
     let _ = response.bytes().await?;
-    Ok(ok)
+    Ok(status)
 }
 
 fn percentile(sorted: &[u64], fraction: f64) -> f64 {
@@ -283,7 +295,7 @@ fn drive(scenario: &str, target: &Target, concurrency: usize, seconds: u64) -> a
             let scenario = scenario.to_owned();
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
-                let mut errors = 0u64;
+                let mut errors = BTreeMap::<u16, u64>::new();
                 let mut cookie = None;
                 let mut n = 0u64;
                 loop {
@@ -292,13 +304,13 @@ fn drive(scenario: &str, target: &Target, concurrency: usize, seconds: u64) -> a
                         break;
                     }
                     n += 1;
-                    let ok = one_request(&client, &scenario, &target, task, n, &mut cookie)
+                    let status = one_request(&client, &scenario, &target, task, n, &mut cookie)
                         .await
-                        .unwrap_or(false);
+                        .unwrap_or(0);
                     if started >= warm_up {
                         latencies.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-                        if !ok {
-                            errors += 1;
+                        if !(200..300).contains(&status) {
+                            *errors.entry(status).or_default() += 1;
                         }
                     }
                 }
@@ -306,11 +318,13 @@ fn drive(scenario: &str, target: &Target, concurrency: usize, seconds: u64) -> a
             }));
         }
         let mut all = Vec::new();
-        let mut errors = 0;
+        let mut errors = BTreeMap::<u16, u64>::new();
         for task in tasks {
             if let Ok((latencies, task_errors)) = task.await {
                 all.extend(latencies);
-                errors += task_errors;
+                for (status, count) in task_errors {
+                    *errors.entry(status).or_default() += count;
+                }
             }
         }
         (all, errors, Duration::from_secs(seconds))
@@ -440,7 +454,7 @@ fn main() -> anyhow::Result<()> {
                 scenario: "argon2id-hash".to_owned(),
                 users,
                 requests: 0,
-                errors: 0,
+                errors: BTreeMap::new(),
                 per_second: 1000.0 / cost,
                 p50_ms: cost,
                 p99_ms: cost,
@@ -482,13 +496,31 @@ fn report(outcomes: &[Outcome], options: &Options, workers: usize) -> anyhow::Re
             outcome.p50_ms,
             outcome.p99_ms,
             ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}%")),
-            outcome.errors
+            outcome.errors.values().sum::<u64>()
         );
         json_rows.push(json!({
             "scenario": outcome.scenario, "users": outcome.users, "requests": outcome.requests,
-            "errors": outcome.errors, "perSecond": outcome.per_second, "p50Ms": outcome.p50_ms,
+            "errors": outcome.errors.values().sum::<u64>(),
+            "errorsByStatus": outcome.errors.iter().map(|(status, count)| (status.to_string(), json!(count))).collect::<serde_json::Map<_, _>>(),
+            "perSecond": outcome.per_second, "p50Ms": outcome.p50_ms,
             "p99Ms": outcome.p99_ms, "percentOfBare": ratio,
         }));
+    }
+    for outcome in outcomes.iter().filter(|o| !o.errors.is_empty()) {
+        let by_status: Vec<String> = outcome
+            .errors
+            .iter()
+            .map(|(status, count)| match status {
+                0 => format!("no response ×{count}"),
+                status => format!("{status} ×{count}"),
+            })
+            .collect();
+        println!(
+            "errors in {} ({} users): {}",
+            outcome.scenario,
+            outcome.users,
+            by_status.join(", ")
+        );
     }
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&json_rows)?)?;
