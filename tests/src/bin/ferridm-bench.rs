@@ -131,13 +131,15 @@ fn seed(db: &str, conf: &Path, users: u64) -> anyhow::Result<()> {
         let contents = (next..end)
             .map(|i| {
                 let content = user(i);
-                let score = generation.completeness.score(&content)?;
-                let meta = json!({"profileCompleteness": score});
-                Ok((
-                    format!("user{i}"),
-                    content.as_object().cloned().unwrap_or_default(),
-                    meta.as_object().cloned().unwrap_or_default(),
-                ))
+                let mut meta = ferridm_core::Object::new();
+                meta.insert(
+                    "profileCompleteness".to_owned(),
+                    Value::from(generation.completeness.score(&content)?),
+                );
+                let Value::Object(content) = content else {
+                    bail!("a seeded user is not a JSON object");
+                };
+                Ok((format!("user{i}"), content, meta))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let objects: Vec<NewObject<'_>> = contents
@@ -174,6 +176,13 @@ struct Outcome {
     per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
+}
+
+impl Outcome {
+    /// All failed requests.
+    fn failed(&self) -> u64 {
+        self.errors.values().sum()
+    }
 }
 
 #[derive(Clone)]
@@ -496,11 +505,11 @@ fn report(outcomes: &[Outcome], options: &Options, workers: usize) -> anyhow::Re
             outcome.p50_ms,
             outcome.p99_ms,
             ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}%")),
-            outcome.errors.values().sum::<u64>()
+            outcome.failed()
         );
         json_rows.push(json!({
             "scenario": outcome.scenario, "users": outcome.users, "requests": outcome.requests,
-            "errors": outcome.errors.values().sum::<u64>(),
+            "errors": outcome.failed(),
             "errorsByStatus": outcome.errors.iter().map(|(status, count)| (status.to_string(), json!(count))).collect::<serde_json::Map<_, _>>(),
             "perSecond": outcome.per_second, "p50Ms": outcome.p50_ms,
             "p99Ms": outcome.p99_ms, "percentOfBare": ratio,
