@@ -5,11 +5,12 @@
 //! the server through it.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
+pub mod generation;
 pub mod http;
 pub mod policy;
-pub mod reload;
-pub mod scripting;
+pub mod resource;
 pub mod sealed;
 pub mod secrets;
 pub mod selfservice;
@@ -24,8 +25,10 @@ use actix_web::{App, middleware, web};
 use anyhow::Context as _;
 use ferridm_store::{Store, StoreOptions};
 
-use crate::auth::password::PasswordHasher;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, ConfigPaths};
+use crate::secrets::PasswordHasher;
+use crate::service::reload;
 use crate::state::AppState;
 
 /// How to start a server.
@@ -41,6 +44,8 @@ pub struct ServerOptions {
     pub workers: Option<usize>,
     /// A directory holding a browser UI to serve at `/`.
     pub ui_dir: Option<PathBuf>,
+    /// The clock (the system's unless a test brings one it can move).
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for ServerOptions {
@@ -51,6 +56,7 @@ impl Default for ServerOptions {
             db: "sqlite://data/ferridm.db".to_owned(),
             workers: None,
             ui_dir: None,
+            clock: None,
         }
     }
 }
@@ -61,14 +67,14 @@ impl Default for ServerOptions {
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 /// Checks a conf directory exactly as a reload would; returns every problem found.
-pub fn check(conf_dir: &std::path::Path) -> Result<config::Generation, Vec<ConfigError>> {
-    config::load(&ConfigPaths::new(conf_dir), 1)
+pub fn check(conf_dir: &std::path::Path) -> Result<generation::Generation, Vec<ConfigError>> {
+    generation::load(&ConfigPaths::new(conf_dir), 1)
 }
 
 /// Loads configuration, secrets and the store: everything before listening.
 pub fn prepare(options: &ServerOptions) -> anyhow::Result<Arc<AppState>> {
     let paths = ConfigPaths::new(&options.conf_dir);
-    let generation = config::load(&paths, 1).map_err(ConfigErrors)?;
+    let generation = generation::load(&paths, 1).map_err(ConfigErrors)?;
     let data_dir = paths.resolve(&generation.settings.data_dir);
     let hasher = PasswordHasher::new(generation.settings.password_hashing);
     let secrets = secrets::load(
@@ -84,7 +90,8 @@ pub fn prepare(options: &ServerOptions) -> anyhow::Result<Arc<AppState>> {
     let store = Store::open(&options.db, &StoreOptions::default())
         .with_context(|| format!("cannot open the database {}", redact_url(&options.db)))?;
     tracing::info!(backend = ?store.backend(), generation = generation.number, "configuration loaded");
-    Ok(Arc::new(AppState::new(paths, store, secrets, generation)))
+    let clock = options.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+    Ok(Arc::new(AppState::new(paths, store, secrets, generation, clock)))
 }
 
 /// A database URL without its password, for messages.

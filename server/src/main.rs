@@ -82,6 +82,7 @@ fn serve(cli: &Cli) -> ExitCode {
         db: cli.db.clone(),
         workers: cli.workers,
         ui_dir: cli.ui.clone(),
+        clock: None,
     };
     let state = match ferridm::prepare(&options) {
         Ok(state) => state,
@@ -104,8 +105,8 @@ fn serve(cli: &Cli) -> ExitCode {
         }
     };
     tracing::info!(listen = %options.listen, "ferridm listening");
-    let _watch = ferridm::reload::watch(&state);
-    ferridm::reload::reconcile_completeness(&state);
+    let _watch = ferridm::service::reload::watch(&state);
+    ferridm::service::reload::reconcile_completeness(&state);
     let result = actix_web::rt::System::new().block_on(async move {
         match ferridm::server(state, listener, options.workers, options.ui_dir) {
             Ok(server) => server.await,

@@ -1,15 +1,15 @@
 //! Process-wide state shared by every request: the store, the current configuration generation
-//! (swapped atomically on reload), the secrets and the credential cache.
+//! (swapped atomically on reload), the secrets, the credential cache and the clock.
 
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use ferridm_store::Store;
 
-use crate::auth::cache::CredentialCache;
-use crate::auth::password::PasswordHasher;
-use crate::config::{ConfigError, ConfigPaths, Generation};
-use crate::secrets::Secrets;
+use crate::clock::Clock;
+use crate::config::{ConfigError, ConfigPaths};
+use crate::generation::Generation;
+use crate::secrets::{CredentialCache, Secrets};
 
 /// Everything a request may need.
 #[derive(Debug)]
@@ -22,6 +22,8 @@ pub struct AppState {
     pub secrets: Secrets,
     /// Recently verified credentials.
     pub credentials: CredentialCache,
+    /// The time everything that expires goes by.
+    pub clock: Arc<dyn Clock>,
     generation: ArcSwap<Generation>,
     last_errors: Mutex<Vec<ConfigError>>,
     reloading: Mutex<()>,
@@ -29,20 +31,28 @@ pub struct AppState {
 
 impl AppState {
     /// State around a first generation.
-    pub fn new(paths: ConfigPaths, store: Store, secrets: Secrets, generation: Generation) -> Self {
+    pub fn new(
+        paths: ConfigPaths,
+        store: Store,
+        secrets: Secrets,
+        generation: Generation,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let credentials = CredentialCache::new(secrets.cache_key.clone(), generation.settings.credential_cache);
         Self {
             paths,
             store,
             secrets,
             credentials,
+            clock,
             generation: ArcSwap::from_pointee(generation),
             last_errors: Mutex::new(Vec::new()),
             reloading: Mutex::new(()),
         }
     }
 
-    /// The generation requests should run against now.
+    /// The generation a new request should run against: taken once per request (the request
+    /// context keeps it to the end) and by background work.
     pub fn generation(&self) -> Arc<Generation> {
         self.generation.load_full()
     }
@@ -73,10 +83,5 @@ impl AppState {
     /// Serialises reloads (file watcher and `PUT /openidm/config` may race).
     pub fn reload_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.reloading.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A password hasher with the current generation's cost.
-    pub fn hasher(&self) -> PasswordHasher {
-        PasswordHasher::new(self.generation().settings.password_hashing)
     }
 }

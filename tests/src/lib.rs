@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use ferridm::clock::ManualClock;
 use ferridm::{RunningServer, ServerOptions};
 use ferridm_store::Backend;
 use ferridm_store::testing::TestDatabase;
@@ -58,6 +61,7 @@ pub struct ServerBuilder {
     project: Option<(PathBuf, tempfile::TempDir)>,
     shared_url: Option<String>,
     ui_dir: Option<PathBuf>,
+    clock: Option<Arc<ManualClock>>,
 }
 
 impl ServerBuilder {
@@ -69,7 +73,15 @@ impl ServerBuilder {
             project: None,
             shared_url: None,
             ui_dir: None,
+            clock: None,
         }
+    }
+
+    /// Runs the server on a clock that stands still until [`TestServer::advance_clock`] moves
+    /// it, so windows and expiries are tested without waiting.
+    pub fn manual_clock(mut self) -> Self {
+        self.clock = Some(Arc::new(ManualClock::starting_now()));
+        self
     }
 
     /// Changes the copied project directory (its `conf/` and `scripts/`) before start.
@@ -147,6 +159,7 @@ impl ServerBuilder {
             db: db_url.clone(),
             workers: Some(2),
             ui_dir: self.ui_dir,
+            clock: self.clock.clone().map(|clock| clock as Arc<dyn ferridm::clock::Clock>),
         })
         .unwrap_or_else(|error| panic!("the test server did not start: {error:#}"));
         let client = Client::builder()
@@ -160,6 +173,7 @@ impl ServerBuilder {
             project,
             backend,
             db_url,
+            clock: self.clock,
             _database: self.database,
             _dir: dir,
         }
@@ -174,11 +188,20 @@ pub struct TestServer {
     project: PathBuf,
     backend: Backend,
     db_url: String,
+    clock: Option<Arc<ManualClock>>,
     _database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
 impl TestServer {
+    /// Moves the server's clock forward (servers built with [`ServerBuilder::manual_clock`]).
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock
+            .as_ref()
+            .unwrap_or_else(|| panic!("advance_clock needs a server built with manual_clock()"))
+            .advance(by);
+    }
+
     /// A server with the shipped configuration on SQLite.
     pub fn start() -> Self {
         Self::builder().start()

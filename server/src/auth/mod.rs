@@ -1,19 +1,13 @@
-//! Authentication: who is calling. A valid `session-jwt` cookie wins; otherwise credentials come
-//! from `X-OpenIDM-Username`/`-Password` (RFC 5987 values too) or `Authorization: Basic` and are
-//! tried against the modules of `authentication.json` in order. The result is a
-//! [`SecurityContext`] shaped like IDM's (`authenticationId` plus the `authorization` map).
+//! Who is calling, as IDM describes it: the [`SecurityContext`] (`authenticationId` plus the
+//! `authorization` map), the credentials a request presents, and the signed session that carries
+//! a context between requests. Checking credentials is `service::login`'s job.
 
-pub mod access;
-pub mod cache;
-pub mod login;
-pub mod password;
 pub mod session;
 
-use actix_web::HttpRequest;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
+
+pub use crate::config::profile::ROLE_AUTHORIZED;
 
 /// The internal administrator.
 pub const ADMIN_USER: &str = "openidm-admin";
@@ -21,8 +15,6 @@ pub const ADMIN_USER: &str = "openidm-admin";
 pub const ANONYMOUS_USER: &str = "anonymous";
 /// Role of administrators.
 pub const ROLE_ADMIN: &str = "internal/role/openidm-admin";
-/// Role of authenticated users with full access.
-pub const ROLE_AUTHORIZED: &str = "internal/role/openidm-authorized";
 /// Role of the anonymous user (self-registration).
 pub const ROLE_REG: &str = "internal/role/openidm-reg";
 
@@ -169,39 +161,9 @@ pub fn decode_rfc5987(value: &str) -> String {
     }
 }
 
-/// The credentials of a request: the IDM headers first, then HTTP Basic.
-pub fn credentials(request: &HttpRequest) -> Option<Credentials> {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(decode_rfc5987)
-    };
-    if let (Some(username), Some(password)) = (header("x-openidm-username"), header("x-openidm-password")) {
-        if !username.is_empty() && !password.is_empty() {
-            return Some(Credentials { username, password });
-        }
-        return None;
-    }
-    let authorization = request.headers().get("authorization")?.to_str().ok()?.trim();
-    let (scheme, basic) = authorization.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let basic = basic.trim().to_owned();
-    let decoded = String::from_utf8(STANDARD.decode(basic).ok()?).ok()?;
-    let (username, password) = decoded.split_once(':')?;
-    (!username.is_empty() && !password.is_empty()).then(|| Credentials {
-        username: username.to_owned(),
-        password: password.to_owned(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
 
     #[test]
     fn addresses_print_like_idm() {
@@ -215,40 +177,5 @@ mod tests {
         assert_eq!(decode_rfc5987("UTF-8''b%C3%A9a"), "béa");
         assert_eq!(decode_rfc5987("utf-8'en'%E2%82%AC"), "€");
         assert_eq!(decode_rfc5987("plain"), "plain");
-    }
-
-    #[test]
-    fn headers_win_over_basic() {
-        let request = TestRequest::default()
-            .insert_header(("X-OpenIDM-Username", "a"))
-            .insert_header(("X-OpenIDM-Password", "b"))
-            .insert_header(("Authorization", "Basic Yzpk"))
-            .to_http_request();
-        assert_eq!(credentials(&request).unwrap().username, "a");
-    }
-
-    #[test]
-    fn basic_credentials_are_read() {
-        let request = TestRequest::default()
-            .insert_header((
-                "Authorization",
-                format!("Basic {}", STANDARD.encode("bjensen:Pass:w0rd")),
-            ))
-            .to_http_request();
-        let creds = credentials(&request).unwrap();
-        assert_eq!(
-            (creds.username.as_str(), creds.password.as_str()),
-            ("bjensen", "Pass:w0rd")
-        );
-    }
-
-    #[test]
-    fn empty_values_are_no_credentials() {
-        let request = TestRequest::default()
-            .insert_header(("X-OpenIDM-Username", ""))
-            .insert_header(("X-OpenIDM-Password", "x"))
-            .to_http_request();
-        assert!(credentials(&request).is_none());
-        assert!(credentials(&TestRequest::default().to_http_request()).is_none());
     }
 }

@@ -35,13 +35,6 @@ struct Claims {
     idle: u64,
 }
 
-/// Seconds since the Unix epoch.
-pub fn now_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 impl Session {
     /// A new session for `context` starting now.
     pub fn start(context: SecurityContext, settings: &SessionSettings, now: u64) -> Self {

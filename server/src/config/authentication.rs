@@ -179,50 +179,85 @@ impl Default for AuthenticationConfig {
     }
 }
 
-const KNOWN_MODULE_PROPERTIES: [&str; 8] = [
-    "queryOnResource",
-    "queryId",
-    "propertyMapping",
-    "defaultUserRoles",
-    "username",
-    "password",
-    "augmentSecurityContext",
-    "clientIPHeader",
-];
+/// `authentication.json` as written (IDM's keys); unknown keys are collected to be named in a
+/// warning.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    server_auth_context: ServerAuthContext,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerAuthContext {
+    #[serde(default)]
+    session_module: Option<SessionModule>,
+    #[serde(default)]
+    account_lockout: Option<LockoutSettings>,
+    auth_modules: Vec<DeclaredModule>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionModule {
+    #[serde(default)]
+    properties: Option<SessionSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeclaredModule {
+    name: String,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    #[serde(default)]
+    properties: ModuleProperties,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModuleProperties {
+    query_on_resource: Option<String>,
+    query_id: Option<String>,
+    #[serde(default)]
+    property_mapping: PropertyMapping,
+    #[serde(default)]
+    default_user_roles: Vec<String>,
+    username: Option<String>,
+    password: Option<String>,
+    /// Accepted as IDM writes it; ferridm builds the context itself.
+    #[serde(default, rename = "augmentSecurityContext")]
+    _augment_security_context: Option<serde_json::Value>,
+    #[serde(rename = "clientIPHeader")]
+    client_ip_header: Option<String>,
+    #[serde(flatten)]
+    unknown: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PropertyMapping {
+    user_roles: Option<String>,
+    user_credential: Option<String>,
+    authentication_id: Option<String>,
+}
 
 impl AuthenticationConfig {
     /// Parses the document; returns the configuration and the names of keys it ignores.
     pub fn from_json(document: &Value) -> Result<(Self, Vec<String>), String> {
+        let document = Document::deserialize(document).map_err(|error| error.to_string())?;
+        let context = document.server_auth_context;
         let mut ignored = Vec::new();
-        let context = document
-            .get("serverAuthContext")
-            .ok_or("expected a \"serverAuthContext\" object")?;
-        let session = match context.get("sessionModule").and_then(|module| module.get("properties")) {
-            Some(properties) => serde_json::from_value::<SessionSettings>(properties.clone())
-                .map_err(|error| format!("serverAuthContext.sessionModule.properties: {error}"))?,
-            None => SessionSettings::default(),
-        };
-        let lockout = match context.get("accountLockout") {
-            Some(value) => serde_json::from_value::<LockoutSettings>(value.clone())
-                .map_err(|error| format!("serverAuthContext.accountLockout: {error}"))?,
-            None => LockoutSettings::default(),
-        };
         let mut modules = Vec::new();
         let mut client_ip_header = None;
-        let declared = context
-            .get("authModules")
-            .and_then(Value::as_array)
-            .ok_or("serverAuthContext.authModules must be an array")?;
-        for (index, declared) in declared.iter().enumerate() {
+        for (index, declared) in context.auth_modules.into_iter().enumerate() {
             let location = format!("serverAuthContext.authModules[{index}]");
-            if declared.get("enabled").and_then(Value::as_bool) == Some(false) {
+            if !declared.enabled {
                 continue;
             }
-            let name = declared
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("{location}: a module needs a \"name\""))?;
-            let kind = match name {
+            let kind = match declared.name.as_str() {
                 "STATIC_USER" => ModuleKind::StaticUser,
                 "MANAGED_USER" => ModuleKind::ManagedUser,
                 "INTERNAL_USER" => ModuleKind::InternalUser,
@@ -231,56 +266,45 @@ impl AuthenticationConfig {
                     continue;
                 }
             };
-            let properties = declared.get("properties").cloned().unwrap_or(Value::Null);
-            if let Some(map) = properties.as_object() {
-                ignored.extend(
-                    map.keys()
-                        .filter(|key| !KNOWN_MODULE_PROPERTIES.contains(&key.as_str()))
-                        .map(|key| format!("{location}.properties.{key}")),
-                );
-            }
-            let text = |key: &str| properties.get(key).and_then(Value::as_str).map(str::to_owned);
-            let mapping = |key: &str, default: &str| {
+            let properties = declared.properties;
+            ignored.extend(
                 properties
-                    .get("propertyMapping")
-                    .and_then(|mapping| mapping.get(key))
-                    .and_then(Value::as_str)
-                    .unwrap_or(default)
-                    .to_owned()
-            };
-            if let Some(header) = text("clientIPHeader") {
-                client_ip_header = Some(header);
+                    .unknown
+                    .keys()
+                    .map(|key| format!("{location}.properties.{key}")),
+            );
+            if properties.client_ip_header.is_some() {
+                client_ip_header.clone_from(&properties.client_ip_header);
             }
-            let default_roles = properties
-                .get("defaultUserRoles")
-                .and_then(Value::as_array)
-                .map(|roles| roles.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                .unwrap_or_default();
-            if kind == ModuleKind::StaticUser && (text("username").is_none() || text("password").is_none()) {
+            if kind == ModuleKind::StaticUser && (properties.username.is_none() || properties.password.is_none()) {
                 return Err(format!(
                     "{location}: STATIC_USER needs properties.username and properties.password"
                 ));
             }
+            let mapping = properties.property_mapping;
             modules.push(AuthModule {
                 kind,
-                resource: text("queryOnResource").unwrap_or_else(|| match kind {
+                resource: properties.query_on_resource.unwrap_or_else(|| match kind {
                     ModuleKind::ManagedUser => "managed/user".to_owned(),
                     ModuleKind::StaticUser | ModuleKind::InternalUser => "internal/user".to_owned(),
                 }),
-                query_id: text("queryId"),
-                default_roles,
-                roles_property: mapping("userRoles", "authzRoles"),
-                credential_property: mapping("userCredential", "password"),
-                authentication_id_property: mapping("authenticationId", "username"),
-                username: text("username"),
-                password: text("password"),
+                query_id: properties.query_id,
+                default_roles: properties.default_user_roles,
+                roles_property: mapping.user_roles.unwrap_or_else(|| "authzRoles".to_owned()),
+                credential_property: mapping.user_credential.unwrap_or_else(|| "password".to_owned()),
+                authentication_id_property: mapping.authentication_id.unwrap_or_else(|| "username".to_owned()),
+                username: properties.username,
+                password: properties.password,
             });
         }
         Ok((
             Self {
-                session,
+                session: context
+                    .session_module
+                    .and_then(|module| module.properties)
+                    .unwrap_or_default(),
                 modules,
-                lockout,
+                lockout: context.account_lockout.unwrap_or_default(),
                 client_ip_header,
             },
             ignored,

@@ -10,8 +10,8 @@ use ferridm_plugins::{CompiledScript, ScriptLimits};
 use ferridm_store::IndexSpec;
 use serde_json::Value;
 
+use super::scripts::compile_config;
 use super::{ConfigError, ConfigPaths};
-use crate::scripting::compile_config;
 
 /// The trigger hooks of a type, as compiled scripts.
 #[derive(Debug, Clone, Default)]

@@ -22,14 +22,16 @@ pub struct ScriptLimitSettings {
 }
 
 impl Default for ScriptLimitSettings {
+    /// The engine's own defaults (`ScriptLimits::new`), so they are written in one place.
     fn default() -> Self {
+        let limits = ferridm_plugins::ScriptLimits::new(std::path::PathBuf::new());
         Self {
-            max_operations: 1_000_000,
-            max_call_levels: 48,
-            max_string_size: 1 << 20,
-            max_array_size: 100_000,
-            max_map_size: 10_000,
-            max_millis: 2_000,
+            max_operations: limits.max_operations,
+            max_call_levels: limits.max_call_levels,
+            max_string_size: limits.max_string_size,
+            max_array_size: limits.max_array_size,
+            max_map_size: limits.max_map_size,
+            max_millis: u64::try_from(limits.max_duration.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

@@ -1,11 +1,14 @@
-//! The one place a failure becomes IDM's error body: `{code, reason, message, detail?}` with the
-//! matching status. Messages are HTML-escaped as IDM does; causes are logged where they happen.
+//! A failure rendered as IDM's error body: `{code, reason, message, detail?}` with the status
+//! `resource::error::parts` gives it. Messages are HTML-escaped as IDM does; causes are logged
+//! where they happen.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpResponse, ResponseError};
 use ferridm_core::Error;
 use serde_json::{Value, json};
+
+use crate::resource::error::{ErrorParts, parts};
 
 /// A failure on its way to the client.
 #[derive(Debug, thiserror::Error)]
@@ -47,22 +50,11 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        let (status, message, detail) = match error {
-            Error::BadRequest(message) => (400, message, None),
-            Error::Unauthorized => (401, "Access Denied".to_owned(), None),
-            Error::Forbidden(message) => (403, message, None),
-            Error::PolicyFailed { message, detail } => (403, message, Some(detail)),
-            Error::NotFound(message) => (404, message, None),
-            Error::MethodNotAllowed(message) => (405, message, None),
-            Error::Conflict(message) => (409, message, None),
-            Error::PreconditionFailed(message) => (412, message, None),
-            Error::NotModified => (304, "Not Modified".to_owned(), None),
-            Error::PayloadTooLarge(message) => (413, message, None),
-            Error::NotSupported(message) => (501, message, None),
-            Error::Unavailable(message) => (503, message, None),
-            Error::Internal(message) => (500, message, None),
-            Error::Custom { code, message, detail } => (code, message, detail),
-        };
+        let ErrorParts {
+            status,
+            message,
+            detail,
+        } = parts(error);
         Self {
             status,
             message,

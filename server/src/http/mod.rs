@@ -1,18 +1,12 @@
 //! The HTTP edge: every request under `/openidm` goes through [`dispatch`], which reads the body
-//! (capped), turns the request into a CREST request, authenticates it and routes it by resource
-//! path. The `match` in [`route`] is the one route table.
+//! (capped), turns the actix request into a CREST [`Request`], takes the configuration
+//! generation once, identifies the caller and hands the request to the service layer's router
+//! on the blocking pool — one hop for everything the request does. The reply is rendered back
+//! with IDM's headers, and the session cookie (re-)issued or cleared.
 
-mod authentication;
 mod caller;
-mod client;
-mod config;
 mod error;
-mod info;
-mod managed;
-mod policy;
-mod request;
 mod response;
-mod selfservice;
 pub mod ui;
 pub mod wire;
 
@@ -27,12 +21,12 @@ use actix_web::{HttpRequest, HttpResponse};
 use ferridm_core::{Error, Result};
 use futures_util::StreamExt as _;
 
-pub use caller::Caller;
 pub use error::{ApiError, html_escape, reason_phrase};
-pub use request::{CrestRequest, Operation, Params};
-pub use response::Reply;
 
-use crate::config::Generation;
+use crate::resource::{Operation, Reply};
+use crate::service::endpoints::info;
+use crate::service::login::{self, Identified};
+use crate::service::{RequestContext, router};
 use crate::state::AppState;
 
 /// Registers the `/openidm` routes.
@@ -107,166 +101,52 @@ async fn discard(payload: &mut web::Payload) {
     }
 }
 
+/// Runs blocking service work on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    web::block(work)
+        .await
+        .map_err(|_| Error::internal("Internal Server Error"))?
+}
+
 /// Handles every `/openidm` request.
 async fn dispatch(http: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let state = state.into_inner();
     match handle(&http, payload, state).await {
-        Ok(reply) => reply.into_response(),
+        Ok(reply) => response::render(&http, reply),
         Err(error) => actix_web::ResponseError::error_response(&ApiError::from(error)),
     }
 }
 
 async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>) -> Result<Reply> {
     let generation = state.generation();
-    let limit = generation.settings.max_body_bytes;
-    let body = read_body(http, payload, limit).await?;
-    let request = CrestRequest::from_http(http, body)?;
+    let body = read_body(http, payload, generation.settings.max_body_bytes).await?;
+    let request = caller::crest_request(http, body)?;
     let operation = request.operation()?;
     request.check_conditions(&operation)?;
-    if request.path == ["info", "ping"] && operation == Operation::Read {
-        return Ok(info::read_ping().pretty(request.pretty()));
-    }
-    let mut caller = caller::authenticate(http, &state, &generation).await?;
-    let is_login = request.path == ["authentication"] && operation == Operation::Action("login".to_owned());
-    profile_on_request(http, &state, &generation, &mut caller, is_login).await?;
-    let is_read = matches!(operation, Operation::Read | Operation::Query);
-    caller::check_csrf(http, &caller, is_read)?;
-    let reauth = http
-        .headers()
-        .get("x-openidm-reauth-password")
-        .and_then(|value| value.to_str().ok())
-        .map(crate::auth::decode_rfc5987);
-    authorize(&state, &generation, &caller, &request, &operation, reauth.clone()).await?;
     let pretty = request.pretty();
-    let reply = route(http, Arc::clone(&state), request, operation, &mut caller, reauth).await?;
-    let reply = match caller.cookie(&state, &generation) {
+    if request.path.parts() == ["info", "ping"] && operation == Operation::Read {
+        return Ok(info::read_ping().pretty(pretty));
+    }
+    let identified = login::identify(&state, &generation, caller::presented(http, &generation))?;
+    if let Identified::Known(known) = &identified {
+        let is_read = matches!(operation, Operation::Read | Operation::Query);
+        caller::check_csrf(http, known, is_read)?;
+    }
+    let transaction_id = caller::transaction_id(http);
+    let locales = caller::locales(http);
+    let (reply, ctx) = blocking(move || {
+        let client = match identified {
+            Identified::Known(known) => known,
+            Identified::Unverified(unverified) => login::verify(&state, &generation, unverified)?,
+        };
+        let mut ctx = RequestContext::client(state, generation, client, transaction_id, locales);
+        let reply = router::serve_client(&mut ctx, &request, &operation)?;
+        Ok((reply, ctx))
+    })
+    .await?;
+    let reply = match caller::cookie(&ctx) {
         Some(cookie) => reply.with_header("set-cookie", cookie),
         None => reply,
     };
     Ok(reply.pretty(pretty))
-}
-
-/// Progressive profile (IDM §10.5): a credential login counts (`_meta.loginCount`) and checks
-/// the profile processes; while some are pending the authorization role is withheld, and every
-/// request re-checks until none are.
-async fn profile_on_request(
-    http: &HttpRequest,
-    state: &Arc<AppState>,
-    generation: &Arc<Generation>,
-    caller: &mut Caller,
-    is_login: bool,
-) -> Result<()> {
-    let context = &caller.session.context;
-    if !context.is_managed_user() {
-        return Ok(());
-    }
-    let counted_login = is_login && caller.by_credentials;
-    if !counted_login && context.authorization.processes_required != Some(true) {
-        return Ok(());
-    }
-    let (state, generation) = (Arc::clone(state), Arc::clone(generation));
-    let mut context = context.clone();
-    let forms = caller.session.forms_completed.clone();
-    let locales = selfservice::locales(http);
-    let context = managed::blocking(move || {
-        if counted_login {
-            let type_name = context
-                .authorization
-                .component
-                .trim_start_matches("managed/")
-                .to_owned();
-            state
-                .store
-                .increment_login_count(&type_name, &context.authorization.id)
-                .map_err(crate::service::storage_error)?;
-        }
-        let pending = crate::service::profile::pending_processes(&state, &generation, &context, &forms, &locales);
-        crate::service::profile::apply_pending(&generation.auth_profile, &mut context, pending);
-        Ok(context)
-    })
-    .await?;
-    caller.session.context = context;
-    Ok(())
-}
-
-/// Applies the access rules: inline for administrators (their rule needs no I/O), on the
-/// blocking pool for everyone else (checks may read the store or verify a password).
-async fn authorize(
-    state: &Arc<AppState>,
-    generation: &Arc<Generation>,
-    caller: &Caller,
-    request: &CrestRequest,
-    operation: &Operation,
-    reauth: Option<String>,
-) -> Result<()> {
-    let context = &caller.session.context;
-    if context.is_admin() {
-        return crate::auth::access::authorize(state, generation, context, request, operation, reauth);
-    }
-    let (state, generation, context, request, operation) = (
-        Arc::clone(state),
-        Arc::clone(generation),
-        context.clone(),
-        request.clone(),
-        operation.clone(),
-    );
-    managed::blocking(move || {
-        crate::auth::access::authorize(&state, &generation, &context, &request, &operation, reauth)
-    })
-    .await
-}
-
-/// The route table.
-async fn route(
-    http: &HttpRequest,
-    state: Arc<AppState>,
-    request: CrestRequest,
-    operation: Operation,
-    caller: &mut Caller,
-    reauth: Option<String>,
-) -> Result<Reply> {
-    let path: Vec<String> = request.path.clone();
-    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-    match segments.as_slice() {
-        ["info", "ping"] => Ok(info::read_ping()),
-        ["info", "version"] if operation == Operation::Read => Ok(info::read_version()),
-        ["info", "login"] if operation == Operation::Read => Ok(authentication::read_login(caller)),
-        ["info", "uiconfig"] if operation == Operation::Read => Ok(client::read_uiconfig(&state.generation())),
-        ["info", "features"] if operation == Operation::Query => Ok(client::query_features(&state.generation())),
-        ["schema", "managed", type_name] if operation == Operation::Read => {
-            client::read_schema(&state.generation(), type_name)
-        }
-        ["privilege"] => client::list_privileges(&operation),
-        ["identityProviders"] if operation == Operation::Read => Ok(client::read_identity_providers()),
-        ["selfservice", "kba"] if operation == Operation::Read => client::read_kba(&state.generation()),
-        ["consent"] if operation == Operation::Query => Ok(client::query_consent()),
-        ["authentication"] => authentication::handle_authentication(state, operation, caller, reauth).await,
-        ["managed", type_name] => {
-            managed::handle_collection(state, http, request, operation, (*type_name).to_owned()).await
-        }
-        ["managed", type_name, id] => {
-            managed::handle_instance(
-                state,
-                http,
-                request,
-                operation,
-                (*type_name).to_owned(),
-                (*id).to_owned(),
-            )
-            .await
-        }
-        ["managed", _, _, ..] => Err(managed::sub_object()),
-        ["selfservice", "profile", "completeness"] if operation == Operation::Read => {
-            selfservice::read_completeness(state, caller, None).await
-        }
-        ["selfservice", "profile", "completeness", "managed", "user", id] if operation == Operation::Read => {
-            selfservice::read_completeness(state, caller, Some((*id).to_owned())).await
-        }
-        ["selfservice", name] => {
-            selfservice::handle_process(state, http, request, operation, caller, (*name).to_owned()).await
-        }
-        ["config", rest @ ..] => config::handle_config(state, request, operation, rest.join("/")).await,
-        ["policy", rest @ ..] => policy::handle_policy(state, request, operation, rest.join("/")).await,
-        _ => Err(Error::NotFound(format!("Resource '{}' not found", path.join("/")))),
-    }
 }

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::stages::{AllInOne, ConditionalUser};
+use crate::config::scripts::config_error;
 use crate::config::{ConfigError, ConfigFile, ConfigPaths};
-use crate::scripting::config_error;
 
 /// Stages that `allInOneRegistration: true` groups into one.
 const GROUPED: [&str; 4] = ["idmUserDetails", "captcha", "termsAndConditions", "consent"];
@@ -151,7 +151,7 @@ impl Compiler<'_> {
                 None => return None,
             },
             (_, Some(script)) => {
-                let source = match crate::scripting::script_source(self.context.paths, script, file, location) {
+                let source = match crate::config::scripts::script_source(self.context.paths, script, file, location) {
                     Ok(source) => source,
                     Err(error) => {
                         self.errors.push(error);
@@ -183,7 +183,7 @@ impl Compiler<'_> {
 
     /// Compiles a condition or completeness script (used by `conditionaluser`).
     pub(super) fn script(&mut self, file: &Path, location: &str, config: &Value) -> Option<Arc<CompiledScript>> {
-        match crate::scripting::compile_config(
+        match crate::config::scripts::compile_config(
             self.context.paths,
             self.context.limits,
             config,

@@ -1,44 +1,15 @@
 //! Outgoing mail for self-service (e-mail verification). With `conf/external.email.json`
-//! naming an SMTP host, messages go out through it; otherwise they are written, one JSON file
-//! each, to the outbox directory under the data directory, where operators and tests read them.
-
-use std::sync::Arc;
+//! naming an SMTP host (typed with the generation), messages go out through it; otherwise they
+//! are written, one JSON file each, to the outbox directory under the data directory, where
+//! operators and tests read them.
 
 use ferridm_core::{Error, Result};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::Generation;
-use crate::state::AppState;
-
-/// `external.email.json` (IDM's keys).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct EmailConfig {
-    host: String,
-    port: Option<u16>,
-    from: Option<String>,
-    auth: Option<SmtpAuth>,
-    starttls: Option<Toggle>,
-    ssl: Option<Toggle>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SmtpAuth {
-    enable: bool,
-    username: String,
-    password: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Toggle {
-    enable: bool,
-}
+use super::context::RequestContext;
 
 const DEFAULT_FROM: &str = "ferridm@localhost";
 
@@ -47,11 +18,8 @@ fn text(message: &Value, key: &str) -> String {
 }
 
 /// Sends (or files) one message `{to, subject, body, mimeType?, from?}`; returns where it went.
-pub fn send(state: &Arc<AppState>, generation: &Generation, message: &Value) -> Result<Value> {
-    let config: EmailConfig = generation
-        .file("external.email")
-        .and_then(|value| serde_json::from_value(value.clone()).ok())
-        .unwrap_or_default();
+pub fn send(ctx: &RequestContext, message: &Value) -> Result<Value> {
+    let config = &ctx.generation.email;
     let from = message
         .get("from")
         .and_then(Value::as_str)
@@ -62,8 +30,8 @@ pub fn send(state: &Arc<AppState>, generation: &Generation, message: &Value) -> 
     if to.is_empty() {
         return Err(Error::bad_request("mail should not be empty"));
     }
-    if config.host.is_empty() {
-        return write_outbox(state, generation, &from, &to, message);
+    if !config.has_server() {
+        return write_outbox(ctx, &from, &to, message);
     }
     let mime = text(message, "mimeType");
     let email = Message::builder()
@@ -107,14 +75,12 @@ pub fn send(state: &Arc<AppState>, generation: &Generation, message: &Value) -> 
     Ok(json!({"sent": true}))
 }
 
-fn write_outbox(
-    state: &Arc<AppState>,
-    generation: &Generation,
-    from: &str,
-    to: &str,
-    message: &Value,
-) -> Result<Value> {
-    let outbox = state.paths.resolve(&generation.settings.data_dir).join("outbox");
+fn write_outbox(ctx: &RequestContext, from: &str, to: &str, message: &Value) -> Result<Value> {
+    let outbox = ctx
+        .state
+        .paths
+        .resolve(&ctx.generation.settings.data_dir)
+        .join("outbox");
     std::fs::create_dir_all(&outbox).map_err(|error| {
         tracing::error!(%error, path = %outbox.display(), "cannot create the mail outbox");
         Error::internal("The mail outbox is not writable")
@@ -131,7 +97,7 @@ fn write_outbox(
         "subject": text(message, "subject"),
         "mimeType": message.get("mimeType").cloned().unwrap_or(json!("text/plain")),
         "body": text(message, "body"),
-        "date": ferridm_core::time::now_iso(),
+        "date": ctx.now_iso(),
     });
     std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap_or_default()).map_err(|error| {
         tracing::error!(%error, path = %path.display(), "cannot write to the mail outbox");

@@ -1,14 +1,28 @@
-//! Services: the orchestration behind each resource family, as plain synchronous functions over
-//! the store and the current generation (no actix types; handlers run them on the blocking pool).
+//! Services: everything behind the HTTP edge, as plain synchronous functions over the store and
+//! one request's context (no actix types; the edge runs them on the blocking pool). The
+//! [`router`] serves every request — HTTP clients', scripts' and the access checks' alike — by
+//! calling the [`endpoints`], which call the services: managed objects, the login, access
+//! rules, self-service processes, progressive profile and completeness, mail, the script host,
+//! configuration changes and reloads.
 
+pub mod access;
+pub mod completeness;
+pub mod context;
+pub mod endpoints;
 pub mod host;
+pub mod host_services;
+pub mod login;
 pub mod mail;
 pub mod managed;
+pub mod process;
 pub mod profile;
-pub mod services;
+pub mod reload;
+pub mod router;
 
 use ferridm_core::Error;
 use ferridm_store::StoreError;
+
+pub use context::{Caller, ClientCaller, RequestContext};
 
 /// Turns a storage failure that the caller did not handle itself into a resource error,
 /// logging the cause of internal failures (never the data).

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use ferridm::ServerOptions;
-use ferridm::config::{ConfigPaths, load};
+use ferridm::config::ConfigPaths;
+use ferridm::generation::load;
 use ferridm_store::{NewObject, Store, StoreOptions};
 use rand::Rng as _;
 use serde_json::{Value, json};
@@ -161,7 +162,7 @@ fn seed(db: &str, conf: &Path, users: u64) -> anyhow::Result<()> {
             );
         }
     }
-    ferridm::reload::record_completeness_rule(&store, &generation)?;
+    ferridm::service::reload::record_completeness_rule(&store, &generation)?;
     Ok(())
 }
 
@@ -387,7 +388,7 @@ fn bare_server(workers: usize) -> anyhow::Result<(String, actix_web::dev::Server
 /// The median time of one argon2id hash with the shipped cost.
 fn hash_cost(conf: &Path) -> anyhow::Result<f64> {
     let generation = load(&ConfigPaths::new(conf), 1).map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
-    let hasher = ferridm::auth::password::PasswordHasher::new(generation.settings.password_hashing);
+    let hasher = ferridm::secrets::PasswordHasher::new(generation.settings.password_hashing);
     let mut times: Vec<f64> = (0..9)
         .map(|_| {
             let started = Instant::now();
@@ -432,6 +433,7 @@ fn main() -> anyhow::Result<()> {
                 db: db.clone(),
                 workers: Some(workers),
                 ui_dir: None,
+                clock: None,
             })
         };
         let servers = [

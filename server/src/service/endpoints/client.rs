@@ -5,9 +5,8 @@
 use ferridm_core::{Error, Result};
 use serde_json::{Value, json};
 
-use super::request::Operation;
-use super::response::Reply;
-use crate::config::Generation;
+use crate::generation::Generation;
+use crate::resource::{Operation, Reply};
 
 /// `GET /openidm/schema/managed/<type>`: the object schema as declared in `managed.json`.
 pub fn read_schema(generation: &Generation, type_name: &str) -> Result<Reply> {
@@ -44,11 +43,7 @@ pub fn read_uiconfig(generation: &Generation) -> Reply {
 /// (their process is configured) and where.
 pub fn query_features(generation: &Generation) -> Reply {
     let process = |name: &str| generation.processes.get(name).is_some();
-    let email_configured = generation
-        .file("external.email")
-        .and_then(|email| email.get("host"))
-        .and_then(Value::as_str)
-        .is_some_and(|host| !host.is_empty());
+    let email_configured = generation.email.has_server();
     let features: Vec<(&str, bool, Vec<&str>)> = vec![
         (
             "registration",
@@ -92,14 +87,12 @@ pub fn read_identity_providers() -> Reply {
 /// `GET /openidm/selfservice/kba`: the security questions (`selfservice.kba.json`).
 pub fn read_kba(generation: &Generation) -> Result<Reply> {
     let kba = generation
-        .file("selfservice.kba")
-        .cloned()
+        .kba
+        .as_ref()
         .ok_or_else(|| Error::NotFound("Resource 'selfservice/kba' not found".into()))?;
     let mut body = serde_json::Map::new();
     body.insert("_id".to_owned(), Value::String("kba".to_owned()));
-    if let Value::Object(map) = kba {
-        body.extend(map);
-    }
+    body.extend(kba.iter().map(|(key, value)| (key.clone(), value.clone())));
     Ok(Reply::ok(Value::Object(body)))
 }
 
@@ -114,4 +107,12 @@ pub fn query_consent() -> Reply {
         "totalPagedResults": -1,
         "remainingPagedResults": -1
     }))
+}
+
+/// `internal/user/<name>` for scripts: the two built-in internal users, `{_id, userName}`.
+pub fn read_internal_user(name: &str) -> Result<Reply> {
+    [crate::auth::ADMIN_USER, crate::auth::ANONYMOUS_USER]
+        .contains(&name)
+        .then(|| Reply::ok(json!({"_id": name, "userName": name})))
+        .ok_or_else(|| Error::NotFound(format!("Resource 'internal/user/{name}' not found")))
 }

@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use ferridm_core::{Error, Result};
 use ferridm_plugins::host::with_host;
@@ -15,12 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::Process;
-use crate::auth::session::now_seconds;
-use crate::config::Generation;
+use super::context::RequestContext;
+use super::host::{SelfServiceScope, ServerHost};
+use crate::resource::error::from_script;
 use crate::sealed::{self, SealError};
-use crate::service::host::{SelfServiceScope, ServerHost};
-use crate::state::AppState;
+use crate::selfservice::Process;
 
 const TOKEN_PURPOSE: &str = "ferridm-selfservice";
 /// The state key where stages' additions accumulate until the process ends.
@@ -37,16 +35,12 @@ struct Snapshot {
 
 /// One call into a process, as one caller.
 pub struct ProcessCall<'a> {
-    /// Shared state.
-    pub state: &'a Arc<AppState>,
-    /// The generation the request runs on.
-    pub generation: &'a Arc<Generation>,
+    /// The request (its generation, its locales).
+    pub ctx: &'a RequestContext,
     /// The process.
     pub process: &'a Process,
     /// The logged-in managed user's id, if any.
     pub principal: Option<String>,
-    /// `Accept-Language`, best first.
-    pub locales: Vec<String>,
     /// Progressive-profile forms completed in this session (read and extended).
     pub forms: Rc<RefCell<Vec<String>>>,
 }
@@ -55,8 +49,7 @@ impl ProcessCall<'_> {
     fn host(&self) -> Rc<dyn Host> {
         Rc::new(
             ServerHost::new(
-                Arc::clone(self.state),
-                Arc::clone(self.generation),
+                self.ctx.as_internal(),
                 Some(format!("selfservice/{}", self.process.name)),
             )
             .with_scope(SelfServiceScope {
@@ -71,7 +64,7 @@ impl ProcessCall<'_> {
             state: state.clone(),
             principal: self.principal.clone(),
             tag: tag.to_owned(),
-            locales: self.locales.clone(),
+            locales: self.ctx.locales.clone(),
         }
     }
 
@@ -96,7 +89,7 @@ impl ProcessCall<'_> {
             let requirements = first
                 .stage
                 .requirements(&self.context(&Map::new(), "initial"), &first.config)
-                .map_err(|error| crate::scripting::resource_error(&error))?
+                .map_err(|error| from_script(&error))?
                 .unwrap_or_else(|| json!({}));
             let digest = Sha256::digest(requirements.to_string().as_bytes());
             let rev = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
@@ -119,21 +112,26 @@ impl ProcessCall<'_> {
             state: state.clone(),
         };
         sealed::seal(
-            &self.state.secrets.token_key,
+            &self.ctx.state.secrets.token_key,
             TOKEN_PURPOSE,
             &snapshot,
-            now_seconds() + self.process.token_expiry,
+            self.ctx.now_seconds() + self.process.token_expiry,
         )
         .ok_or_else(|| Error::internal("Internal Server Error"))
     }
 
     fn restore(&self, token: &str) -> Result<Snapshot> {
-        let snapshot: Snapshot = sealed::open(&self.state.secrets.token_key, TOKEN_PURPOSE, token, now_seconds())
-            .map_err(|error| match error {
-                SealError::Undecodable => Error::bad_request("Error deconstructing snapshot token"),
-                SealError::Forged => Error::bad_request("Invalid snapshot token"),
-                SealError::Expired => Error::bad_request("Snapshot token has expired"),
-            })?;
+        let snapshot: Snapshot = sealed::open(
+            &self.ctx.state.secrets.token_key,
+            TOKEN_PURPOSE,
+            token,
+            self.ctx.now_seconds(),
+        )
+        .map_err(|error| match error {
+            SealError::Undecodable => Error::bad_request("Error deconstructing snapshot token"),
+            SealError::Forged => Error::bad_request("Invalid snapshot token"),
+            SealError::Expired => Error::bad_request("Snapshot token has expired"),
+        })?;
         if snapshot.process != self.process.name
             || snapshot.version != self.process.version
             || snapshot.stage >= self.process.stages.len()
@@ -173,7 +171,7 @@ impl ProcessCall<'_> {
                 let outcome = stage
                     .stage
                     .advance(&self.context(&state, &tag), &stage.config, &input)
-                    .map_err(|error| crate::scripting::resource_error(&error))?;
+                    .map_err(|error| from_script(&error))?;
                 match outcome {
                     StageOutcome::Ask {
                         requirements,
@@ -211,7 +209,7 @@ impl ProcessCall<'_> {
                         let requirements = next
                             .stage
                             .requirements(&self.context(&state, &tag), &next.config)
-                            .map_err(|error| crate::scripting::resource_error(&error))?;
+                            .map_err(|error| from_script(&error))?;
                         if let Some(requirements) = requirements {
                             let token = self.seal(index, &tag, &state)?;
                             return Ok(json!({"type": next.name, "tag": tag, "requirements": requirements, "token": token}));
@@ -239,6 +237,6 @@ impl ProcessCall<'_> {
             "mimeType": message.get("mimeType").cloned().unwrap_or(json!("text/plain")),
             "from": message.get("from").cloned().unwrap_or(Value::Null),
         });
-        crate::service::mail::send(self.state, self.generation, &mail).map(|_| ())
+        super::mail::send(self.ctx, &mail).map(|_| ())
     }
 }

@@ -1,7 +1,9 @@
-//! Checking credentials against the authentication modules, in their configured order: the
-//! static anonymous user, managed users through the credential query (active accounts only,
-//! with lockout), and internal users. Verified credentials are cached so that header
-//! authentication does not run argon2 on every request.
+//! The login: who a request's caller is. A valid `session-jwt` cookie wins; then a sealed
+//! `X-OpenIDM-Jwt`; then the presented credentials, checked against the authentication modules
+//! in their configured order — the static anonymous user, managed users through the credential
+//! query (active accounts only, with lockout counted in the store), and internal users.
+//! Verified credentials are cached so that header authentication does not run argon2 on every
+//! request. Re-authentication checks a logged-in caller's password again.
 
 use std::sync::Arc;
 
@@ -10,12 +12,102 @@ use ferridm_core::{Error, Result};
 use ferridm_store::LockoutRule;
 use serde_json::Value;
 
-use super::{ADMIN_USER, ANONYMOUS_USER, Authorization, Credentials, ROLE_ADMIN, ROLE_AUTHORIZED, SecurityContext};
-use crate::config::Generation;
+use super::context::{ClientCaller, RequestContext};
+use super::managed::query::predefined_query;
+use super::managed::{ManagedObjects, QueryRequest};
+use super::storage_error;
+use crate::auth::session::Session;
+use crate::auth::{
+    ADMIN_USER, ANONYMOUS_USER, Authorization, Credentials, ROLE_ADMIN, ROLE_AUTHORIZED, SecurityContext,
+};
 use crate::config::authentication::{AuthModule, ModuleKind};
-use crate::service::managed::{ManagedObjects, QueryRequest, predefined_query};
-use crate::service::storage_error;
+use crate::generation::Generation;
+use crate::resource::path::managed_type;
+use crate::secrets::PasswordHasher;
 use crate::state::AppState;
+
+/// The purpose auto-login credential tokens (`X-OpenIDM-Jwt`) are sealed for.
+pub const CREDENTIAL_PURPOSE: &str = "ferridm-credential";
+
+/// What a request presents to prove who it is (read from its headers by the edge).
+#[derive(Debug, Clone, Default)]
+pub struct Presented {
+    /// The `session-jwt` cookie.
+    pub session_token: Option<String>,
+    /// `X-OpenIDM-Jwt`: sealed credentials from an auto-login.
+    pub credential_token: Option<String>,
+    /// The IDM headers or HTTP Basic credentials.
+    pub credentials: Option<Credentials>,
+    /// The client address.
+    pub ip: String,
+    /// `X-OpenIDM-NoSession: true`.
+    pub no_session: bool,
+    /// `X-OpenIDM-Reauth-Password`, decoded.
+    pub reauth_password: Option<String>,
+}
+
+/// A caller still to be verified (blocking work: the store and argon2).
+#[derive(Debug)]
+pub struct Unverified {
+    presented: Presented,
+    credentials: Credentials,
+}
+
+/// What the login decided without blocking.
+#[derive(Debug)]
+pub enum Identified {
+    /// The caller is known.
+    Known(ClientCaller),
+    /// Credentials must be checked ([`verify`]).
+    Unverified(Unverified),
+}
+
+fn client(presented: Presented, session: Session, by_credentials: bool) -> ClientCaller {
+    ClientCaller {
+        session,
+        by_credentials,
+        ip: presented.ip,
+        reauth_password: presented.reauth_password,
+        logout: false,
+        no_session: presented.no_session,
+    }
+}
+
+/// Identifies a caller as far as possible without blocking: a valid session cookie, the static
+/// user, or an internal user whose credentials are cached. No usable session and no valid
+/// credentials is a 401.
+pub fn identify(state: &AppState, generation: &Generation, presented: Presented) -> Result<Identified> {
+    let now = state.clock.now_seconds();
+    if let Some(session) = presented
+        .session_token
+        .as_deref()
+        .and_then(|token| Session::open(&state.secrets.session_key, token, now))
+    {
+        return Ok(Identified::Known(client(presented, session, false)));
+    }
+    let credentials = match &presented.credential_token {
+        Some(token) => crate::sealed::open::<Credentials>(&state.secrets.token_key, CREDENTIAL_PURPOSE, token, now)
+            .map_err(|_| Error::Unauthorized)?,
+        None => presented.credentials.clone().ok_or(Error::Unauthorized)?,
+    };
+    match try_without_blocking(state, generation, &credentials) {
+        Some(Some(context)) => {
+            let session = Session::start(context, &generation.authentication.session, now);
+            Ok(Identified::Known(client(presented, session, true)))
+        }
+        Some(None) => Err(Error::Unauthorized),
+        None => Ok(Identified::Unverified(Unverified { presented, credentials })),
+    }
+}
+
+/// Checks credentials [`identify`] could not decide (blocking: may query the store and run
+/// argon2); refused credentials are a 401.
+pub fn verify(state: &Arc<AppState>, generation: &Arc<Generation>, unverified: Unverified) -> Result<ClientCaller> {
+    let ctx = RequestContext::internal(Arc::clone(state), Arc::clone(generation));
+    let context = verify_credentials(&ctx, &unverified.credentials)?.ok_or(Error::Unauthorized)?;
+    let session = Session::start(context, &generation.authentication.session, state.clock.now_seconds());
+    Ok(client(unverified.presented, session, true))
+}
 
 /// Internal user names are reserved: the managed-user module never looks them up.
 fn is_internal_user(name: &str) -> bool {
@@ -73,7 +165,7 @@ fn anonymous_internal(module: &AuthModule, credentials: &Credentials) -> Option<
         authorization: Authorization {
             id: ANONYMOUS_USER.to_owned(),
             component: module.resource.clone(),
-            roles: vec![super::ROLE_REG.to_owned()],
+            roles: vec![crate::auth::ROLE_REG.to_owned()],
             module_id: ModuleKind::InternalUser.module_id().to_owned(),
             query_id: module.query_id.clone(),
             protected_attribute_list: None,
@@ -85,7 +177,7 @@ fn anonymous_internal(module: &AuthModule, credentials: &Credentials) -> Option<
 
 /// What can be decided without blocking: the static user, and an internal user whose
 /// credentials are cached. `None` means the blocking check must run.
-pub fn try_without_blocking(
+fn try_without_blocking(
     state: &AppState,
     generation: &Generation,
     credentials: &Credentials,
@@ -124,7 +216,7 @@ pub fn try_without_blocking(
 }
 
 /// The stored password hash (PHC string) of an object's credential property.
-pub fn stored_hash(content: &Value, property: &str) -> Option<String> {
+fn stored_hash(content: &Value, property: &str) -> Option<String> {
     let value = content.get(property)?;
     value
         .get("$crypto")
@@ -134,30 +226,22 @@ pub fn stored_hash(content: &Value, property: &str) -> Option<String> {
 }
 
 /// Verifies a password against a stored PHC string, through the cache.
-pub fn verify_password(state: &AppState, username: &str, password: &str, stored: &str) -> bool {
-    if state.credentials.contains(username, password, stored) {
+fn verify_password(ctx: &RequestContext, username: &str, password: &str, stored: &str) -> bool {
+    let cache = &ctx.state.credentials;
+    if cache.contains(username, password, stored) {
         return true;
     }
-    if state.hasher().verify(password, stored) {
-        state.credentials.insert(username, password, stored);
+    if PasswordHasher::new(ctx.generation.settings.password_hashing).verify(password, stored) {
+        cache.insert(username, password, stored);
         return true;
     }
     false
 }
 
-fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// The managed user the credential query finds for `username` (active accounts only).
-pub fn find_managed_user(
-    state: &Arc<AppState>,
-    generation: &Arc<Generation>,
-    module: &AuthModule,
-    username: &str,
-) -> Result<Option<Value>> {
-    let type_name = module.resource.strip_prefix("managed/").unwrap_or("user");
-    let objects = ManagedObjects::new(state, generation, type_name, false)?;
+fn find_managed_user(ctx: &RequestContext, module: &AuthModule, username: &str) -> Result<Option<Value>> {
+    let type_name = managed_type(&module.resource).unwrap_or("user");
+    let objects = ManagedObjects::new(ctx, type_name)?;
     let query_id = module.query_id.as_deref().unwrap_or("credential-query");
     let (filter, _) = predefined_query(query_id, |name| {
         (name == "username" || name == "uid").then_some(username)
@@ -180,12 +264,12 @@ pub fn find_managed_user(
 }
 
 fn managed_user(
-    state: &Arc<AppState>,
-    generation: &Arc<Generation>,
+    ctx: &RequestContext,
     module: &AuthModule,
     credentials: &Credentials,
 ) -> Result<Option<SecurityContext>> {
-    let Some(user) = find_managed_user(state, generation, module, &credentials.username)? else {
+    let (state, generation) = (&ctx.state, &ctx.generation);
+    let Some(user) = find_managed_user(ctx, module, &credentials.username)? else {
         return Ok(None);
     };
     let id = user.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -196,12 +280,12 @@ fn managed_user(
     } else {
         None
     };
-    if failures.is_some_and(|state| state.locked_at(now_millis())) {
+    if failures.is_some_and(|state| state.locked_at(ctx.now_millis())) {
         tracing::info!(principal = %principal, "login refused: account locked");
         return Ok(None);
     }
     let verified = stored_hash(&user, &module.credential_property)
-        .is_some_and(|stored| verify_password(state, &credentials.username, &credentials.password, &stored));
+        .is_some_and(|stored| verify_password(ctx, &credentials.username, &credentials.password, &stored));
     if !verified {
         if lockout.enabled {
             let rule = LockoutRule {
@@ -211,9 +295,9 @@ fn managed_user(
             };
             let after = state
                 .store
-                .record_login_failure(&principal, now_millis(), rule)
+                .record_login_failure(&principal, ctx.now_millis(), rule)
                 .map_err(storage_error)?;
-            if after.locked_at(now_millis()) {
+            if after.locked_at(ctx.now_millis()) {
                 tracing::warn!(principal = %principal, "account locked after repeated failed logins");
             }
         }
@@ -239,7 +323,7 @@ fn managed_user(
     }
     let protected = generation
         .managed
-        .get(module.resource.strip_prefix("managed/").unwrap_or("user"))
+        .get(managed_type(&module.resource).unwrap_or("user"))
         .map(|object_type| object_type.protected.clone())
         .unwrap_or_default();
     Ok(Some(SecurityContext {
@@ -258,19 +342,15 @@ fn managed_user(
 }
 
 /// Tries every module in order (blocking: may query the store and run argon2).
-pub fn verify_credentials(
-    state: &Arc<AppState>,
-    generation: &Arc<Generation>,
-    credentials: &Credentials,
-) -> Result<Option<SecurityContext>> {
-    for module in &generation.authentication.modules {
+fn verify_credentials(ctx: &RequestContext, credentials: &Credentials) -> Result<Option<SecurityContext>> {
+    for module in &ctx.generation.authentication.modules {
         let found = match module.kind {
             ModuleKind::StaticUser => static_user(module, credentials),
             ModuleKind::ManagedUser if is_internal_user(&credentials.username) => None,
-            ModuleKind::ManagedUser => managed_user(state, generation, module, credentials)?,
+            ModuleKind::ManagedUser => managed_user(ctx, module, credentials)?,
             ModuleKind::InternalUser if credentials.username == ADMIN_USER => {
-                let stored = state.secrets.admin_password_hash.clone();
-                verify_password(state, &credentials.username, &credentials.password, &stored)
+                let stored = ctx.state.secrets.admin_password_hash.clone();
+                verify_password(ctx, &credentials.username, &credentials.password, &stored)
                     .then(|| admin_context(module, credentials))
             }
             ModuleKind::InternalUser => anonymous_internal(module, credentials),
@@ -283,21 +363,11 @@ pub fn verify_credentials(
 }
 
 /// Verifies the password of an already authenticated caller (re-authentication).
-pub fn reverify(
-    state: &Arc<AppState>,
-    generation: &Arc<Generation>,
-    context: &SecurityContext,
-    password: &str,
-) -> Result<bool> {
+pub fn reverify(ctx: &RequestContext, context: &SecurityContext, password: &str) -> Result<bool> {
     let credentials = Credentials {
         username: context.authentication_id.clone(),
         password: password.to_owned(),
     };
-    Ok(verify_credentials(state, generation, &credentials)?
+    Ok(verify_credentials(&ctx.as_internal(), &credentials)?
         .is_some_and(|verified| verified.authorization.id == context.authorization.id))
-}
-
-/// An error for refused credentials.
-pub fn refused() -> Error {
-    Error::Unauthorized
 }

@@ -3,8 +3,6 @@
 //! captcha verifier, sealing auto-login credentials, reading schemas, running policies, and
 //! progressive-profile bookkeeping.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ferridm_core::{Error, Object};
@@ -13,26 +11,17 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::host::{SelfServiceScope, ServerHost, host_error};
-use crate::auth::session::now_seconds;
-use crate::config::Generation;
+use super::context::RequestContext;
+use super::host::{SelfServiceScope, ServerHost};
+use super::login::CREDENTIAL_PURPOSE;
+use super::storage_error;
+use crate::policy::PolicyFailure;
+use crate::resource::error::{from_script, to_host};
+use crate::resource::path::ResourcePath;
 use crate::sealed;
-use crate::state::AppState;
 
-/// The purpose auto-login credential tokens are sealed for.
-pub const CREDENTIAL_PURPOSE: &str = "ferridm-credential";
 /// How long an auto-login credential token lives, in seconds.
 const CREDENTIAL_LIFETIME: u64 = 300;
-
-/// What a service call runs with.
-pub struct ServiceContext<'a> {
-    /// Shared state.
-    pub state: &'a Arc<AppState>,
-    /// The request's generation.
-    pub generation: &'a Arc<Generation>,
-    /// The self-service scope, when the call comes from a process.
-    pub scope: Option<&'a SelfServiceScope>,
-}
 
 fn argument<'a>(arguments: &'a Value, name: &str) -> HostResult<&'a Value> {
     arguments
@@ -103,28 +92,27 @@ fn verify_captcha(arguments: &Value) -> HostResult<Value> {
         .map_err(|_| HostError::bad_request("The captcha verifier answered with something that is not JSON"))
 }
 
-fn set_meta(context: &ServiceContext<'_>, path: &str, values: &Object) -> HostResult<()> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let ["managed", type_name, id] = segments.as_slice() else {
+/// Changes the metadata of `managed/<type>/<id>` (not a user change: no revision, no triggers).
+fn update_meta(ctx: &RequestContext, function: &str, path: &str, change: impl FnOnce(&mut Object)) -> HostResult<()> {
+    let parsed = ResourcePath::parse(path);
+    let Some((type_name, id)) = parsed
+        .managed()
+        .and_then(|managed| managed.instance().map(|id| (managed.type_name, id)))
+    else {
         return Err(HostError::bad_request(format!(
-            "setMeta needs managed/<type>/<id>, not {path}"
+            "{function} needs managed/<type>/<id>, not {path}"
         )));
     };
-    let object_type = context
+    let object_type = ctx
         .generation
         .managed
         .get(type_name)
         .ok_or_else(|| HostError::bad_request(format!("unknown type {type_name}")))?;
-    context
-        .state
+    ctx.state
         .store
-        .update_meta(type_name, id, &object_type.index, |meta| {
-            for (key, value) in values {
-                meta.insert(key.clone(), value.clone());
-            }
-        })
+        .update_meta(type_name, id, &object_type.index, change)
         .map(|_| ())
-        .map_err(|error| host_error(crate::service::storage_error(error)))
+        .map_err(|error| to_host(storage_error(error)))
 }
 
 fn principal_path(scope: &SelfServiceScope) -> HostResult<String> {
@@ -139,27 +127,48 @@ fn principal_path(scope: &SelfServiceScope) -> HostResult<String> {
         })
 }
 
+/// The name of every host service, as scripts pass it to `openidm::service`.
+pub const NAMES: [&str; 12] = [
+    "hashAnswer",
+    "answerMatches",
+    "sendMail",
+    "verifyCaptcha",
+    "credentialJwt",
+    "randomCode",
+    "schema",
+    "validateObject",
+    "setMeta",
+    "formsCompleted",
+    "completeForm",
+    "profileCompleteness",
+];
+
 /// Runs a named service.
-pub fn call(context: &ServiceContext<'_>, name: &str, arguments: &Value) -> HostResult<Value> {
+pub fn call(
+    ctx: &RequestContext,
+    scope: Option<&SelfServiceScope>,
+    name: &str,
+    arguments: &Value,
+) -> HostResult<Value> {
     match name {
         "hashAnswer" => Ok(hash_answer(text(arguments, "answer")?)),
         "answerMatches" => Ok(Value::Bool(answer_matches(
             text(arguments, "answer")?,
             argument(arguments, "stored")?,
         ))),
-        "sendMail" => super::mail::send(context.state, context.generation, arguments).map_err(host_error),
+        "sendMail" => super::mail::send(ctx, arguments).map_err(to_host),
         "verifyCaptcha" => verify_captcha(arguments),
         "credentialJwt" => {
             let credentials =
                 json!({"username": text(arguments, "username")?, "password": text(arguments, "password")?});
             sealed::seal(
-                &context.state.secrets.token_key,
+                &ctx.state.secrets.token_key,
                 CREDENTIAL_PURPOSE,
                 &credentials,
-                now_seconds() + CREDENTIAL_LIFETIME,
+                ctx.now_seconds() + CREDENTIAL_LIFETIME,
             )
             .map(Value::String)
-            .ok_or_else(|| host_error(Error::internal("Internal Server Error")))
+            .ok_or_else(|| to_host(Error::internal("Internal Server Error")))
         }
         "randomCode" => {
             let length = arguments
@@ -177,8 +186,7 @@ pub fn call(context: &ServiceContext<'_>, name: &str, arguments: &Value) -> Host
         "schema" => {
             let path = arguments.get("path").and_then(Value::as_str).unwrap_or("managed/user");
             let type_name = path.trim_start_matches("managed/");
-            context
-                .generation
+            ctx.generation
                 .managed
                 .get(type_name)
                 .map(|object_type| Value::Object(object_type.schema.schema.raw.clone()))
@@ -190,69 +198,55 @@ pub fn call(context: &ServiceContext<'_>, name: &str, arguments: &Value) -> Host
                 .as_object()
                 .cloned()
                 .ok_or_else(|| HostError::bad_request("\"object\" must be an object"))?;
-            let host: std::rc::Rc<dyn ferridm_plugins::Host> = std::rc::Rc::new(ServerHost::new(
-                Arc::clone(context.state),
-                Arc::clone(context.generation),
-                Some(path.to_owned()),
-            ));
-            context
-                .generation
+            let host: std::rc::Rc<dyn ferridm_plugins::Host> =
+                std::rc::Rc::new(ServerHost::new(ctx.as_internal(), Some(path.to_owned())));
+            ctx.generation
                 .policies
                 .validate_object(&host, path, &object)
                 .map(|result| result.to_json())
-                .map_err(|crate::policy::PolicyFailure(error)| host_error(crate::scripting::resource_error(&error)))
+                .map_err(|PolicyFailure(error)| to_host(from_script(&error)))
         }
         "setMeta" => {
             let values = argument(arguments, "values")?
                 .as_object()
                 .cloned()
                 .ok_or_else(|| HostError::bad_request("\"values\" must be an object"))?;
-            set_meta(context, text(arguments, "path")?, &values).map(|()| Value::Bool(true))
+            update_meta(ctx, "setMeta", text(arguments, "path")?, |meta| {
+                for (key, value) in values {
+                    meta.insert(key, value);
+                }
+            })
+            .map(|()| Value::Bool(true))
         }
-        "formsCompleted" => Ok(context
-            .scope
+        "formsCompleted" => Ok(scope
             .map(|scope| Value::from(scope.forms.borrow().clone()))
             .unwrap_or_else(|| json!([]))),
         "completeForm" => {
-            let scope = context
-                .scope
-                .ok_or_else(|| HostError::bad_request("completeForm is only available in a process"))?;
+            let scope = scope.ok_or_else(|| HostError::bad_request("completeForm is only available in a process"))?;
             let identifier = text(arguments, "identifier")?.to_owned();
             if !scope.forms.borrow().contains(&identifier) {
                 scope.forms.borrow_mut().push(identifier.clone());
             }
             let path = principal_path(scope)?;
-            let segments: Vec<&str> = path.split('/').collect();
-            let object_type = context
-                .generation
-                .managed
-                .get(segments.get(1).copied().unwrap_or("user"))
-                .ok_or_else(|| HostError::bad_request("unknown type"))?;
-            context
-                .state
-                .store
-                .update_meta(
-                    segments.get(1).copied().unwrap_or("user"),
-                    segments.get(2).copied().unwrap_or(""),
-                    &object_type.index,
-                    |meta| {
-                        let mut done = meta
-                            .get("stagesCompleted")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        done.push(json!({"identifier": identifier, "dateCompleted": ferridm_core::time::now_iso()}));
-                        meta.insert("stagesCompleted".to_owned(), Value::Array(done));
-                    },
-                )
-                .map_err(|error| host_error(crate::service::storage_error(error)))?;
+            let completed = json!({"identifier": identifier, "dateCompleted": ctx.now_iso()});
+            update_meta(ctx, "completeForm", &path, |meta| {
+                let mut done = meta
+                    .get("stagesCompleted")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                done.push(completed);
+                meta.insert("stagesCompleted".to_owned(), Value::Array(done));
+            })?;
             Ok(Value::Bool(true))
         }
         "profileCompleteness" => {
             let user = argument(arguments, "user")?;
-            crate::service::profile::completeness(context.generation, user)
+            ctx.generation
+                .completeness
+                .score(user)
                 .map(Value::from)
-                .map_err(host_error)
+                .map_err(to_host)
         }
         other => Err(HostError::bad_request(format!("no host service named {other}"))),
     }

@@ -1,60 +1,50 @@
 //! `authentication` (login, logout, re-authentication, providers) and `info/login`.
 
-use std::sync::Arc;
-
 use ferridm_core::{Error, Result};
 use serde_json::json;
 
-use super::caller::Caller;
-use super::managed::blocking;
-use super::request::Operation;
-use super::response::Reply;
-use crate::auth::{self, login};
-use crate::state::AppState;
+use crate::auth;
+use crate::resource::{Operation, Reply};
+use crate::service::context::RequestContext;
+use crate::service::login;
 
 /// `GET /openidm/info/login`: the caller's context (never `authLogin`).
-pub fn read_login(caller: &Caller) -> Reply {
-    Reply::ok(auth::login_json(
+pub fn read_login(ctx: &RequestContext) -> Result<Reply> {
+    let caller = ctx.client_caller()?;
+    Ok(Reply::ok(auth::login_json(
         &caller.session.context,
         false,
         &caller.ip,
         "authzRoles",
-    ))
+    )))
 }
 
 /// `/openidm/authentication` operations.
-pub async fn handle_authentication(
-    state: Arc<AppState>,
-    operation: Operation,
-    caller: &mut Caller,
-    reauth_password: Option<String>,
-) -> Result<Reply> {
+pub fn handle(ctx: &mut RequestContext, operation: &Operation) -> Result<Reply> {
     match operation {
         Operation::Read => Ok(Reply::ok(json!({"providers": []}))),
         Operation::Action(action) => match action.as_str() {
-            "login" => Ok(Reply::ok(auth::login_json(
-                &caller.session.context,
-                caller.by_credentials,
-                &caller.ip,
-                "authzRoles",
-            ))),
+            "login" => {
+                let caller = ctx.client_caller()?;
+                Ok(Reply::ok(auth::login_json(
+                    &caller.session.context,
+                    caller.by_credentials,
+                    &caller.ip,
+                    "authzRoles",
+                )))
+            }
             "logout" => {
-                caller.logout = true;
+                ctx.client_caller_mut()?.logout = true;
                 Ok(Reply::ok(json!({"success": true})))
             }
             "reauthenticate" => {
-                let Some(password) = reauth_password.filter(|p| !p.is_empty()) else {
+                let caller = ctx.client_caller()?;
+                let Some(password) = caller.reauth_password.as_deref().filter(|p| !p.is_empty()) else {
                     return Err(Error::Forbidden(
                         "Reauthentication failed, missing or empty headers".into(),
                     ));
                 };
-                let context = caller.session.context.clone();
-                let verified = blocking(move || {
-                    let generation = state.generation();
-                    login::reverify(&state, &generation, &context, &password)
-                })
-                .await?;
-                if verified {
+                if login::reverify(ctx, &caller.session.context, password)? {
                     Ok(Reply::ok(json!({"reauthenticated": true})))
                 } else {
                     Err(Error::Forbidden(format!(

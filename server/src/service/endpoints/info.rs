@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::response::Reply;
+use crate::resource::Reply;
 
 /// `GET /openidm/info/ping`.
 pub fn read_ping() -> Reply {

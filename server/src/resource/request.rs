@@ -1,13 +1,42 @@
-//! CREST requests: the resource path (percent-decoded segments after `/openidm`), the method
-//! mapped to a CREST operation as IDM's HTTP adapter does (§1.2), request parameters with
-//! `_`-names matched case-insensitively, conditional headers, and the JSON body rules (§1.4).
+//! CREST requests without a transport: the resource path, the method mapped to a CREST
+//! operation as IDM's HTTP adapter does (§1.2), request parameters with `_`-names matched
+//! case-insensitively, conditional headers, and the JSON body rules (§1.4). The HTTP edge builds
+//! them from actix requests; the script host builds them directly.
 
-use actix_web::HttpRequest;
-use actix_web::http::Method;
-use actix_web::web::Bytes;
-use ferridm_core::{Error, Result};
-use percent_encoding::percent_decode_str;
+use bytes::Bytes;
+use ferridm_core::{Error, Object, Result};
 use serde_json::Value;
+
+use super::path::ResourcePath;
+
+/// The request method after `X-HTTP-Method-Override`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET: read or query.
+    Get,
+    /// PUT: create or update.
+    Put,
+    /// POST: create or action.
+    Post,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+}
+
+impl Method {
+    /// The method named by an HTTP method token (`None` for methods CREST does not use).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "GET" => Some(Self::Get),
+            "PUT" => Some(Self::Put),
+            "POST" => Some(Self::Post),
+            "PATCH" => Some(Self::Patch),
+            "DELETE" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
 
 /// The CREST operation a request performs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +125,16 @@ impl Params {
         Ok(Self { pairs })
     }
 
+    /// Parameters from name/value pairs (names as in [`Params::parse`]: `_`-names lower case).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            pairs: pairs
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        }
+    }
+
     /// The value of a single-valued parameter (name in lower case).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
@@ -143,30 +182,40 @@ fn canonical_name(lower: &str) -> &str {
     }
 }
 
+/// The body of a request: raw bytes with their content type (from HTTP, checked when read),
+/// or a JSON value built by the server itself.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Bytes as received, with `Content-Type` as sent.
+    Raw {
+        /// `Content-Type` as sent.
+        content_type: Option<String>,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// A value from an internal caller (no content-type rules apply).
+    Json(Value),
+}
+
 /// A request as ferridm's resources see it.
 #[derive(Debug, Clone)]
-pub struct CrestRequest {
-    /// The HTTP method after `X-HTTP-Method-Override`.
+pub struct Request {
+    /// The method after `X-HTTP-Method-Override`.
     pub method: Method,
-    /// Decoded path segments after `/openidm`.
-    pub path: Vec<String>,
+    /// The resource addressed.
+    pub path: ResourcePath,
     /// Query parameters.
     pub params: Params,
     /// `If-Match` without quotes.
     pub if_match: Option<String>,
     /// `If-None-Match` without quotes.
     pub if_none_match: Option<String>,
-    /// `Content-Type` as sent.
-    pub content_type: Option<String>,
-    /// The raw body.
-    pub body: Bytes,
+    /// The body.
+    pub body: Body,
 }
 
-fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    request.headers().get(name).and_then(|value| value.to_str().ok())
-}
-
-fn unquote(value: &str) -> String {
+/// Removes the quotes around an entity tag.
+pub fn unquote(value: &str) -> String {
     let trimmed = value.trim();
     trimmed
         .strip_prefix('"')
@@ -175,17 +224,8 @@ fn unquote(value: &str) -> String {
         .to_owned()
 }
 
-/// Splits the part of a raw path after `/openidm` into decoded segments; an encoded `/` stays
-/// inside its segment. Leading and trailing slashes are ignored.
-pub fn resource_segments(raw_path: &str) -> Vec<String> {
-    let rest = raw_path.strip_prefix("/openidm").unwrap_or(raw_path);
-    rest.split('/')
-        .filter(|segment| !segment.is_empty())
-        .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
-        .collect()
-}
-
-fn check_api_version(value: &str) -> Result<()> {
+/// Checks `Accept-API-Version`: protocol 2.1 at most.
+pub fn check_api_version(value: &str) -> Result<()> {
     for part in value.split(',') {
         let Some((key, version)) = part.split_once('=') else {
             return Err(Error::bad_request(format!(
@@ -211,46 +251,23 @@ fn check_api_version(value: &str) -> Result<()> {
     Ok(())
 }
 
-impl CrestRequest {
-    /// Reads the parts of an HTTP request that CREST cares about.
-    pub fn from_http(request: &HttpRequest, body: Bytes) -> Result<Self> {
-        let mut method = request.method().clone();
-        if method == Method::POST
-            && let Some(override_method) = header(request, "x-http-method-override")
-        {
-            method = Method::from_bytes(override_method.trim().to_ascii_uppercase().as_bytes())
-                .map_err(|_| Error::bad_request(format!("Invalid method override {override_method}")))?;
-        }
-        if !matches!(
+impl Request {
+    /// An internal request (the script host's): `params` as given, `content` as the body.
+    pub fn internal(method: Method, path: ResourcePath, params: Params, content: Option<Value>) -> Self {
+        Self {
             method,
-            Method::GET | Method::PUT | Method::POST | Method::PATCH | Method::DELETE
-        ) {
-            return Err(Error::NotSupported(format!("Method {method} not supported")));
+            path,
+            params,
+            if_match: None,
+            if_none_match: None,
+            body: Body::Json(content.unwrap_or(Value::Null)),
         }
-        if request.headers().contains_key("if-modified-since") {
-            return Err(Error::Conflict("Header If-Modified-Since not supported".into()));
-        }
-        if request.headers().contains_key("if-unmodified-since") {
-            return Err(Error::Conflict("Header If-Unmodified-Since not supported".into()));
-        }
-        if let Some(version) = header(request, "accept-api-version") {
-            check_api_version(version)?;
-        }
-        Ok(Self {
-            method,
-            path: resource_segments(request.path()),
-            params: Params::parse(request.query_string())?,
-            if_match: header(request, "if-match").map(unquote),
-            if_none_match: header(request, "if-none-match").map(unquote),
-            content_type: header(request, "content-type").map(str::to_owned),
-            body,
-        })
     }
 
     /// The CREST operation (§1.2).
     pub fn operation(&self) -> Result<Operation> {
-        let method = &self.method;
-        if *method == Method::GET {
+        let method = self.method;
+        if method == Method::Get {
             if ["_queryid", "_queryfilter", "_queryexpression"]
                 .iter()
                 .any(|name| self.params.has(name))
@@ -260,7 +277,7 @@ impl CrestRequest {
             }
             return Ok(Operation::Read);
         }
-        if *method == Method::PUT {
+        if method == Method::Put {
             return match (&self.if_none_match, &self.if_match) {
                 (Some(value), _) if value != "*" => Err(Error::bad_request(format!(
                     "\"{value}\" is not a supported value for If-None-Match on PUT"
@@ -273,14 +290,14 @@ impl CrestRequest {
                 (None, None) => Ok(Operation::Upsert),
             };
         }
-        if *method == Method::POST {
+        if method == Method::Post {
             return Ok(match self.params.get("_action") {
                 None => Operation::Create,
                 Some(action) if action.eq_ignore_ascii_case("create") => Operation::Create,
                 Some(action) => Operation::Action(action.to_owned()),
             });
         }
-        if *method == Method::PATCH {
+        if method == Method::Patch {
             return Ok(Operation::Patch);
         }
         Ok(Operation::Delete)
@@ -319,7 +336,7 @@ impl CrestRequest {
             Operation::Query if (self.if_match.is_some() || self.if_none_match.is_some()) => {
                 return refuse("Conditional headers are not supported for query requests");
             }
-            Operation::Create if self.method == Method::POST => {
+            Operation::Create if self.method == Method::Post => {
                 if self.if_match.is_some() {
                     return refuse("If-Match not supported for POST requests");
                 }
@@ -353,8 +370,8 @@ impl CrestRequest {
             .is_some_and(|value| value.eq_ignore_ascii_case("true"))
     }
 
-    fn check_content_type(&self, required: bool, allow_patch_type: bool) -> Result<()> {
-        match &self.content_type {
+    fn check_content_type(content_type: Option<&String>, required: bool, allow_patch_type: bool) -> Result<()> {
+        match content_type {
             None if required => Err(Error::bad_request(
                 "The request could not be processed because the  content-type was not specified and is required",
             )),
@@ -384,26 +401,39 @@ impl CrestRequest {
 
     /// The JSON body for a create, update or patch: `Content-Type` required, one JSON document.
     pub fn content(&self, operation: &Operation) -> Result<Value> {
-        self.check_content_type(true, *operation == Operation::Patch)?;
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::bad_request(
+        match &self.body {
+            Body::Json(Value::Null) => Err(Error::bad_request(
                 "The request could not be processed because it did not contain any JSON content",
-            ));
+            )),
+            Body::Json(value) => Ok(value.clone()),
+            Body::Raw { content_type, bytes } => {
+                Self::check_content_type(content_type.as_ref(), true, *operation == Operation::Patch)?;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Err(Error::bad_request(
+                        "The request could not be processed because it did not contain any JSON content",
+                    ));
+                }
+                parse_json(bytes)
+            }
         }
-        parse_json(&self.body)
     }
 
     /// The JSON body of an action: optional; empty means `null`.
     pub fn action_content(&self) -> Result<Value> {
-        self.check_content_type(false, false)?;
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
+        match &self.body {
+            Body::Json(value) => Ok(value.clone()),
+            Body::Raw { content_type, bytes } => {
+                Self::check_content_type(content_type.as_ref(), false, false)?;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Value::Null);
+                }
+                parse_json(bytes)
+            }
         }
-        parse_json(&self.body)
     }
 
     /// The create/update body as a JSON object.
-    pub fn object_content(&self, operation: &Operation) -> Result<ferridm_core::Object> {
+    pub fn object_content(&self, operation: &Operation) -> Result<Object> {
         match self.content(operation)? {
             Value::Object(object) => Ok(object),
             _ => Err(Error::bad_request(
@@ -461,15 +491,6 @@ mod tests {
     fn plus_is_a_space_in_parameters() {
         let params = Params::parse("_queryFilter=userName+eq+%22x%22").unwrap();
         assert_eq!(params.get("_queryfilter"), Some("userName eq \"x\""));
-    }
-
-    #[test]
-    fn paths_decode_per_segment() {
-        assert_eq!(
-            resource_segments("/openidm/managed/user/a%2Fb/"),
-            ["managed", "user", "a/b"]
-        );
-        assert_eq!(resource_segments("/openidm"), Vec::<String>::new());
     }
 
     #[test]

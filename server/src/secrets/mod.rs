@@ -3,6 +3,12 @@
 //! (`&{FERRIDM_SESSION_KEY|}`); a key left empty is generated once into `<data>/secrets.json`
 //! with a warning, so one node works out of the box and several nodes can be given the same keys.
 
+pub mod credential_cache;
+pub mod password;
+
+pub use credential_cache::CredentialCache;
+pub use password::PasswordHasher;
+
 use std::path::Path;
 
 use base64::Engine as _;
@@ -10,7 +16,6 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::password::PasswordHasher;
 use crate::config::ConfigError;
 
 /// The admin password IDM ships with; ferridm warns while it is in use.

@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use ferridm_core::patch;
 use ferridm_core::{Error, Object, Result};
@@ -13,20 +12,19 @@ use ferridm_plugins::access::AccessChecks;
 use ferridm_plugins::error::ScriptErrorKind;
 use serde_json::Value;
 
-use super::{SecurityContext, login};
-use crate::config::Generation;
-use crate::http::{CrestRequest, Operation};
-use crate::state::AppState;
+use super::context::RequestContext;
+use super::{login, router};
+use crate::auth::SecurityContext;
+use crate::resource::{Method, Operation, Params, Request};
 
 /// The message of a refused request.
 pub const ACCESS_DENIED: &str = "Access denied";
 
 /// Answers the named checks for one request.
 struct RequestChecks {
-    state: Arc<AppState>,
-    generation: Arc<Generation>,
+    ctx: RequestContext,
     context: SecurityContext,
-    request: CrestRequest,
+    request: Request,
     operation: Operation,
     path: String,
     reauth_password: Option<String>,
@@ -86,30 +84,51 @@ impl RequestChecks {
         Ok(changed)
     }
 
-    fn managed_type(&self) -> Option<crate::config::ManagedType> {
-        let segments: Vec<&str> = self.path.split('/').collect();
-        match segments.as_slice() {
-            ["managed", type_name, ..] => self.generation.managed.get(type_name).cloned(),
-            _ => None,
-        }
+    fn managed_type(&self) -> Option<&crate::config::ManagedType> {
+        let managed = self.request.path.managed()?;
+        self.ctx.generation.managed.get(managed.type_name)
     }
 
+    /// The object the request addresses as stored (empty when there is none), read through the
+    /// router as an internal caller.
     fn stored_object(&self) -> std::result::Result<Object, String> {
-        let segments: Vec<&str> = self.path.split('/').collect();
-        let ["managed", type_name, id] = segments.as_slice() else {
+        if self
+            .request
+            .path
+            .managed()
+            .and_then(|managed| managed.instance())
+            .is_none()
+        {
             return Ok(Object::new());
+        }
+        let read = Request::internal(
+            Method::Get,
+            self.request.path.clone(),
+            Params::from_pairs([("_fields", "*,*_ref")]),
+            None,
+        );
+        let mut internal = self.ctx.as_internal();
+        let mut stored = match router::dispatch(&mut internal, &read, &Operation::Read) {
+            Ok(reply) => match reply.body {
+                Some(Value::Object(object)) => object,
+                _ => Object::new(),
+            },
+            Err(Error::NotFound(_)) => Object::new(),
+            Err(_) => return Err("the object could not be read".to_owned()),
         };
-        Ok(self
-            .state
-            .store
-            .get(type_name, id)
-            .map_err(|_| "the object could not be read".to_owned())?
-            .map(|stored| stored.content)
-            .unwrap_or_default())
+        // Compare with the stored content alone: identifiers and computed properties are not
+        // part of what a write changes.
+        stored.remove("_id");
+        stored.remove("_rev");
+        stored.remove("_meta");
+        if let Some(object_type) = self.managed_type() {
+            stored.retain(|key, _| !object_type.is_virtual(key));
+        }
+        Ok(stored)
     }
 
     fn only_editable(&self, type_name: &str, exceptions: &[String]) -> std::result::Result<bool, String> {
-        let Some(object_type) = self.generation.managed.get(type_name) else {
+        let Some(object_type) = self.ctx.generation.managed.get(type_name) else {
             return Ok(false);
         };
         let changed = self.changed_properties()?;
@@ -139,7 +158,7 @@ impl RequestChecks {
         let Some(password) = self.reauth_password.as_deref().filter(|p| !p.is_empty()) else {
             return Err("Reauthentication failed, missing or empty headers".to_owned());
         };
-        match login::reverify(&self.state, &self.generation, &self.context, password) {
+        match login::reverify(&self.ctx, &self.context, password) {
             Ok(true) => Ok(true),
             _ => Err(format!(
                 "Reauthentication failed for {}",
@@ -169,8 +188,8 @@ impl AccessChecks for RequestChecks {
             "ownDataOnly" => Ok(self.path == self.context.own_path()),
             "onlyEditableManagedObjectProperties" => self.only_editable(&text(0), &list(1)),
             "reauthIfProtectedAttributeChange" => self.reauth_if_protected(),
-            "checkIfUIIsEnabled" => Ok(self.generation.ui.enabled(&text(0))),
-            "checkIfProgressiveProfileIsEnabled" => Ok(self.generation.progressive_profile_enabled()),
+            "checkIfUIIsEnabled" => Ok(self.ctx.generation.ui.enabled(&text(0))),
+            "checkIfProgressiveProfileIsEnabled" => Ok(self.ctx.generation.progressive_profile_enabled()),
             "isSelfServiceRequest" => Ok(false),
             "disallowQueryExpression" => Ok(!self.request.params.has("_queryexpression")),
             "disallowCommandAction" => Ok(self.operation.action() != Some("command")),
@@ -201,16 +220,15 @@ impl AccessChecks for RequestChecks {
     }
 }
 
-/// Decides whether `context` may perform `operation` on the request's resource.
-pub fn authorize(
-    state: &Arc<AppState>,
-    generation: &Arc<Generation>,
-    context: &SecurityContext,
-    request: &CrestRequest,
-    operation: &Operation,
-    reauth_password: Option<String>,
-) -> Result<()> {
-    let path = request.path.join("/");
+/// Decides whether the client caller of `ctx` may perform `operation` on the request's
+/// resource (internal callers are not subject to access rules).
+pub fn authorize(ctx: &RequestContext, request: &Request, operation: &Operation) -> Result<()> {
+    let Ok(caller) = ctx.client_caller() else {
+        return Ok(());
+    };
+    let context = &caller.session.context;
+    let generation = &ctx.generation;
+    let path = request.path.to_string();
     let method = operation.rule_name();
     let mut checks: Option<Rc<RequestChecks>> = None;
     for rule in &generation.access.rules {
@@ -230,13 +248,12 @@ pub fn authorize(
         };
         let answering = checks.get_or_insert_with(|| {
             Rc::new(RequestChecks {
-                state: Arc::clone(state),
-                generation: Arc::clone(generation),
+                ctx: ctx.clone(),
                 context: context.clone(),
                 request: request.clone(),
                 operation: operation.clone(),
                 path: path.clone(),
-                reauth_password: reauth_password.clone(),
+                reauth_password: caller.reauth_password.clone(),
                 changed: RefCell::new(None),
             })
         });

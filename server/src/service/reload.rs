@@ -1,24 +1,32 @@
-//! Reloading configuration: a change builds a whole new generation (every file parsed and
-//! checked, every script compiled, every policy and stage name resolved); only one that passes
-//! replaces the running one, atomically. A refused generation is logged, one ERROR line per
-//! problem naming the file and position, and the last good one keeps serving.
+//! Reloading configuration: a change — a file on disk, or one written over REST — builds a
+//! whole new generation (every file parsed and checked, every script compiled, every policy and
+//! stage name resolved); only one that passes replaces the running one, atomically. A refused
+//! generation is logged, one ERROR line per problem naming the file and position, and the last
+//! good one keeps serving.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferridm_core::{Error, Result};
 use ferridm_plugins::watch::{self, DirectoryWatch, WatchMode};
 use ferridm_store::{Store, StoreError};
+use serde_json::{Value, json};
 
 use crate::config::settings::WatchMode as ConfiguredMode;
-use crate::config::{self, ConfigError, Generation, Overrides};
+use crate::config::{ConfigError, file_name};
+use crate::generation::{self, Generation, Overrides};
 use crate::state::AppState;
 
 /// Builds and, if it passes, installs a new generation with `overrides` applied in memory.
-pub fn reload(state: &Arc<AppState>, overrides: &Overrides, cause: &str) -> Result<Arc<Generation>, Vec<ConfigError>> {
+pub fn reload(
+    state: &Arc<AppState>,
+    overrides: &Overrides,
+    cause: &str,
+) -> std::result::Result<Arc<Generation>, Vec<ConfigError>> {
     let _serialised = state.reload_lock();
     let current = state.generation();
-    match config::load_with(&state.paths, current.number + 1, overrides) {
+    match generation::load_with(&state.paths, current.number + 1, overrides) {
         Ok(generation) => {
             let number = generation.number;
             let rule_changed = generation.completeness.fingerprint() != current.completeness.fingerprint();
@@ -49,7 +57,7 @@ const COMPLETENESS_RULE_SETTING: &str = "completeness-rule";
 
 /// Records that every stored score follows `generation`'s completeness rule. Kept in the
 /// database, so nodes sharing it agree and a new node does not recompute what is current.
-pub fn record_completeness_rule(store: &Store, generation: &Generation) -> Result<(), StoreError> {
+pub fn record_completeness_rule(store: &Store, generation: &Generation) -> std::result::Result<(), StoreError> {
     store.put_setting(COMPLETENESS_RULE_SETTING, &generation.completeness.fingerprint())
 }
 
@@ -70,7 +78,7 @@ pub fn recompute_completeness(state: &Arc<AppState>) {
         .name("ferridm-completeness".to_owned())
         .spawn(move || {
             let generation = shared.generation();
-            crate::service::profile::recompute_all(&shared, &generation);
+            super::completeness::recompute_all(&shared, &generation);
             if let Err(error) = record_completeness_rule(&shared.store, &generation) {
                 tracing::warn!(%error, "cannot record the completeness rule");
             }
@@ -109,4 +117,49 @@ pub fn watch(state: &Arc<AppState>) -> Option<DirectoryWatch> {
             None
         }
     }
+}
+
+/// Replaces (`Some`) or removes (`None`) the conf file of config `id`: the whole generation is
+/// validated with the change first, so a refused change leaves both the file and the running
+/// configuration untouched; then the file is written atomically and the generation reloaded.
+pub fn change_file(state: &Arc<AppState>, id: &str, replacement: Option<&Value>) -> Result<()> {
+    let path = state.paths.conf_dir.join(file_name(id));
+    let mut overrides = Overrides::new();
+    overrides.insert(id.to_owned(), replacement.cloned());
+    generation::load_with(&state.paths, 0, &overrides).map_err(|errors| refused(&errors))?;
+    match replacement {
+        Some(content) => write_atomically(&path, content)?,
+        None => {
+            std::fs::remove_file(&path).map_err(|_| Error::internal("The configuration file could not be removed"))?
+        }
+    }
+    reload(state, &Overrides::new(), "config endpoint").map_err(|errors| refused(&errors))?;
+    Ok(())
+}
+
+fn refused(errors: &[ConfigError]) -> Error {
+    Error::Custom {
+        code: 400,
+        message: format!(
+            "The configuration was refused: {}",
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        ),
+        detail: Some(
+            json!({"errors": errors.iter().map(|e| json!({"file": e.file, "message": e.to_string()})).collect::<Vec<_>>()}),
+        ),
+    }
+}
+
+fn write_atomically(path: &std::path::Path, content: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(content).map_err(|_| Error::internal("Internal Server Error"))?;
+    let temporary = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|name| name.to_str()).unwrap_or("config")
+    ));
+    std::fs::write(&temporary, text + "\n")
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|error| {
+            tracing::error!(path = %path.display(), %error, "cannot write a config file");
+            Error::internal("The configuration file could not be written")
+        })
 }

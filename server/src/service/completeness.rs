@@ -1,0 +1,88 @@
+//! Profile completeness over the store: reading a user's score, and rescoring every user when
+//! the rule changes (the rule itself is `config::profile`'s).
+
+use ferridm_core::filter::Filter;
+use ferridm_core::{Error, Result};
+use ferridm_store::ObjectQuery;
+use serde_json::{Value, json};
+
+use super::context::RequestContext;
+use super::storage_error;
+use crate::generation::Generation;
+use crate::state::AppState;
+
+/// How complete a user's profile is: `{_id, _rev, completeness}` — the caller's own, or
+/// (administrators, by access rule) any user's.
+pub fn read(ctx: &RequestContext, user_id: Option<String>) -> Result<Value> {
+    let caller = ctx.client_caller()?;
+    let context = &caller.session.context;
+    let id = match user_id {
+        Some(id) => id,
+        None if context.is_managed_user() => context.authorization.id.clone(),
+        None => return Err(Error::Forbidden("Access denied".into())),
+    };
+    let stored = ctx
+        .state
+        .store
+        .get("user", &id)
+        .map_err(storage_error)?
+        .ok_or_else(|| Error::object_not_found("managed/user", &id))?;
+    let score = ctx.generation.completeness.score(&Value::Object(stored.content))?;
+    Ok(json!({"_id": format!("managed/user/{id}"), "_rev": stored.rev.to_string(), "completeness": score}))
+}
+
+/// Rows recomputed per batch when the completeness rule changes.
+const RECOMPUTE_PAGE: u32 = 500;
+
+/// Recomputes `_meta.profileCompleteness` for every user with `generation`'s rule (after the
+/// rule changed).
+pub fn recompute_all(state: &AppState, generation: &Generation) {
+    let Some(user_type) = generation.managed.get("user") else {
+        return;
+    };
+    let mut cookie: Option<String> = None;
+    let mut updated = 0_u64;
+    loop {
+        let page = state.store.query(&ObjectQuery {
+            object_type: "user",
+            filter: &Filter::True,
+            sort: &[],
+            page_size: Some(RECOMPUTE_PAGE),
+            offset: 0,
+            cookie: cookie.as_deref(),
+            count: false,
+            with_content: true,
+            limit: u64::from(RECOMPUTE_PAGE),
+            index: &user_type.index,
+        });
+        let page = match page {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::error!(%error, "recomputing profile completeness stopped");
+                return;
+            }
+        };
+        for user in &page.objects {
+            let Ok(score) = generation.completeness.score(&Value::Object(user.content.clone())) else {
+                continue;
+            };
+            if user.meta.get("profileCompleteness").and_then(Value::as_f64) == Some(score) {
+                continue;
+            }
+            let changed = state.store.update_meta("user", &user.id, &user_type.index, |meta| {
+                meta.insert("profileCompleteness".to_owned(), Value::from(score));
+            });
+            if changed.is_ok() {
+                updated += 1;
+            }
+        }
+        match page.cookie {
+            Some(next) => cookie = Some(next),
+            None => break,
+        }
+    }
+    tracing::info!(
+        users.updated = updated,
+        "profile completeness recomputed for the new rule"
+    );
+}

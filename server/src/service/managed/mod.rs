@@ -1,0 +1,474 @@
+//! Managed objects (`managed/<type>`): IDM's create, read, update, upsert, patch, delete, query
+//! and patch-by-query semantics over the store — schema defaults, private and virtual
+//! properties, hashed secrets, revisions and conditional writes, metadata, policies and
+//! triggers. The view a caller gets is shaped in [`view`], scripts run in [`triggers`], and the
+//! conditional-write loop is [`write`]'s.
+
+pub mod query;
+mod triggers;
+pub mod view;
+mod write;
+
+use std::rc::Rc;
+
+use ferridm_core::fields::FieldSelection;
+use ferridm_core::patch::{self, PatchOperation};
+use ferridm_core::query::{Paging, QueryResponse};
+use ferridm_core::{Error, Object, Result};
+use ferridm_store::{NewObject, ObjectQuery, ObjectUpdate, StoreError, StoredObject};
+use serde_json::{Value, json};
+
+pub use query::QueryRequest;
+pub use view::Resource;
+
+use self::triggers::ScriptTransformer;
+use self::write::Attempt;
+use crate::config::ManagedType;
+use crate::policy::{PolicyFailure, PolicyResult};
+use crate::resource::error::from_script;
+use crate::service::context::RequestContext;
+use crate::service::host::ServerHost;
+use crate::service::storage_error;
+
+/// Message of a create/update refused by policy.
+const POLICY_FAILED_WRITE: &str = "Policy validation failed";
+/// Message of a patch refused by policy.
+const POLICY_FAILED_PATCH: &str = "Failed policy validation";
+/// Longest object id accepted.
+const MAX_ID_LENGTH: usize = 255;
+
+/// Checks a client-chosen object id.
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_ID_LENGTH || id.contains('/') || id.chars().any(char::is_control) {
+        return Err(Error::bad_request(format!(
+            "The object id '{id}' is not valid: ids are 1 to {MAX_ID_LENGTH} characters without '/' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn strip_reserved(content: &mut Object) {
+    content.remove("_id");
+    content.remove("_rev");
+    content.remove("_meta");
+}
+
+/// Managed-object operations on one type, in one request's context (its generation and caller).
+pub struct ManagedObjects<'a> {
+    ctx: &'a RequestContext,
+    object_type: &'a ManagedType,
+}
+
+impl<'a> ManagedObjects<'a> {
+    /// Operations on `managed/<type_name>`; unknown types are a 404.
+    pub fn new(ctx: &'a RequestContext, type_name: &str) -> Result<Self> {
+        let object_type = ctx
+            .generation
+            .managed
+            .get(type_name)
+            .ok_or_else(|| Error::NotFound(format!("Resource 'managed/{type_name}' not found")))?;
+        Ok(Self { ctx, object_type })
+    }
+
+    fn collection(&self) -> String {
+        self.object_type.collection()
+    }
+
+    fn not_found(&self, id: &str) -> Error {
+        Error::object_not_found(&self.collection(), id)
+    }
+
+    fn load(&self, id: &str) -> Result<StoredObject> {
+        self.ctx
+            .state
+            .store
+            .get(self.object_type.name(), id)
+            .map_err(storage_error)?
+            .ok_or_else(|| self.not_found(id))
+    }
+
+    fn resource_path(&self, id: Option<&str>) -> String {
+        format!("{}/{}", self.collection(), id.unwrap_or("*"))
+    }
+
+    fn host(&self, resource: &str) -> Rc<dyn ferridm_plugins::Host> {
+        Rc::new(ServerHost::new(self.ctx.as_internal(), Some(resource.to_owned())))
+    }
+
+    /// Stores secrets as argon2id hashes (values already in `$crypto` form are kept).
+    fn hash_secrets(&self, content: &mut Object, previous: Option<&Object>) -> Result<()> {
+        for property in &self.object_type.hashed {
+            let Some(Value::String(plain)) = content.get(property) else {
+                continue;
+            };
+            // A client echoing the stored form back changes nothing.
+            if previous.and_then(|p| p.get(property)) == content.get(property) {
+                continue;
+            }
+            let phc = self.ctx.hasher().hash(plain).map_err(|message| {
+                tracing::error!(%message, "password hashing failed");
+                Error::internal("Internal Server Error")
+            })?;
+            content.insert(property.clone(), json!({"$crypto": {"type": "argon2id", "value": phc}}));
+        }
+        Ok(())
+    }
+
+    fn policy_outcome(&self, outcome: std::result::Result<PolicyResult, PolicyFailure>, message: &str) -> Result<()> {
+        match outcome {
+            Ok(result) if result.passed() => Ok(()),
+            Ok(result) => Err(Error::PolicyFailed {
+                message: message.to_owned(),
+                detail: result.to_json(),
+            }),
+            Err(PolicyFailure(error)) => Err(from_script(&error)),
+        }
+    }
+
+    /// Runs `validateObject` on a whole new object (create, update).
+    fn enforce_object(&self, id: Option<&str>, content: &Object) -> Result<()> {
+        let policies = &self.ctx.generation.policies;
+        if !policies.enforced {
+            return Ok(());
+        }
+        let path = self.resource_path(id);
+        let mut object = content.clone();
+        if let Some(id) = id {
+            object.insert("_id".to_owned(), Value::String(id.to_owned()));
+        }
+        let outcome = policies.validate_object(&self.host(&path), &path, &object);
+        self.policy_outcome(outcome, POLICY_FAILED_WRITE)
+    }
+
+    /// Runs `validateProperty` on the top-level properties a patch touched.
+    fn enforce_patch(&self, id: &str, patched: &Object, touched: &[String]) -> Result<()> {
+        let policies = &self.ctx.generation.policies;
+        if !policies.enforced {
+            return Ok(());
+        }
+        let path = self.resource_path(Some(id));
+        let outcome = policies.validate_properties(&self.host(&path), &path, patched, touched, patched);
+        self.policy_outcome(outcome, POLICY_FAILED_PATCH)
+    }
+
+    /// The object a policy sees: hashed values that did not change are left out (they cannot
+    /// be checked again once hashed).
+    fn without_unchanged_secrets(&self, next: &Object, previous: &Object) -> Object {
+        let mut checked = next.clone();
+        for property in &self.object_type.hashed {
+            if checked.get(property).is_some() && checked.get(property) == previous.get(property) {
+                checked.remove(property);
+            }
+        }
+        checked
+    }
+
+    /// A unique-index conflict reported like the policy that guards the property.
+    fn unique_conflict(&self, id: Option<&str>, property: &str, message: &str) -> Error {
+        let requirement = self
+            .ctx
+            .generation
+            .policies
+            .uniqueness_requirement(&self.resource_path(id), property);
+        Error::PolicyFailed {
+            message: message.to_owned(),
+            detail: json!({"result": false, "failedPolicyRequirements": [
+                {"policyRequirements": [{"policyRequirement": requirement}], "property": property}
+            ]}),
+        }
+    }
+
+    /// Stores a changed object (update and patch): the `onUpdate` trigger, hashing, metadata.
+    fn store_update(&self, id: &str, current: &StoredObject, mut next: Object) -> Result<Attempt> {
+        if let Some(on_update) = &self.object_type.triggers.on_update {
+            next = self.run_trigger(on_update, id, &next, Some(&current.content))?;
+            strip_reserved(&mut next);
+        }
+        self.hash_secrets(&mut next, Some(&current.content))?;
+        let meta = self.changed_meta(&current.meta, &next);
+        Ok(Attempt::Stored(self.ctx.state.store.update(
+            self.object_type.name(),
+            id,
+            current.rev,
+            ObjectUpdate {
+                content: &next,
+                meta: meta.as_ref(),
+                index: &self.object_type.index,
+            },
+        )))
+    }
+
+    /// The response to an update or patch: the new object after its `postUpdate` trigger, or
+    /// the object as it was when nothing changed.
+    fn updated(&self, id: &str, written: write::Written, fields: &FieldSelection) -> Result<Resource> {
+        match written.after {
+            None => self.view(&written.before, fields),
+            Some(stored) => {
+                self.run_post_trigger(
+                    self.object_type.triggers.post_update.as_ref(),
+                    id,
+                    &stored.content,
+                    Some(&written.before.content),
+                );
+                self.view(&stored, fields)
+            }
+        }
+    }
+
+    /// Creates an object. An `_id` in the content overrides `id` (as in IDM); without either
+    /// the server assigns a UUID.
+    pub fn create(&self, id: Option<String>, mut content: Object, fields: &FieldSelection) -> Result<Resource> {
+        let chosen = match content.get("_id") {
+            Some(Value::String(body_id)) => Some(body_id.clone()),
+            _ => id,
+        };
+        if let Some(chosen) = &chosen {
+            check_id(chosen)?;
+        }
+        strip_reserved(&mut content);
+        for virtual_property in &self.object_type.virtuals {
+            content.remove(&virtual_property.name);
+        }
+        let id = chosen.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if let Some(on_validate) = &self.object_type.triggers.on_validate {
+            self.run_trigger(on_validate, &id, &content, None)?;
+        }
+        self.enforce_object(chosen.as_deref(), &content)?;
+        for (property, default) in &self.object_type.defaults {
+            if !content.contains_key(property) {
+                content.insert(property.clone(), default.clone());
+            }
+        }
+        if let Some(on_create) = &self.object_type.triggers.on_create {
+            content = self.run_trigger(on_create, &id, &content, None)?;
+            strip_reserved(&mut content);
+        }
+        self.hash_secrets(&mut content, None)?;
+        let meta = self.new_meta(&content);
+        let stored = self
+            .ctx
+            .state
+            .store
+            .insert(NewObject {
+                object_type: self.object_type.name(),
+                id: &id,
+                content: &content,
+                meta: &meta,
+                index: &self.object_type.index,
+            })
+            .map_err(|error| match error {
+                StoreError::UniqueViolation { property } => {
+                    self.unique_conflict(Some(&id), &property, POLICY_FAILED_WRITE)
+                }
+                other => storage_error(other),
+            })?;
+        self.run_post_trigger(
+            self.object_type.triggers.post_create.as_ref(),
+            &id,
+            &stored.content,
+            None,
+        );
+        self.view(&stored, fields)
+    }
+
+    /// Reads an object; `If-None-Match` naming the current revision answers 304.
+    pub fn read(&self, id: &str, fields: &FieldSelection, if_none_match: Option<&str>) -> Result<Resource> {
+        let stored = self.load(id)?;
+        if if_none_match.is_some_and(|rev| rev == stored.rev.to_string()) {
+            return Err(Error::NotModified);
+        }
+        self.view(&stored, fields)
+    }
+
+    /// Replaces an object. `if_match` is a revision, `*`, or `None` (unconditional, as after an
+    /// upsert's failed create).
+    pub fn update(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+        mut content: Object,
+        fields: &FieldSelection,
+    ) -> Result<Resource> {
+        if let Some(Value::String(body_id)) = content.get("_id")
+            && body_id != id
+        {
+            return Err(Error::bad_request(format!(
+                "The object id in the content ({body_id}) differs from the id in the path ({id})"
+            )));
+        }
+        strip_reserved(&mut content);
+        for virtual_property in &self.object_type.virtuals {
+            content.remove(&virtual_property.name);
+        }
+        let written = self.write_loop(id, if_match, "Update", POLICY_FAILED_WRITE, |current| {
+            let mut next = content.clone();
+            for private in &self.object_type.private {
+                if !next.contains_key(private)
+                    && let Some(value) = current.content.get(private)
+                {
+                    next.insert(private.clone(), value.clone());
+                }
+            }
+            if next == current.content {
+                return Ok(Attempt::Unchanged);
+            }
+            if let Some(on_validate) = &self.object_type.triggers.on_validate {
+                self.run_trigger(on_validate, id, &next, Some(&current.content))?;
+            }
+            self.enforce_object(Some(id), &self.without_unchanged_secrets(&next, &current.content))?;
+            self.store_update(id, current, next)
+        })?;
+        self.updated(id, written, fields)
+    }
+
+    /// PUT without conditions: create, or update when the id exists. Returns whether it created.
+    pub fn upsert(&self, id: &str, content: Object, fields: &FieldSelection) -> Result<(bool, Resource)> {
+        match self.create(Some(id.to_owned()), content.clone(), fields) {
+            Ok(resource) => Ok((true, resource)),
+            Err(Error::PreconditionFailed(_)) => self.update(id, None, content, fields).map(|r| (false, r)),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Applies a patch. Without `if_match` (or with `*`) a lost race is retried.
+    pub fn patch(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+        operations: &[PatchOperation],
+        fields: &FieldSelection,
+    ) -> Result<Resource> {
+        let transformer = ScriptTransformer { ctx: self.ctx };
+        let written = self.write_loop(id, if_match, "Patch", POLICY_FAILED_PATCH, |current| {
+            let mut working = Value::Object(current.content.clone());
+            let modified = patch::apply_patch(&mut working, operations, &transformer).map_err(Error::from)?;
+            let Value::Object(mut next) = working else {
+                return Err(Error::bad_request("The patched object is no longer a JSON object"));
+            };
+            strip_reserved(&mut next);
+            for virtual_property in &self.object_type.virtuals {
+                next.remove(&virtual_property.name);
+            }
+            if !modified || next == current.content {
+                return Ok(Attempt::Unchanged);
+            }
+            let touched = patch::touched_properties(operations);
+            self.enforce_patch(id, &self.without_unchanged_secrets(&next, &current.content), &touched)?;
+            self.store_update(id, current, next)
+        })?;
+        self.updated(id, written, fields)
+    }
+
+    /// Clears an object's failed logins and lock (administrators' `unlock` action).
+    pub fn unlock(&self, id: &str, fields: &FieldSelection) -> Result<Resource> {
+        let stored = self.load(id)?;
+        let principal = format!("{}/{id}", self.collection());
+        self.ctx
+            .state
+            .store
+            .clear_login_failures(&principal)
+            .map_err(storage_error)?;
+        tracing::info!(principal = %principal, "account unlocked");
+        self.view(&stored, fields)
+    }
+
+    /// Deletes an object and returns it as it was.
+    pub fn delete(&self, id: &str, if_match: Option<&str>, fields: &FieldSelection) -> Result<Resource> {
+        let written = self.write_loop(id, if_match, "Delete", POLICY_FAILED_WRITE, |current| {
+            if let Some(on_delete) = &self.object_type.triggers.on_delete {
+                self.run_trigger(on_delete, id, &current.content, None)?;
+            }
+            Ok(Attempt::Stored(self.ctx.state.store.delete(
+                self.object_type.name(),
+                id,
+                current.rev,
+            )))
+        })?;
+        let deleted = written.after.unwrap_or(written.before);
+        self.run_post_trigger(
+            self.object_type.triggers.post_delete.as_ref(),
+            id,
+            &deleted.content,
+            None,
+        );
+        self.view(&deleted, fields)
+    }
+
+    fn run_query(&self, request: &QueryRequest, page_size: Option<u32>) -> Result<ferridm_store::QueryPage> {
+        let limit = self.ctx.generation.settings.max_unpaged_query_results;
+        let page = self
+            .ctx
+            .state
+            .store
+            .query(&ObjectQuery {
+                object_type: self.object_type.name(),
+                filter: &request.filter,
+                sort: &request.sort,
+                page_size,
+                // Offsets apply only when paging (IDM §3.5).
+                offset: if page_size.is_some() { request.paging.offset } else { 0 },
+                cookie: request.paging.cookie.as_deref(),
+                count: page_size.is_some() && request.paging.count != ferridm_core::query::CountPolicy::None,
+                with_content: !request.ids_only,
+                limit,
+                index: &self.object_type.index,
+            })
+            .map_err(storage_error)?;
+        if page_size.is_none() && page.objects.len() as u64 > limit {
+            return Err(Error::bad_request(format!(
+                "The query matches more than {limit} objects; page through the results with _pageSize"
+            )));
+        }
+        Ok(page)
+    }
+
+    /// Runs a query and builds IDM's response envelope.
+    pub fn query(&self, request: &QueryRequest, fields: &FieldSelection) -> Result<QueryResponse> {
+        let page = self.run_query(request, request.paging.page_size)?;
+        let ids_only = FieldSelection::parse(["_id"]);
+        let fields = if request.ids_only { &ids_only } else { fields };
+        Ok(QueryResponse {
+            result: page
+                .objects
+                .iter()
+                .map(|stored| self.view(stored, fields).map(|resource| resource.to_json()))
+                .collect::<Result<Vec<_>>>()?,
+            paged_results_cookie: page.cookie,
+            total: page.total,
+        })
+    }
+
+    /// Patch-by-query: exactly one match is patched (unconditionally) and returned.
+    pub fn patch_by_query(
+        &self,
+        request: &QueryRequest,
+        operations: &[PatchOperation],
+        fields: &FieldSelection,
+    ) -> Result<Resource> {
+        let probe = QueryRequest {
+            ids_only: true,
+            paging: Paging::default(),
+            ..request.clone()
+        };
+        let page = self.run_query(&probe, Some(2))?;
+        match page.objects.as_slice() {
+            [] => Err(Error::NotFound("Query returned no results".into())),
+            [only] => self.patch(&only.id, None, operations, fields),
+            _ => Err(Error::internal("Query result must yield one matching object")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_with_slashes_or_control_characters_are_refused() {
+        assert!(check_id("bjensen").is_ok());
+        assert!(check_id("a/b").is_err());
+        assert!(check_id("a\u{7}b").is_err());
+        assert!(check_id("").is_err());
+        assert!(check_id(&"x".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! What a caller sees of a managed object: the wire form of a resource, private properties
+//! hidden from clients, `onRead` triggers, virtual properties, `_meta` (with lockout state) when
+//! asked for, and `_fields`.
+
+use ferridm_core::fields::FieldSelection;
+use ferridm_core::{Object, Result, Revision};
+use ferridm_store::StoredObject;
+use serde_json::{Value, json};
+
+use super::ManagedObjects;
+use crate::service::storage_error;
+
+/// A resource as returned: id, revision and the filtered content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// `_id`.
+    pub id: String,
+    /// `_rev`.
+    pub rev: Revision,
+    /// Content the caller may see, already `_fields`-filtered.
+    pub content: Object,
+}
+
+impl Resource {
+    /// The wire form: `_id` and `_rev` first, then the content in stored order.
+    pub fn to_json(&self) -> Value {
+        let mut out = Object::with_capacity(self.content.len() + 2);
+        out.insert("_id".to_owned(), Value::String(self.id.clone()));
+        out.insert("_rev".to_owned(), Value::String(self.rev.to_string()));
+        for (key, value) in &self.content {
+            out.insert(key.clone(), value.clone());
+        }
+        Value::Object(out)
+    }
+
+    /// The wire form of an action result, as IDM writes patch-by-query: content first, then
+    /// `_rev` and `_id`.
+    pub fn to_json_trailing(&self) -> Value {
+        let mut out = self.content.clone();
+        out.insert("_rev".to_owned(), Value::String(self.rev.to_string()));
+        out.insert("_id".to_owned(), Value::String(self.id.clone()));
+        Value::Object(out)
+    }
+}
+
+impl ManagedObjects<'_> {
+    /// The content a caller may see: private properties removed and `onRead` run for clients,
+    /// virtual properties computed, `_meta` when asked for, then `_fields` applied.
+    pub(super) fn view(&self, stored: &StoredObject, fields: &FieldSelection) -> Result<Resource> {
+        let mut visible = stored.content.clone();
+        if self.ctx.is_client() {
+            for private in &self.object_type.private {
+                visible.remove(private);
+            }
+            if let Some(on_read) = &self.object_type.triggers.on_read {
+                visible = self.run_trigger(on_read, &stored.id, &visible, None)?;
+            }
+        }
+        for virtual_property in &self.object_type.virtuals {
+            let value = match virtual_property.name.as_str() {
+                "effectiveRoles" => effective_roles(&stored.content),
+                _ => virtual_property.default.clone(),
+            };
+            visible.insert(virtual_property.name.clone(), value);
+        }
+        if fields.mentions("_notifications") {
+            visible.insert("_notifications".to_owned(), Value::Array(Vec::new()));
+        }
+        if fields.mentions("_meta") {
+            visible.insert("_meta".to_owned(), Value::Object(self.meta_with_lockout(stored)?));
+        }
+        Ok(Resource {
+            id: stored.id.clone(),
+            rev: stored.rev,
+            content: fields.select(&visible, self.object_type),
+        })
+    }
+
+    /// The stored metadata plus the object's failed logins and lock, when it has any.
+    fn meta_with_lockout(&self, stored: &StoredObject) -> Result<Object> {
+        let mut meta = stored.meta.clone();
+        let principal = format!("{}/{}", self.collection(), stored.id);
+        if let Some(failure) = self.ctx.state.store.login_failure(&principal).map_err(storage_error)? {
+            meta.insert("failedLogins".to_owned(), Value::from(failure.failures));
+            if failure.locked_at(self.ctx.now_millis()) {
+                let until = chrono::DateTime::from_timestamp_millis(failure.locked_until).unwrap_or_default();
+                meta.insert(
+                    "lockedUntil".to_owned(),
+                    Value::String(ferridm_core::time::format_iso(until)),
+                );
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Metadata of a new object: dates of the tracked properties, profile completeness.
+    pub(super) fn new_meta(&self, content: &Object) -> Object {
+        let now = self.ctx.now_iso();
+        let mut meta = Object::new();
+        if self.tracked("createDate") {
+            meta.insert("createDate".to_owned(), Value::String(now.clone()));
+        }
+        if self.tracked("lastChanged") {
+            meta.insert("lastChanged".to_owned(), json!({"date": now}));
+        }
+        self.track_completeness(&mut meta, content);
+        meta
+    }
+
+    /// Metadata after a change, or `None` when it stays as it was.
+    pub(super) fn changed_meta(&self, current: &Object, content: &Object) -> Option<Object> {
+        let mut meta = current.clone();
+        if self.tracked("lastChanged") {
+            meta.insert("lastChanged".to_owned(), json!({"date": self.ctx.now_iso()}));
+        }
+        self.track_completeness(&mut meta, content);
+        (meta != *current).then_some(meta)
+    }
+
+    fn tracked(&self, property: &str) -> bool {
+        self.object_type
+            .schema
+            .raw
+            .get("meta")
+            .and_then(|meta| meta.get("trackedProperties"))
+            .and_then(Value::as_array)
+            .is_some_and(|tracked| tracked.iter().any(|p| p.as_str() == Some(property)))
+    }
+
+    /// `profileCompleteness` kept current in the metadata of users.
+    fn track_completeness(&self, meta: &mut Object, content: &Object) {
+        if self.object_type.name() != "user" {
+            return;
+        }
+        match self.ctx.generation.completeness.score(&Value::Object(content.clone())) {
+            Ok(score) => {
+                meta.insert("profileCompleteness".to_owned(), Value::from(score));
+            }
+            Err(error) => tracing::error!("profile completeness could not be computed: {error}"),
+        }
+    }
+}
+
+/// `effectiveRoles`: a reference for every role in the `roles` property.
+fn effective_roles(content: &Object) -> Value {
+    let roles = content
+        .get("roles")
+        .and_then(Value::as_array)
+        .map(|roles| {
+            roles
+                .iter()
+                .filter_map(|role| role.get("_ref").and_then(Value::as_str))
+                .map(|reference| json!({"_ref": reference}))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    Value::Array(roles)
+}

@@ -1,0 +1,51 @@
+//! The one internal router: every request — from an HTTP client, from a script through the host
+//! API, from an access check reading what a write would change — is served here, by resource
+//! path and operation, in its request context. [`serve_client`] adds what a client request goes
+//! through first: progressive profile and the access rules.
+
+use ferridm_core::{Error, Result};
+
+use super::context::RequestContext;
+use super::endpoints::{authentication, client, config, info, managed, policy, selfservice};
+use super::{access, profile};
+use crate::resource::{Operation, Reply, Request};
+
+/// A client request: progressive profile on login, the access rules, then the route.
+pub fn serve_client(ctx: &mut RequestContext, request: &Request, operation: &Operation) -> Result<Reply> {
+    let is_login = request.path.parts() == ["authentication"] && *operation == Operation::Action("login".to_owned());
+    profile::on_request(ctx, is_login)?;
+    access::authorize(ctx, request, operation)?;
+    dispatch(ctx, request, operation)
+}
+
+/// Serves a request by its resource path and operation (the route table).
+pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operation) -> Result<Reply> {
+    let read = *operation == Operation::Read;
+    let query = *operation == Operation::Query;
+    let parts = request.path.parts();
+    match parts.as_slice() {
+        ["info", "ping"] => Ok(info::read_ping()),
+        ["info", "version"] if read => Ok(info::read_version()),
+        ["info", "login"] if read => authentication::read_login(ctx),
+        ["info", "uiconfig"] if read => Ok(client::read_uiconfig(&ctx.generation)),
+        ["info", "features"] if query => Ok(client::query_features(&ctx.generation)),
+        ["schema", "managed", type_name] if read => client::read_schema(&ctx.generation, type_name),
+        ["privilege"] => client::list_privileges(operation),
+        ["identityProviders"] if read => Ok(client::read_identity_providers()),
+        ["selfservice", "kba"] if read => client::read_kba(&ctx.generation),
+        ["consent"] if query => Ok(client::query_consent()),
+        ["authentication"] => authentication::handle(ctx, operation),
+        ["managed", type_name] => managed::collection(ctx, request, operation, type_name),
+        ["managed", type_name, id] => managed::instance(ctx, request, operation, type_name, id),
+        ["managed", _, _, ..] => Err(managed::sub_object()),
+        ["internal", "user", name] if read && !ctx.is_client() => client::read_internal_user(name),
+        ["selfservice", "profile", "completeness"] if read => selfservice::read_completeness(ctx, None),
+        ["selfservice", "profile", "completeness", "managed", "user", id] if read => {
+            selfservice::read_completeness(ctx, Some((*id).to_owned()))
+        }
+        ["selfservice", name] => selfservice::handle_process(ctx, request, operation, name),
+        ["config", ..] => config::handle(ctx, request, operation, &request.path.rest_after_first()),
+        ["policy", ..] => policy::handle(ctx, request, operation, &request.path.rest_after_first()),
+        _ => Err(Error::NotFound(format!("Resource '{}' not found", request.path))),
+    }
+}
