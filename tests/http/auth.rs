@@ -6,7 +6,7 @@
 //! the helpers `access` and `multinode` share (`new_user`, `with_cookie`, `assert_unauthorized`, …).
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferridm_tests::{Actor, Reply, TestServer, on_each_backend, unique};
 use serde_json::{Value, json};
@@ -1185,31 +1185,24 @@ fn a_session_ends_at_its_maximum_life_even_while_used() {
     on_each_backend(|builder| {
         // 0.1 minutes = 6 seconds of absolute life; the idle timeout stays long.
         let conf = session_conf(&json!({"maxTokenLifeMinutes": 0.1, "tokenIdleTimeMinutes": 30}));
-        let server = builder.conf_file("authentication.json", &conf).start();
+        let server = builder.conf_file("authentication.json", &conf).manual_clock().start();
         let user = new_user(&server);
         let first = session_for(&user.actor(&server));
-        let started = Instant::now();
         let info = info_with_cookie(&server, &first);
         assert_eq!(info.status, 200, "a fresh session works: {}", info.text);
 
         // Keep using the freshest cookie: re-issuing must not extend the absolute life.
         let mut token = session_of(&info);
-        server.wait_until(Duration::from_secs(20), "the session to expire", || {
-            std::thread::sleep(Duration::from_millis(100));
+        for second in 1..=5 {
+            server.advance_clock(Duration::from_secs(1));
             let reply = info_with_cookie(&server, &token);
-            if reply.status == 200 {
-                if let Some(next) = reply.session_cookie() {
-                    token = next;
-                }
-                return false;
-            }
-            assert_unauthorized(&reply, "an expired session");
-            true
-        });
-        assert!(
-            started.elapsed() >= Duration::from_secs(3),
-            "the session expired too early: {:?}",
-            started.elapsed()
+            assert_eq!(reply.status, 200, "still alive after {second} s: {}", reply.text);
+            token = session_of(&reply);
+        }
+        server.advance_clock(Duration::from_millis(1500));
+        assert_unauthorized(
+            &info_with_cookie(&server, &token),
+            "the freshest cookie past the maximum life",
         );
         assert_unauthorized(&info_with_cookie(&server, &first), "the first cookie after expiry");
 
@@ -1230,19 +1223,21 @@ fn a_session_ends_at_its_maximum_life_even_while_used() {
 fn an_idle_session_expires_and_a_used_one_slides() {
     // 0.1 minutes = 6 seconds of idle time; the absolute life stays long.
     let conf = session_conf(&json!({"maxTokenLifeMinutes": 120, "tokenIdleTimeMinutes": 0.1}));
-    let server = TestServer::builder().conf_file("authentication.json", &conf).start();
+    let server = TestServer::builder()
+        .conf_file("authentication.json", &conf)
+        .manual_clock()
+        .start();
     let user = new_user(&server);
     let idle = session_for(&user.actor(&server));
     let mut used = idle.clone();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(8) {
-        std::thread::sleep(Duration::from_millis(400));
+    for step in 1..=4 {
+        server.advance_clock(Duration::from_secs(4));
         let reply = info_with_cookie(&server, &used);
         assert_eq!(
             reply.status,
             200,
-            "a session used every 0.4 s must stay alive ({:?}): {}",
-            started.elapsed(),
+            "a session used every 4 s must stay alive ({} s): {}",
+            step * 4,
             reply.text
         );
         used = session_of(&reply);
@@ -1251,10 +1246,11 @@ fn an_idle_session_expires_and_a_used_one_slides() {
         &info_with_cookie(&server, &idle),
         "a cookie unused for longer than the idle timeout",
     );
-    server.wait_until(Duration::from_secs(15), "the used session to go idle", || {
-        std::thread::sleep(Duration::from_millis(200));
-        info_with_cookie(&server, &used).status == 401
-    });
+    server.advance_clock(Duration::from_secs(5));
+    assert_eq!(info_with_cookie(&server, &used).status, 200, "5 s idle is within 6 s");
+    let used = session_of(&info_with_cookie(&server, &used));
+    server.advance_clock(Duration::from_secs(7));
+    assert_unauthorized(&info_with_cookie(&server, &used), "7 s idle is past the idle timeout");
 }
 
 #[test]
@@ -1413,7 +1409,7 @@ fn failed_logins_lock_the_account_until_the_cooldown_ends() {
     on_each_backend(|builder| {
         // 3 failures within a minute lock for 0.1 minutes (6 seconds).
         let conf = lockout_conf(&json!({"enabled": true, "maxFailures": 3, "windowMinutes": 1, "lockMinutes": 0.1}));
-        let server = builder.conf_file("authentication.json", &conf).start();
+        let server = builder.conf_file("authentication.json", &conf).manual_clock().start();
         let user = new_user(&server);
 
         wrong_login(&server, &user);
@@ -1433,7 +1429,6 @@ fn failed_logins_lock_the_account_until_the_cooldown_ends() {
         wrong_login(&server, &user);
         wrong_login(&server, &user);
         let wrong = wrong_login(&server, &user);
-        let locked_at = Instant::now();
 
         let refused = login(&user.actor(&server));
         assert_unauthorized(&refused, "the right password while locked");
@@ -1458,15 +1453,10 @@ fn failed_logins_lock_the_account_until_the_cooldown_ends() {
         let other = new_user(&server);
         assert_eq!(login(&other.actor(&server)).status, 200);
 
-        server.wait_until(Duration::from_secs(20), "the lock to cool down", || {
-            std::thread::sleep(Duration::from_millis(100));
-            login(&user.actor(&server)).status == 200
-        });
-        assert!(
-            locked_at.elapsed() >= Duration::from_secs(5),
-            "the lock of 6 s ended after {:?}",
-            locked_at.elapsed()
-        );
+        server.advance_clock(Duration::from_secs(5));
+        assert_unauthorized(&login(&user.actor(&server)), "the right password 5 s into a 6 s lock");
+        server.advance_clock(Duration::from_millis(1500));
+        assert_eq!(login(&user.actor(&server)).status, 200, "the lock of 6 s is over");
         let seen = meta(&server, &user.id);
         assert!(seen.get("lockedUntil").is_none(), "no lock after the cooldown: {seen}");
         assert_eq!(failed_logins(&seen), 0, "{seen}");
@@ -1482,12 +1472,14 @@ fn failed_logins_lock_the_account_until_the_cooldown_ends() {
 fn failures_outside_the_window_do_not_add_up() {
     // 2 failures within 0.05 minutes (3 s) lock for 15 minutes.
     let conf = lockout_conf(&json!({"enabled": true, "maxFailures": 2, "windowMinutes": 0.05, "lockMinutes": 15}));
-    let server = TestServer::builder().conf_file("authentication.json", &conf).start();
+    let server = TestServer::builder()
+        .conf_file("authentication.json", &conf)
+        .manual_clock()
+        .start();
     let user = new_user(&server);
 
     wrong_login(&server, &user);
-    // Nothing observable changes when a window closes, so this one wait is a plain sleep.
-    std::thread::sleep(Duration::from_millis(3600));
+    server.advance_clock(Duration::from_millis(3600));
     wrong_login(&server, &user);
     let reply = login(&user.actor(&server));
     assert_eq!(
@@ -1497,30 +1489,31 @@ fn failures_outside_the_window_do_not_add_up() {
     );
 
     wrong_login(&server, &user);
+    server.advance_clock(Duration::from_millis(2500));
     wrong_login(&server, &user);
-    assert_unauthorized(&login(&user.actor(&server)), "two quick failures lock");
+    assert_unauthorized(&login(&user.actor(&server)), "two failures 2.5 s apart lock");
     assert_locked_until(&meta(&server, &user.id));
+    server.advance_clock(Duration::from_secs(14 * 60));
+    assert_unauthorized(&login(&user.actor(&server)), "14 minutes into a 15-minute lock");
 }
 
 #[test]
 fn any_max_failures_within_one_window_lock() {
-    // 3 failures within 0.1 minutes (6 s) lock for 15 minutes. The failures at ~4 s, ~7 s and
-    // ~7.1 s lie within 6 s of each other, so they lock, whatever happened before them.
+    // 3 failures within 0.1 minutes (6 s) lock for 15 minutes. The failures at 4 s, 7 s and
+    // 7.1 s lie within 6 s of each other, so they lock, whatever happened before them.
     let conf = lockout_conf(&json!({"enabled": true, "maxFailures": 3, "windowMinutes": 0.1, "lockMinutes": 15}));
-    let server = TestServer::builder().conf_file("authentication.json", &conf).start();
+    let server = TestServer::builder()
+        .conf_file("authentication.json", &conf)
+        .manual_clock()
+        .start();
     let user = new_user(&server);
-    let started = Instant::now();
     wrong_login(&server, &user);
-    std::thread::sleep(Duration::from_secs(4));
+    server.advance_clock(Duration::from_secs(4));
     wrong_login(&server, &user);
-    std::thread::sleep(Duration::from_secs(3));
+    server.advance_clock(Duration::from_secs(3));
     wrong_login(&server, &user);
+    server.advance_clock(Duration::from_millis(100));
     wrong_login(&server, &user);
-    let span = started.elapsed();
-    assert!(
-        span < Duration::from_millis(9500),
-        "the test ran too slowly to judge: {span:?}"
-    );
     assert_unauthorized(
         &login(&user.actor(&server)),
         "3 failures within 6 s (the 2nd, 3rd and 4th) must lock",

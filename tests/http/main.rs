@@ -10,6 +10,7 @@ mod completeness;
 mod concurrency;
 mod crest;
 mod crud;
+mod generations;
 mod multinode;
 mod paging;
 mod policies;

@@ -1941,6 +1941,7 @@ fn kba_update_shows_existing_questions_and_stores_hashed_answers() {
 fn metadata_is_kept_and_read_through_fields() {
     let server = TestServer::builder()
         .conf_file("selfservice-termsAndConditions.json", TERMS_PROCESS)
+        .manual_clock()
         .start();
     let user = person(&server);
     let plain = read_user(&server, &user.id);
@@ -1950,7 +1951,7 @@ fn metadata_is_kept_and_read_through_fields() {
     assert_iso(&created["lastChanged"]["date"], "lastChanged.date");
     assert_eq!(created["loginCount"], 0);
 
-    std::thread::sleep(Duration::from_millis(20));
+    server.advance_clock(Duration::from_secs(1));
     admin_patch(
         &server,
         &user.id,

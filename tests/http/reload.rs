@@ -385,6 +385,41 @@ fn broken_json_is_refused_with_its_position() {
 }
 
 #[test]
+fn a_broken_mail_configuration_is_refused_at_reload() {
+    let server = TestServer::start();
+    let before = status(&server);
+    let features = |server: &TestServer| {
+        let reply = server.admin().get("/openidm/info/features?_queryFilter=true").send();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body["result"]
+            .as_array()
+            .expect("result")
+            .iter()
+            .find(|feature| feature["_id"] == "email")
+            .expect("the email feature")["enabled"]
+            .clone()
+    };
+    assert_eq!(features(&server), json!(false), "no mail server configured");
+    let email_path = server.conf().join("external.email.json");
+
+    save(&email_path, r#"{"host": "127.0.0.1", "port": "not a port"}"#);
+    let after = wait_for_errors(&server);
+    let message = error_about(&after, "external.email.json")["message"]
+        .as_str()
+        .expect("message");
+    assert!(message.contains("port"), "the message names the bad key: {message}");
+    assert_eq!(
+        after["generation"], before["generation"],
+        "the last good generation keeps serving"
+    );
+    assert_eq!(features(&server), json!(false));
+
+    save(&email_path, r#"{"host": "127.0.0.1", "port": 2525}"#);
+    wait_for_generation_after(&server, before["generation"].as_u64().expect("generation"));
+    assert_eq!(features(&server), json!(true), "a valid mail server is live");
+}
+
+#[test]
 fn an_unknown_policy_id_refuses_the_configuration() {
     let server = TestServer::start();
     let before = generation(&server);

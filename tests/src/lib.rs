@@ -194,6 +194,17 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The running server's shared state (for tests that call the service layer directly).
+    pub fn state(&self) -> Arc<ferridm::state::AppState> {
+        Arc::clone(
+            &self
+                .server
+                .as_ref()
+                .unwrap_or_else(|| panic!("the server was stopped"))
+                .state,
+        )
+    }
+
     /// Moves the server's clock forward (servers built with [`ServerBuilder::manual_clock`]).
     pub fn advance_clock(&self, by: Duration) {
         self.clock

@@ -126,3 +126,38 @@ impl TransformScripts {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn transform_scripts_compile_once_per_generation() {
+        let project = tempfile::tempdir().unwrap();
+        let scripts_dir = project.path().join("scripts");
+        std::fs::create_dir_all(&scripts_dir).unwrap();
+        std::fs::write(scripts_dir.join("upper.rhai"), "content.to_upper()").unwrap();
+        std::fs::write(project.path().join("outside.rhai"), "content").unwrap();
+        let paths = ConfigPaths::new(project.path().join("conf"));
+        let limits = ScriptLimits::new(&scripts_dir);
+        let transforms = TransformScripts::default();
+
+        let inline = json!({"type": "text/rhai", "source": "content + 1"});
+        let first = transforms.get_or_compile(&paths, &limits, &inline).unwrap();
+        let again = transforms.get_or_compile(&paths, &limits, &inline).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the same script is compiled once");
+        let file = json!({"type": "text/rhai", "file": "scripts/upper.rhai"});
+        let from_file = transforms.get_or_compile(&paths, &limits, &file).unwrap();
+        assert!(!Arc::ptr_eq(&first, &from_file));
+        assert_eq!(transforms.len(), 2);
+
+        let outside = json!({"file": "outside.rhai"});
+        assert_eq!(
+            transforms.get_or_compile(&paths, &limits, &outside).unwrap_err(),
+            "transform scripts must live in the scripts directory"
+        );
+        assert!(transforms.get_or_compile(&paths, &limits, &json!("content +")).is_err());
+        assert_eq!(transforms.len(), 2, "refused scripts are not kept");
+    }
+}
