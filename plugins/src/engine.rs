@@ -119,6 +119,57 @@ pub fn build_engine(limits: &ScriptLimits) -> Engine {
     engine
 }
 
+/// A function the host API adds to every engine, as scripts call it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostFunction {
+    /// The static module it is called through (`openidm`, `logger`, …); `None` for a global
+    /// function (`addPolicy`, the access-rule checks).
+    pub namespace: Option<String>,
+    /// The function's name within its namespace.
+    pub name: String,
+    /// How many arguments it takes (overloads with different arities are listed separately).
+    pub arity: usize,
+}
+
+impl HostFunction {
+    /// The name a script writes: `openidm::read`, or `addPolicy` for a global function.
+    pub fn path(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("{namespace}::{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for HostFunction {
+    /// `path/arity`, e.g. `text::matches/3`.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}/{}", self.path(), self.arity)
+    }
+}
+
+/// Every function the host API offers scripts, read back from an engine made by
+/// [`build_engine`]: the functions of each registered static module and those registered in
+/// the global namespace, without Rhai's standard library. Sorted by namespace (globals first),
+/// name and arity, so a function registered in [`build_engine`] is listed without further work.
+pub fn host_functions() -> Vec<HostFunction> {
+    let engine = build_engine(&ScriptLimits::new(PathBuf::new()));
+    let mut functions = engine.collect_fn_metadata(
+        None,
+        |info| {
+            (info.metadata.access == rhai::FnAccess::Public).then(|| HostFunction {
+                namespace: (!info.namespace.is_empty()).then(|| info.namespace.to_string()),
+                name: info.metadata.name.to_string(),
+                arity: info.metadata.num_params,
+            })
+        },
+        false,
+    );
+    functions.sort();
+    functions.dedup();
+    functions
+}
+
 type HostResult = Result<Dynamic, Box<EvalAltResult>>;
 
 fn fail(message: impl Into<String>) -> Box<EvalAltResult> {
@@ -367,6 +418,47 @@ mod tests {
                 .unwrap_err();
             assert!(error.to_string().contains("not available"), "{error}");
         });
+    }
+
+    #[test]
+    fn the_host_api_lists_every_registered_function() {
+        let functions = host_functions();
+        let listed: Vec<String> = functions.iter().map(ToString::to_string).collect();
+        for expected in [
+            "addPolicy/1",
+            "ownDataOnly/0",
+            "openidm::read/1",
+            "openidm::service/2",
+            "logger::warn/1",
+            "context::checkPolicy/5",
+            "text::matches/2",
+            "text::matches/3",
+            "time::now/0",
+        ] {
+            assert!(
+                listed.iter().any(|known| known == expected),
+                "{expected} missing from {listed:?}"
+            );
+        }
+        assert!(
+            !listed
+                .iter()
+                .any(|known| known.starts_with("print/") || known.starts_with("len/")),
+            "{listed:?}"
+        );
+        assert_eq!(
+            functions.iter().filter(|function| function.namespace.is_none()).count(),
+            1 + crate::access::VOCABULARY.len(),
+            "{listed:?}"
+        );
+        assert!(functions.windows(2).all(|pair| pair[0] < pair[1]), "{listed:?}");
+        assert!(
+            functions
+                .iter()
+                .skip_while(|function| function.namespace.is_none())
+                .all(|function| function.namespace.is_some()),
+            "globals come first: {listed:?}"
+        );
     }
 
     #[test]
