@@ -7,28 +7,26 @@ use ferridm_store::ObjectQuery;
 use serde_json::{Value, json};
 
 use super::context::RequestContext;
-use super::storage_error;
+use super::managed::ManagedObjects;
 use crate::generation::Generation;
+use crate::resource::path::managed_type;
 use crate::state::AppState;
 
-/// How complete a user's profile is: `{_id, _rev, completeness}` — the caller's own, or
-/// (administrators, by access rule) any user's.
-pub fn read(ctx: &RequestContext, user_id: Option<String>) -> Result<Value> {
+/// How complete a profile is: `{_id, _rev, completeness}` — of the managed object `target`
+/// names (`(type, id)`), or the caller's own.
+pub fn read(ctx: &RequestContext, target: Option<(&str, &str)>) -> Result<Value> {
     let caller = ctx.client_caller()?;
     let context = &caller.session.context;
-    let id = match user_id {
-        Some(id) => id,
-        None if context.is_managed_user() => context.authorization.id.clone(),
-        None => return Err(Error::Forbidden("Access denied".into())),
+    let (type_name, id) = match target {
+        Some(target) => target,
+        None => match managed_type(&context.authorization.component) {
+            Some(type_name) => (type_name, context.authorization.id.as_str()),
+            None => return Err(Error::Forbidden("Access denied".into())),
+        },
     };
-    let stored = ctx
-        .state
-        .store
-        .get("user", &id)
-        .map_err(storage_error)?
-        .ok_or_else(|| Error::object_not_found("managed/user", &id))?;
+    let stored = ManagedObjects::new(&ctx.as_internal(), type_name)?.stored(id)?;
     let score = ctx.generation.completeness.score(&Value::Object(stored.content))?;
-    Ok(json!({"_id": format!("managed/user/{id}"), "_rev": stored.rev.to_string(), "completeness": score}))
+    Ok(json!({"_id": format!("managed/{type_name}/{id}"), "_rev": stored.rev.to_string(), "completeness": score}))
 }
 
 /// Rows recomputed per batch when the completeness rule changes.

@@ -57,10 +57,7 @@ impl ServerHost {
     }
 
     /// Serves one internal request through the router; returns the reply's body.
-    fn call(&self, function: &str, request: Request) -> HostResult<Value> {
-        if request.path.managed().is_none() && function != "openidm::read" {
-            return Err(unsupported(function, &request.path));
-        }
+    fn call(&self, request: Request) -> HostResult<Value> {
         let operation = request.operation().map_err(to_host)?;
         let mut ctx = self.ctx.as_internal();
         router::dispatch(&mut ctx, &request, &operation)
@@ -68,7 +65,7 @@ impl ServerHost {
             .map_err(to_host)
     }
 
-    fn nested_write(&self, function: &str, request: Request) -> HostResult<Value> {
+    fn nested_write(&self, request: Request) -> HostResult<Value> {
         let depth = WRITE_DEPTH.with(Cell::get);
         if depth >= MAX_WRITE_DEPTH {
             return Err(HostError::bad_request(format!(
@@ -76,7 +73,7 @@ impl ServerHost {
             )));
         }
         WRITE_DEPTH.with(|cell| cell.set(depth + 1));
-        let result = self.call(function, request);
+        let result = self.call(request);
         WRITE_DEPTH.with(|cell| cell.set(depth));
         result
     }
@@ -122,7 +119,7 @@ impl Host for ServerHost {
             Params::from_pairs([("_fields", "*,*_ref,_meta")]),
             None,
         );
-        match self.call("openidm::read", request) {
+        match self.call(request) {
             Ok(found) => Ok(Some(found)),
             Err(error) if error.code == 404 => Ok(None),
             Err(error) => Err(error),
@@ -140,7 +137,7 @@ impl Host for ServerHost {
             Params::from_pairs([("_queryfilter", filter)]),
             None,
         );
-        match self.call("openidm::query", request)? {
+        match self.call(request)? {
             Value::Object(mut response) => match response.remove("result") {
                 Some(Value::Array(result)) => Ok(result),
                 _ => Ok(Vec::new()),
@@ -164,7 +161,7 @@ impl Host for ServerHost {
         if request.method == Method::Put {
             request.if_none_match = Some("*".to_owned());
         }
-        self.nested_write("openidm::create", request)
+        self.nested_write(request)
     }
 
     fn update(&self, path: &str, content: Value) -> HostResult<Value> {
@@ -176,7 +173,7 @@ impl Host for ServerHost {
             Some(content),
         );
         request.if_match = Some("*".to_owned());
-        self.nested_write("openidm::update", request)
+        self.nested_write(request)
     }
 
     fn patch(&self, path: &str, operations: Value) -> HostResult<Value> {
@@ -186,7 +183,7 @@ impl Host for ServerHost {
             Params::default(),
             Some(operations),
         );
-        self.nested_write("openidm::patch", request)
+        self.nested_write(request)
     }
 
     fn delete(&self, path: &str) -> HostResult<Value> {
@@ -196,7 +193,7 @@ impl Host for ServerHost {
             Params::default(),
             None,
         );
-        self.nested_write("openidm::delete", request)
+        self.nested_write(request)
     }
 
     fn service(&self, name: &str, arguments: Value) -> HostResult<Value> {

@@ -41,7 +41,7 @@ pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operati
         ["internal", "user", name] if read && !ctx.is_client() => client::read_internal_user(name),
         ["selfservice", "profile", "completeness"] if read => selfservice::read_completeness(ctx, None),
         ["selfservice", "profile", "completeness", "managed", "user", id] if read => {
-            selfservice::read_completeness(ctx, Some((*id).to_owned()))
+            selfservice::read_completeness(ctx, Some(id))
         }
         ["selfservice", name] => selfservice::handle_process(ctx, request, operation, name),
         ["config", ..] => config::handle(ctx, request, operation, &request.path.rest_after_first()),

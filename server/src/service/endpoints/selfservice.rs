@@ -14,8 +14,8 @@ use crate::service::process::ProcessCall;
 
 /// `GET /openidm/selfservice/profile/completeness[/managed/user/<id>]`: how complete a
 /// profile is, `{_id, _rev, completeness}`.
-pub fn read_completeness(ctx: &RequestContext, user_id: Option<String>) -> Result<Reply> {
-    completeness::read(ctx, user_id).map(Reply::ok)
+pub fn read_completeness(ctx: &RequestContext, user_id: Option<&str>) -> Result<Reply> {
+    completeness::read(ctx, user_id.map(|id| ("user", id))).map(Reply::ok)
 }
 
 /// `/openidm/selfservice/<name>` operations.

@@ -78,6 +78,11 @@ impl<'a> ManagedObjects<'a> {
         Error::object_not_found(&self.collection(), id)
     }
 
+    /// The object as stored (no view applied), for services that work on stored content.
+    pub fn stored(&self, id: &str) -> Result<StoredObject> {
+        self.load(id)
+    }
+
     fn load(&self, id: &str) -> Result<StoredObject> {
         self.ctx
             .state
