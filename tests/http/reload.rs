@@ -579,6 +579,85 @@ fn put_of_a_valid_config_is_live_immediately() {
     assert_eq!(status(&server)["errors"], json!([]));
 }
 
+/// Config ids are IDM's (`selfservice/registration`): the file-name form is no resource, for
+/// writes as for reads, and the live process is left alone.
+#[test]
+fn config_writes_by_file_name_are_404() {
+    let server = TestServer::start();
+    let path = server.conf().join("selfservice-registration.json");
+    let before = std::fs::read_to_string(&path).unwrap();
+    let generation_before = generation(&server);
+    let body =
+        json!({"stageConfigs": [], "snapshotToken": {"type": "jwt", "tokenExpiry": 300}, "storage": "stateless"});
+    for (method, reply) in [
+        (
+            "GET",
+            server.admin().get("/openidm/config/selfservice-registration").send(),
+        ),
+        (
+            "PUT",
+            server
+                .admin()
+                .put("/openidm/config/selfservice-registration", &body)
+                .send(),
+        ),
+        (
+            "DELETE",
+            server.admin().delete("/openidm/config/selfservice-registration").send(),
+        ),
+    ] {
+        assert_eq!(
+            reply.assert_error(404),
+            "Resource &#39;config/selfservice-registration&#39; not found",
+            "{method}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "the file is unchanged");
+    assert_eq!(generation(&server), generation_before);
+    let live = server.anonymous().get("/openidm/selfservice/registration").send();
+    assert_eq!(live.body["type"], "idmUserDetails", "{}", live.text);
+    let by_id = server.admin().get("/openidm/config/selfservice/registration").send();
+    assert_eq!(by_id.status, 200, "{}", by_id.text);
+}
+
+/// A PUT that echoes `_id` first writes the body's other keys in the order it sent them.
+#[test]
+fn a_put_keeps_the_key_order_of_its_body() {
+    let server = TestServer::start();
+    let current = server.admin().get("/openidm/config/selfservice/registration").send();
+    assert_eq!(current.status, 200, "{}", current.text);
+    let keys: Vec<String> = current.body.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys[0], "_id", "the read puts _id first: {keys:?}");
+    assert!(keys.len() >= 4, "enough keys to see an order: {keys:?}");
+    let reply = server
+        .admin()
+        .put("/openidm/config/selfservice/registration", &current.body)
+        .send();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let written = read_json(&server.conf().join("selfservice-registration.json"));
+    let written_keys: Vec<&String> = written.as_object().unwrap().keys().collect();
+    assert_eq!(
+        written_keys,
+        keys[1..].iter().collect::<Vec<_>>(),
+        "the file keeps the body's order"
+    );
+}
+
+/// A script reading a path with segments past an object gets "not found", as for any absent
+/// object, not an error.
+#[test]
+fn a_host_read_past_an_object_is_not_found() {
+    let server = server_with_trigger(
+        "onCreate",
+        inline(
+            "object.description = `${openidm::read(\"managed/user/a/b\") == ()} ${openidm::read(\"internal/user/openidm-admin/x\") == ()} ${openidm::read(\"internal/user/openidm-admin\") != ()}`;",
+        ),
+    );
+    let created = create(&server, &user_body(&unique("reader")));
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["description"], "true true true");
+}
+
 #[test]
 fn put_of_an_invalid_config_is_400_and_changes_nothing() {
     let server = TestServer::start();

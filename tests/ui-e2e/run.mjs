@@ -58,11 +58,17 @@ async function main(page, context) {
 
   await expectStep(page, 'uiconfig', 'selfRegistration=true');
   await expectStep(page, 'features', 'registration=enabled ["selfservice/registration"]');
+  // The form lists the configured registration properties in order, and the only password
+  // input is the UI's own masked one.
+  await expectStep(page, 'registration-start', 'idmUserDetails initial userName,givenName,sn,mail passwordInputs=1');
+  check(
+    (await page.locator('#registration input[type="password"]').count()) === 1,
+    'the registration form has more than one password input',
+  );
 
-  await page.fill('#userName', userName);
-  await page.fill('#mail', `${userName}@example.com`);
+  await page.fill('#reg-userName', userName);
+  await page.fill('#reg-mail', `${userName}@example.com`);
   await page.click('#register');
-  await expectStep(page, 'registration-start', 'idmUserDetails initial givenName,mail,password,sn,userName');
   await expectStep(page, 'registration', 'localAutoLogin end credentialJwt');
   await expectStep(page, 'logout', 'success=true');
   await expectStep(

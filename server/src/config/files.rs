@@ -31,6 +31,13 @@ pub fn config_id(file_name: &str) -> Option<String> {
     Some(stem.replacen('-', "/", 1))
 }
 
+/// True when `id` is a config id as IDM names it (`selfservice/registration`, not the file-name
+/// form `selfservice-registration`): one that a conf file directly in the conf directory maps to.
+pub fn is_config_id(id: &str) -> bool {
+    let name = file_name(id);
+    !name.contains('/') && config_id(&name).as_deref() == Some(id)
+}
+
 /// The file name for a config id (the inverse of [`config_id`]).
 pub fn file_name(id: &str) -> String {
     format!("{}.json", id.replacen('/', "-", 1))
@@ -166,6 +173,13 @@ mod tests {
         assert_eq!(config_id("notes.txt"), None);
         assert_eq!(config_id(".hidden.json"), None);
         assert_eq!(file_name("selfservice/registration"), "selfservice-registration.json");
+        assert!(is_config_id("selfservice/registration"));
+        assert!(is_config_id("managed") && is_config_id("ui/configuration") && is_config_id("selfservice.kba"));
+        assert!(
+            !is_config_id("selfservice-registration"),
+            "the file-name form is not an id"
+        );
+        assert!(!is_config_id("a/b/c") && !is_config_id("../x") && !is_config_id(".hidden") && !is_config_id(""));
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod ui;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use files::{ConfigFile, config_id, file_name, read_dir, resolve_placeholders};
+pub use files::{ConfigFile, config_id, file_name, is_config_id, read_dir, resolve_placeholders};
 pub use managed::{ManagedType, ManagedTypes};
 pub use settings::Settings;
 

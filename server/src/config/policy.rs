@@ -276,15 +276,22 @@ impl PolicySet {
                 None => resources.push(derived),
             }
         }
-        if let (Some(names), Some(users)) = (registration, resources.iter().find(|r| r.resource == "managed/user/*")) {
-            let required: Vec<String> = managed
-                .get("user")
-                .map(|user| user.schema.schema.required.clone())
-                .unwrap_or_default();
+        // The registration form's fields, what the schema requires, and the password (IDM
+        // computes this resource from the user schema so that anonymous UIs can validate).
+        if let (Some(names), Some(users), Some(user_type)) = (
+            registration,
+            resources.iter().find(|r| r.resource == "managed/user/*"),
+            managed.get("user"),
+        ) {
+            let required = &user_type.schema.schema.required;
             let properties = users
                 .properties
                 .iter()
-                .filter(|property| names.contains(&property.name) || required.contains(&property.name))
+                .filter(|property| {
+                    names.contains(&property.name)
+                        || required.contains(&property.name)
+                        || user_type.is_hashed(&property.name)
+                })
                 .cloned()
                 .collect();
             resources.push(ResourcePolicies {

@@ -106,12 +106,22 @@ fn object(content: Value, function: &str) -> HostResult<Value> {
 impl Host for ServerHost {
     fn read(&self, path: &str) -> HostResult<Option<Value>> {
         let parsed = ResourcePath::parse(path);
-        let readable = match parsed.managed() {
-            Some(managed) => managed.instance().is_some(),
-            None => matches!(parsed.parts().as_slice(), ["internal", "user", _]),
+        let readable = match (parsed.managed(), parsed.parts().as_slice()) {
+            (Some(managed), _) => managed.id.is_some(),
+            (None, ["internal", "user", _, ..]) => true,
+            _ => false,
         };
         if !readable {
             return Err(unsupported("openidm::read", &parsed));
+        }
+        // A path with segments past the object (`managed/user/a/b`, `internal/user/a/b`) names
+        // nothing there is: not found, as for any absent object.
+        let instance = match parsed.managed() {
+            Some(managed) => managed.instance().is_some(),
+            None => parsed.segments().len() == 3,
+        };
+        if !instance {
+            return Ok(None);
         }
         let request = Request::internal(
             Method::Get,
@@ -128,7 +138,11 @@ impl Host for ServerHost {
 
     fn query(&self, path: &str, filter: &str) -> HostResult<Vec<Value>> {
         let parsed = ResourcePath::parse(path);
-        if parsed.managed().is_none_or(|managed| managed.id.is_some()) {
+        let collection = match parsed.managed() {
+            Some(managed) => managed.id.is_none(),
+            None => parsed.parts() == ["internal", "user"],
+        };
+        if !collection {
             return Err(unsupported("openidm::query", &parsed));
         }
         let request = Request::internal(

@@ -90,7 +90,10 @@ impl ProcessCall<'_> {
                 .stage
                 .requirements(&self.context(&Map::new(), "initial"), &first.config)
                 .map_err(|error| from_script(&error))?
-                .unwrap_or_else(|| json!({}));
+                .map_or_else(
+                    || json!({}),
+                    |requirements| in_configured_order(requirements, &first.config),
+                );
             let digest = Sha256::digest(requirements.to_string().as_bytes());
             let rev = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
             Ok(json!({
@@ -187,6 +190,7 @@ impl ProcessCall<'_> {
                         if let Some(notify) = notify {
                             self.notify(&notify, &token)?;
                         }
+                        let requirements = in_configured_order(requirements, &stage.config);
                         return Ok(json!({"type": stage.name, "tag": tag, "requirements": requirements, "token": token}));
                     }
                     StageOutcome::Complete {
@@ -211,6 +215,7 @@ impl ProcessCall<'_> {
                             .requirements(&self.context(&state, &tag), &next.config)
                             .map_err(|error| from_script(&error))?;
                         if let Some(requirements) = requirements {
+                            let requirements = in_configured_order(requirements, &next.config);
                             let token = self.seal(index, &tag, &state)?;
                             return Ok(json!({"type": next.name, "tag": tag, "requirements": requirements, "token": token}));
                         }
@@ -238,5 +243,49 @@ impl ProcessCall<'_> {
             "from": message.get("from").cloned().unwrap_or(Value::Null),
         });
         super::mail::send(self.ctx, &mail).map(|_| ())
+    }
+}
+
+/// Lists a stage's `registrationProperties` requirements in the order its configuration names
+/// them (then any others, as they came). Scripts build requirements as Rhai maps, which keep no
+/// order; IDM's UI renders the form fields in the order the requirements list them.
+fn in_configured_order(mut requirements: Value, config: &Value) -> Value {
+    let Some(order) = config.get("registrationProperties").and_then(Value::as_array) else {
+        return requirements;
+    };
+    let Some(Value::Object(properties)) = requirements.pointer_mut("/registrationProperties/properties") else {
+        return requirements;
+    };
+    let mut ordered = Map::with_capacity(properties.len());
+    for name in order.iter().filter_map(Value::as_str) {
+        if let Some((key, value)) = properties.shift_remove_entry(name) {
+            ordered.insert(key, value);
+        }
+    }
+    ordered.append(properties);
+    *properties = ordered;
+    requirements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_properties_follow_the_configured_order() {
+        let requirements = json!({"registrationProperties": {"properties": {
+            "givenName": {}, "mail": {}, "sn": {}, "telephoneNumber": {}, "userName": {}
+        }, "required": ["givenName"]}});
+        let config = json!({"registrationProperties": ["userName", "givenName", "sn", "mail", "absent"]});
+        let ordered = in_configured_order(requirements, &config);
+        let names: Vec<&String> = ordered["registrationProperties"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(names, ["userName", "givenName", "sn", "mail", "telephoneNumber"]);
+        assert_eq!(ordered["registrationProperties"]["required"], json!(["givenName"]));
+        let untouched = json!({"other": {"b": 1, "a": 2}});
+        assert_eq!(in_configured_order(untouched.clone(), &config), untouched);
     }
 }

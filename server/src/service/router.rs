@@ -38,6 +38,7 @@ pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operati
         ["managed", type_name] => managed::collection(ctx, request, operation, type_name),
         ["managed", type_name, id] => managed::instance(ctx, request, operation, type_name, id),
         ["managed", _, _, ..] => Err(managed::sub_object()),
+        ["internal", "user"] if query && !ctx.is_client() => client::query_internal_users(&request.params),
         ["internal", "user", name] if read && !ctx.is_client() => client::read_internal_user(name),
         ["selfservice", "profile", "completeness"] if read => selfservice::read_completeness(ctx, None),
         ["selfservice", "profile", "completeness", "managed", "user", id] if read => {

@@ -95,28 +95,49 @@ async function start() {
     `registration=${registration && registration.enabled ? 'enabled' : 'disabled'} ` +
       `${registration ? JSON.stringify(registration.endpoints) : ''}`,
   );
+  await showRegistrationForm();
   $('register').disabled = false;
+}
+
+// Values the form starts with (the test fills in the rest).
+const REGISTRATION_DEFAULTS = { givenName: 'Browser', sn: 'Tester' };
+
+// The registration form, built from the first stage's requirements: one text input per
+// registration property in the listed order. A password listed there would be a second,
+// unmasked password field next to the UI's own.
+async function showRegistrationForm() {
+  const initial = await call('GET', '/selfservice/registration', { headers: ANONYMOUS });
+  const first = expectStatus('registration-start', initial, 200);
+  const properties = first.requirements?.registrationProperties?.properties ?? {};
+  const names = Object.keys(properties);
+  const form = $('registration-form');
+  for (const name of names) {
+    const label = document.createElement('label');
+    label.textContent = `${properties[name].title ?? name} `;
+    const input = document.createElement('input');
+    input.id = `reg-${name}`;
+    input.autocomplete = 'off';
+    input.value = REGISTRATION_DEFAULTS[name] ?? '';
+    label.append(input);
+    form.append(label);
+  }
+  const passwordInputs = [...document.querySelectorAll('#registration input')].filter(
+    (input) => input.type === 'password' || input.id === 'reg-password',
+  ).length;
+  step(
+    'registration-start',
+    first.type === 'idmUserDetails' && first.tag === 'initial',
+    `${first.type} ${first.tag} ${names.join(',')} passwordInputs=${passwordInputs}`,
+  );
 }
 
 // Registration → anonymous logout → login with the credentialJwt → profile requirements.
 async function register() {
   $('register').disabled = true;
-  const initial = await call('GET', '/selfservice/registration', { headers: ANONYMOUS });
-  const first = expectStatus('registration-start', initial, 200);
-  const names = Object.keys(first.requirements?.registrationProperties?.properties ?? {}).sort();
-  step(
-    'registration-start',
-    first.type === 'idmUserDetails' && first.tag === 'initial',
-    `${first.type} ${first.tag} ${names.join(',')}`,
-  );
-
-  const user = {
-    userName: $('userName').value,
-    givenName: $('givenName').value,
-    sn: $('sn').value,
-    mail: $('mail').value,
-    password: $('password').value,
-  };
+  const user = { password: $('password').value };
+  for (const input of document.querySelectorAll('#registration-form input')) {
+    user[input.id.replace(/^reg-/, '')] = input.value;
+  }
   const submitted = await call('POST', '/selfservice/registration?_action=submitRequirements', {
     headers: ANONYMOUS,
     body: { input: { user } },

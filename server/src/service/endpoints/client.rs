@@ -109,10 +109,33 @@ pub fn query_consent() -> Reply {
     }))
 }
 
-/// `internal/user/<name>` for scripts: the two built-in internal users, `{_id, userName}`.
-pub fn read_internal_user(name: &str) -> Result<Reply> {
+/// The built-in internal users as scripts see them (`{_id, userName}`).
+fn internal_users() -> impl Iterator<Item = Value> {
     [crate::auth::ADMIN_USER, crate::auth::ANONYMOUS_USER]
-        .contains(&name)
-        .then(|| Reply::ok(json!({"_id": name, "userName": name})))
+        .into_iter()
+        .map(|name| json!({"_id": name, "userName": name}))
+}
+
+/// `internal/user/<name>` for scripts: one of the built-in internal users.
+pub fn read_internal_user(name: &str) -> Result<Reply> {
+    internal_users()
+        .find(|user| user["_id"] == name)
+        .map(Reply::ok)
         .ok_or_else(|| Error::NotFound(format!("Resource 'internal/user/{name}' not found")))
+}
+
+/// `internal/user?_queryFilter=…` for scripts: the built-in internal users the filter matches.
+pub fn query_internal_users(params: &crate::resource::Params) -> Result<Reply> {
+    let filter = crate::service::managed::query::parse_filter(params.get("_queryfilter").unwrap_or("true"))?;
+    let result: Vec<Value> = internal_users()
+        .filter(|user| ferridm_core::filter::matches(&filter, user))
+        .collect();
+    Ok(Reply::ok(json!({
+        "result": result.clone(),
+        "resultCount": result.len(),
+        "pagedResultsCookie": null,
+        "totalPagedResultsPolicy": "NONE",
+        "totalPagedResults": -1,
+        "remainingPagedResults": -1
+    })))
 }

@@ -6,6 +6,7 @@
 use ferridm_core::{Error, Object, Result, patch};
 use serde_json::{Value, json};
 
+use crate::config::is_config_id;
 use crate::resource::{Operation, Reply, Request};
 use crate::service::context::RequestContext;
 use crate::service::reload;
@@ -62,7 +63,7 @@ pub fn handle(ctx: &RequestContext, request: &Request, operation: &Operation, id
     if id == "status" && *operation == Operation::Read {
         return Ok(Reply::ok(status(ctx)));
     }
-    if HIDDEN.contains(&id) {
+    if HIDDEN.contains(&id) || !is_config_id(id) {
         return Err(Error::NotFound(format!("Resource 'config/{id}' not found")));
     }
     let current = ctx.generation.files.get(id).map(|file| file.raw.clone());
@@ -71,7 +72,8 @@ pub fn handle(ctx: &RequestContext, request: &Request, operation: &Operation, id
         Operation::Read => return current.map(|raw| Reply::ok(with_id(id, &raw))).ok_or_else(not_found),
         Operation::Update | Operation::Upsert | Operation::Create => {
             let mut body = request.object_content(operation)?;
-            body.remove("_id");
+            // Keep the body's key order in the file (the file may be under version control).
+            body.shift_remove("_id");
             Some(Value::Object(body))
         }
         Operation::Patch => {
