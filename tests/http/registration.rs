@@ -964,41 +964,43 @@ fn a_flow_started_on_one_node_finishes_on_another() {
 /// uniqueness check reading a path built from it.
 #[test]
 fn a_user_name_with_a_slash_is_a_policy_failure() {
-    let server = TestServer::start();
-    let name = format!("{}/b", unique("slash"));
-    let expected = json!([{"policyRequirements": [{"policyRequirement": "CANNOT_CONTAIN_CHARACTERS",
+    ferridm_tests::on_each_backend(|builder| {
+        let server = builder.start();
+        let name = format!("{}/b", unique("slash"));
+        let expected = json!([{"policyRequirements": [{"policyRequirement": "CANNOT_CONTAIN_CHARACTERS",
         "params": {"forbiddenChars": "/"}}], "property": "userName"}]);
 
-    let created = server
-        .admin()
-        .post("/openidm/managed/user?_action=create", &new_user(&name))
-        .send();
-    assert_eq!(created.assert_error(403), "Policy validation failed");
-    assert_eq!(created.body["detail"]["failedPolicyRequirements"], expected);
+        let created = server
+            .admin()
+            .post("/openidm/managed/user?_action=create", &new_user(&name))
+            .send();
+        assert_eq!(created.assert_error(403), "Policy validation failed");
+        assert_eq!(created.body["detail"]["failedPolicyRequirements"], expected);
 
-    let validated = server
-        .admin()
-        .post(
-            "/openidm/policy/managed/user/x?_action=validateObject",
-            &new_user(&name),
-        )
-        .send();
-    assert_eq!(validated.status, 200, "{}", validated.text);
-    assert_eq!(
-        validated.body,
-        json!({"result": false, "failedPolicyRequirements": expected})
-    );
+        let validated = server
+            .admin()
+            .post(
+                "/openidm/policy/managed/user/x?_action=validateObject",
+                &new_user(&name),
+            )
+            .send();
+        assert_eq!(validated.status, 200, "{}", validated.text);
+        assert_eq!(
+            validated.body,
+            json!({"result": false, "failedPolicyRequirements": expected})
+        );
 
-    let registered = submit(
-        &server.anonymous(),
-        "registration",
-        &json!({"input": {"user": new_user(&name)}}),
-    );
-    assert_asks(&registered, "idmUserDetails", "initial");
-    assert_eq!(
-        registered.body["requirements"]["failedPolicyRequirements"], expected,
-        "{}",
-        registered.text
-    );
-    assert_eq!(users_named(&server, &name).len(), 0);
+        let registered = submit(
+            &server.anonymous(),
+            "registration",
+            &json!({"input": {"user": new_user(&name)}}),
+        );
+        assert_asks(&registered, "idmUserDetails", "initial");
+        assert_eq!(
+            registered.body["requirements"]["failedPolicyRequirements"], expected,
+            "{}",
+            registered.text
+        );
+        assert_eq!(users_named(&server, &name).len(), 0);
+    });
 }

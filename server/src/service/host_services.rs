@@ -12,11 +12,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::context::RequestContext;
-use super::host::{SelfServiceScope, ServerHost};
+use super::host::SelfServiceScope;
 use super::login::CREDENTIAL_PURPOSE;
 use super::storage_error;
-use crate::policy::PolicyFailure;
-use crate::resource::error::{from_script, to_host};
+use crate::resource::error::to_host;
 use crate::resource::path::ResourcePath;
 use crate::sealed;
 
@@ -198,13 +197,9 @@ pub fn call(
                 .as_object()
                 .cloned()
                 .ok_or_else(|| HostError::bad_request("\"object\" must be an object"))?;
-            let host: std::rc::Rc<dyn ferridm_plugins::Host> =
-                std::rc::Rc::new(ServerHost::new(ctx.as_internal(), Some(path.to_owned())));
-            ctx.generation
-                .policies
-                .validate_object(&host, path, &object)
+            super::validation::validate(ctx, path, &object, super::validation::Scope::Object)
                 .map(|result| result.to_json())
-                .map_err(|PolicyFailure(error)| to_host(from_script(&error)))
+                .map_err(to_host)
         }
         "setMeta" => {
             let values = argument(arguments, "values")?

@@ -18,6 +18,7 @@ pub mod process;
 pub mod profile;
 pub mod reload;
 pub mod router;
+pub mod validation;
 
 use ferridm_core::Error;
 use ferridm_store::StoreError;
