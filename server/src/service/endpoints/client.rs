@@ -2,6 +2,7 @@
 //! managed object schema, delegated-admin privileges, UI configuration and features, identity
 //! providers, KBA questions and consent mappings — each answered from the loaded configuration.
 
+use ferridm_core::query::QueryResponse;
 use ferridm_core::{Error, Result};
 use serde_json::{Value, json};
 
@@ -69,14 +70,7 @@ pub fn query_features(generation: &Generation) -> Reply {
             json!({"_id": name, "name": name, "enabled": enabled, "endpoints": if enabled { endpoints } else { vec![] }})
         })
         .collect();
-    Reply::ok(json!({
-        "result": result.clone(),
-        "resultCount": result.len(),
-        "pagedResultsCookie": null,
-        "totalPagedResultsPolicy": "NONE",
-        "totalPagedResults": -1,
-        "remainingPagedResults": -1
-    }))
+    Reply::ok(unpaged(result))
 }
 
 /// `GET /openidm/identityProviders`: enabled social providers (ferridm reaches none).
@@ -99,14 +93,7 @@ pub fn read_kba(generation: &Generation) -> Result<Reply> {
 /// `GET /openidm/consent?_queryFilter=…`: mappings a user may consent to (ferridm has no sync
 /// mappings, so none).
 pub fn query_consent() -> Reply {
-    Reply::ok(json!({
-        "result": [],
-        "resultCount": 0,
-        "pagedResultsCookie": null,
-        "totalPagedResultsPolicy": "NONE",
-        "totalPagedResults": -1,
-        "remainingPagedResults": -1
-    }))
+    Reply::ok(unpaged(Vec::new()))
 }
 
 /// The built-in internal users as scripts see them (`{_id, userName}`).
@@ -130,12 +117,15 @@ pub fn query_internal_users(params: &crate::resource::Params) -> Result<Reply> {
     let result: Vec<Value> = internal_users()
         .filter(|user| ferridm_core::filter::matches(&filter, user))
         .collect();
-    Ok(Reply::ok(json!({
-        "result": result.clone(),
-        "resultCount": result.len(),
-        "pagedResultsCookie": null,
-        "totalPagedResultsPolicy": "NONE",
-        "totalPagedResults": -1,
-        "remainingPagedResults": -1
-    })))
+    Ok(Reply::ok(unpaged(result)))
+}
+
+/// An unpaged query's envelope around `result` (IDM's, with no count).
+fn unpaged(result: Vec<Value>) -> Value {
+    QueryResponse {
+        result,
+        paged_results_cookie: None,
+        total: None,
+    }
+    .to_json()
 }
