@@ -1586,3 +1586,53 @@ fn disabled_lockout_never_locks() {
     let reply = login(&user.actor(&server));
     assert_eq!(reply.status, 200, "lockout is disabled: {}", reply.text);
 }
+
+/// Sends `n` wrong-password `info/login` requests for `user` at once, spread round-robin over
+/// `bases` (one or several nodes); returns their statuses.
+pub fn parallel_guesses(bases: &[&str], user: &User, n: usize) -> Vec<u16> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let (client, barrier, base) = (&client, &barrier, bases[i % bases.len()]);
+                scope.spawn(move || {
+                    barrier.wait();
+                    client
+                        .get(format!("{base}{INFO_LOGIN}"))
+                        .header("X-OpenIDM-Username", &user.name)
+                        .header("X-OpenIDM-Password", format!("Wr0ng{i}"))
+                        .send()
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|thread| thread.join().unwrap()).collect()
+    })
+}
+
+/// 40 parallel wrong guesses against a limit of 5: exactly 5 are checked and counted, the rest
+/// are refused as locked without a check, and the right password is then refused too.
+#[test]
+fn parallel_guesses_cannot_outrun_the_lockout() {
+    on_each_backend(|builder| {
+        let conf = lockout_conf(&json!({"enabled": true, "maxFailures": 5, "windowMinutes": 5, "lockMinutes": 15}));
+        let server = builder.conf_file("authentication.json", &conf).start();
+        let user = new_user(&server);
+        let statuses = parallel_guesses(&[server.base()], &user, 40);
+        assert!(statuses.iter().all(|status| *status == 401), "{statuses:?}");
+        let seen = meta(&server, &user.id);
+        assert_eq!(
+            failed_logins(&seen),
+            5,
+            "only the limit's worth of guesses was checked: {seen}"
+        );
+        assert_locked_until(&seen);
+        assert_unauthorized(&login(&user.actor(&server)), "the right password after the burst");
+    });
+}

@@ -449,3 +449,37 @@ fn single_valued_parameters_may_not_repeat() {
     );
     assert_nothing_stored(&server);
 }
+
+/// Ids that can name no object are refused with a 400 on every operation, on both backends: a
+/// NUL (PostgreSQL used to answer 500) or any control character, and `.` or `..` on create.
+#[test]
+fn ids_with_control_characters_or_dots_are_400() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let admin = server.admin();
+        let path = "/openidm/managed/user/a%00b";
+        for (method, reply) in [
+            ("GET", admin.get(path).send()),
+            ("DELETE", admin.delete(path).send()),
+            (
+                "PATCH",
+                admin
+                    .patch(path, &json!([{"operation": "add", "field": "/sn", "value": "x"}]))
+                    .send(),
+            ),
+            ("PUT", admin.put(path, &user_body(&unique("nul"))).send()),
+        ] {
+            let message = reply.assert_error(400);
+            assert!(message.contains("is not valid"), "{method}: {message}");
+        }
+        for id in [".", ".."] {
+            let mut body = user_body(&unique("dot"));
+            body["_id"] = json!(id);
+            let reply = admin.post("/openidm/managed/user?_action=create", &body).send();
+            let message = reply.assert_error(400);
+            assert!(message.contains("is not valid"), "{id}: {message}");
+        }
+        let plain = admin.get("/openidm/managed/user/no-such-user").send();
+        assert_eq!(plain.status, 404, "an ordinary unknown id is still 404");
+    });
+}

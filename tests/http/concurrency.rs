@@ -196,3 +196,54 @@ fn parallel_unconditional_patches_are_all_applied() {
         assert_eq!(revisions.len(), 16, "each patch produced its own revision");
     });
 }
+
+/// Twenty racing DELETEs of one object: exactly one deletes it (200) and runs `postDelete`;
+/// the others find it gone (404) or changed (412). PostgreSQL used to let every one succeed.
+#[test]
+fn racing_deletes_of_one_object_have_one_winner() {
+    on_each_backend(|builder| {
+        let server = builder
+            .edit(|project| {
+                let path = project.join("conf/managed.json");
+                let mut managed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                let user = managed["objects"]
+                    .as_array_mut()
+                    .unwrap()
+                    .iter_mut()
+                    .find(|object| object["name"] == "user")
+                    .unwrap();
+                user["postDelete"] = json!({"type": "text/rhai", "source":
+                    "openidm::create(\"managed/role\", #{name: \"gone-\" + object._id + \"-\" + openidm::service(\"randomCode\", #{length: 12})});"});
+                std::fs::write(&path, managed.to_string()).unwrap();
+            })
+            .start();
+        let created = server
+            .admin()
+            .post("/openidm/managed/user?_action=create", &user_body(&unique("doomed")))
+            .send();
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.body["_id"].as_str().unwrap().to_owned();
+        let path = format!("/openidm/managed/user/{id}");
+        let replies = race(&server, 20, |admin, _| {
+            admin.send(Method::DELETE, &path, &json!({}), &[])
+        });
+        let statuses: Vec<u16> = replies.iter().map(|reply| reply.status).collect();
+        assert_eq!(
+            statuses.iter().filter(|status| **status == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|status| [200, 404, 412].contains(status)),
+            "{statuses:?}"
+        );
+        let gone = server
+            .admin()
+            .get(&format!(
+                "/openidm/managed/role?_queryFilter=name+sw+%22gone-{id}-%22&_fields=_id"
+            ))
+            .send();
+        assert_eq!(gone.status, 200, "{}", gone.text);
+        assert_eq!(gone.body["resultCount"], 1, "postDelete ran once: {}", gone.text);
+    });
+}

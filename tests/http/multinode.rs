@@ -128,3 +128,22 @@ fn a_password_changed_on_one_node_is_checked_on_the_other() {
         assert_eq!(login(&first.user(&user.name, "N3wSecret")).status, 200);
     });
 }
+
+/// Parallel guesses spread over two nodes still stop at the limit: the count and the lock are
+/// taken atomically in the shared database.
+#[test]
+fn parallel_guesses_on_two_nodes_stop_at_the_limit() {
+    on_postgres(|builder| {
+        let conf = lockout_conf(&json!({"enabled": true, "maxFailures": 5, "windowMinutes": 5, "lockMinutes": 15}));
+        let first = builder.conf_file("authentication.json", &conf).start();
+        let second = TestServer::builder().sharing(&first).start();
+        let user = new_user(&first);
+        let statuses = crate::auth::parallel_guesses(&[first.base(), second.base()], &user, 40);
+        assert!(statuses.iter().all(|status| *status == 401), "{statuses:?}");
+        let seen = meta(&second, &user.id);
+        assert_eq!(failed_logins(&seen), 5, "{seen}");
+        assert_locked_until(&seen);
+        assert_unauthorized(&login(&user.actor(&first)), "the right password on the first node");
+        assert_unauthorized(&login(&user.actor(&second)), "the right password on the second node");
+    });
+}

@@ -284,26 +284,42 @@ fn managed_user(
         tracing::info!(principal = %principal, "login refused: account locked");
         return Ok(None);
     }
-    let verified = stored_hash(&user, &module.credential_property)
-        .is_some_and(|stored| verify_password(ctx, &credentials.username, &credentials.password, &stored));
-    if !verified {
-        if lockout.enabled {
-            let rule = LockoutRule {
-                max_failures: i64::from(lockout.max_failures.max(1)),
-                window_ms: lockout.window_ms(),
-                lock_ms: lockout.lock_ms(),
-            };
-            let after = state
-                .store
-                .record_login_failure(&principal, ctx.now_millis(), rule)
-                .map_err(storage_error)?;
-            if after.locked_at(ctx.now_millis()) {
-                tracing::warn!(principal = %principal, "account locked after repeated failed logins");
+    let stored = stored_hash(&user, &module.credential_property);
+    // Credentials that verified recently need no new check; any other check counts as a failed
+    // attempt first, atomically, so parallel guesses cannot outrun the lockout.
+    let cached = stored.as_deref().is_some_and(|stored| {
+        state
+            .credentials
+            .contains(&credentials.username, &credentials.password, stored)
+    });
+    let mut attempt = None;
+    if !cached && lockout.enabled {
+        let rule = LockoutRule {
+            max_failures: i64::from(lockout.max_failures.max(1)),
+            window_ms: lockout.window_ms(),
+            lock_ms: lockout.lock_ms(),
+        };
+        match state
+            .store
+            .begin_login_attempt(&principal, ctx.now_millis(), rule)
+            .map_err(storage_error)?
+        {
+            Some(after) => attempt = Some(after),
+            None => {
+                tracing::info!(principal = %principal, "login refused: account locked");
+                return Ok(None);
             }
+        }
+    }
+    let verified = cached
+        || stored.is_some_and(|stored| verify_password(ctx, &credentials.username, &credentials.password, &stored));
+    if !verified {
+        if attempt.is_some_and(|after| after.locked_at(ctx.now_millis())) {
+            tracing::warn!(principal = %principal, "account locked after repeated failed logins");
         }
         return Ok(None);
     }
-    if failures.is_some() {
+    if failures.is_some() || attempt.is_some() {
         state.store.clear_login_failures(&principal).map_err(storage_error)?;
     }
     let mut roles: Vec<String> = user

@@ -58,14 +58,19 @@ impl Store {
         })
     }
 
-    /// Counts one failed login at `now`; locks the principal when `max_failures` of its recent
-    /// failures fall within one window (a sliding window). Returns the state afterwards.
-    pub fn record_login_failure(
+    /// Starts a password check of `principal` at `now`: unless the principal is locked (then
+    /// `None`, and nothing is counted), the attempt is counted as a failure before the password
+    /// is checked, and locks the principal when `max_failures` of its recent failures fall
+    /// within one window (a sliding window). A check that succeeds then clears the failures
+    /// ([`Store::clear_login_failures`]). Counting before checking, under the principal's row
+    /// lock, means that however many guesses arrive at once, on however many nodes, no more
+    /// than `max_failures` are checked per window. Returns the state afterwards.
+    pub fn begin_login_attempt(
         &self,
         principal: &str,
         now: i64,
         rule: LockoutRule,
-    ) -> Result<LoginFailure, StoreError> {
+    ) -> Result<Option<LoginFailure>, StoreError> {
         self.write(|conn| {
             let mut create = Sql::cached(
                 "INSERT INTO login_failures (principal, failures, window_start, locked_until, recent) VALUES (",
@@ -76,10 +81,18 @@ impl Store {
                 .bind_i64(now)
                 .push(", 0, '') ON CONFLICT (principal) DO NOTHING");
             create.execute(conn)?;
-            // Counting first also takes the row lock, so concurrent failures queue here.
-            diesel::update(login_failures::table.filter(login_failures::principal.eq(principal)))
-                .set(login_failures::failures.eq(login_failures::failures + 1))
-                .execute(conn)?;
+            // Counting first also takes the row lock, so concurrent attempts queue here, and
+            // each sees the lock the ones before it set.
+            let counted = diesel::update(
+                login_failures::table
+                    .filter(login_failures::principal.eq(principal))
+                    .filter(login_failures::locked_until.le(now)),
+            )
+            .set(login_failures::failures.eq(login_failures::failures + 1))
+            .execute(conn)?;
+            if counted == 0 {
+                return Ok(None);
+            }
             let (failures, locked_until, recent): (i64, i64, String) = login_failures::table
                 .filter(login_failures::principal.eq(principal))
                 .select((
@@ -112,7 +125,7 @@ impl Store {
                     login_failures::recent.eq(recent),
                 ))
                 .execute(conn)?;
-            Ok(state)
+            Ok(Some(state))
         })
     }
 

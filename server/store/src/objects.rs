@@ -321,8 +321,19 @@ impl Store {
             if current.rev != expected {
                 return Err(StoreError::RevisionMismatch);
             }
+            // The revision is part of the condition: of concurrent deleters that all read the
+            // object, the database lets exactly one delete it (PostgreSQL re-checks the row
+            // after the winner commits and finds nothing).
+            let deleted = diesel::delete(
+                objects::table
+                    .filter(objects::pk.eq(current.pk))
+                    .filter(objects::rev.eq(expected.to_i64())),
+            )
+            .execute(conn)?;
+            if deleted == 0 {
+                return Err(StoreError::RevisionMismatch);
+            }
             delete_index(conn, current.pk)?;
-            diesel::delete(objects::table.filter(objects::pk.eq(current.pk))).execute(conn)?;
             Ok(current)
         })
     }

@@ -227,35 +227,24 @@ fn failed_logins_lock_after_the_limit_and_unlock_after_the_lock() {
     on_every_backend(|store| {
         let start = 1_000_000;
         assert!(store.login_failure("managed/user/x").unwrap().is_none());
-        assert_eq!(
-            store
-                .record_login_failure("managed/user/x", start, rule)
-                .unwrap()
-                .failures,
-            1
-        );
-        assert_eq!(
-            store
-                .record_login_failure("managed/user/x", start + 1, rule)
-                .unwrap()
-                .failures,
-            2
-        );
-        let locked = store.record_login_failure("managed/user/x", start + 2, rule).unwrap();
+        let attempt = |principal: &str, at: i64| store.begin_login_attempt(principal, at, rule).unwrap();
+        assert_eq!(attempt("managed/user/x", start).unwrap().failures, 1);
+        assert_eq!(attempt("managed/user/x", start + 1).unwrap().failures, 2);
+        let locked = attempt("managed/user/x", start + 2).unwrap();
         assert!(locked.locked_at(start + 3));
         assert!(!locked.locked_at(start + 2 + 600_000));
         let read = store.login_failure("managed/user/x").unwrap().unwrap();
         assert_eq!(read.locked_until, start + 2 + 600_000);
         assert_eq!(read.failures, 3, "administrators see the failures behind a lock");
+        assert_eq!(attempt("managed/user/x", start + 3), None, "no attempt while locked");
+        assert_eq!(store.login_failure("managed/user/x").unwrap().unwrap().failures, 3);
         // Failures spread wider than the window do not lock...
         for at in [0, 40_000, 80_000, 120_000] {
-            let state = store.record_login_failure("managed/user/y", start + at, rule).unwrap();
+            let state = attempt("managed/user/y", start + at).unwrap();
             assert!(!state.locked_at(start + at), "failure at +{at} ms must not lock");
         }
         // ...but any three within one window do, whatever came before.
-        let state = store
-            .record_login_failure("managed/user/y", start + 130_000, rule)
-            .unwrap();
+        let state = attempt("managed/user/y", start + 130_000).unwrap();
         assert!(state.locked_at(start + 130_001));
         store.clear_login_failures("managed/user/x").unwrap();
         assert!(store.login_failure("managed/user/x").unwrap().is_none());
@@ -263,24 +252,37 @@ fn failed_logins_lock_after_the_limit_and_unlock_after_the_lock() {
 }
 
 #[test]
-fn concurrent_failures_are_all_counted() {
+fn concurrent_attempts_are_all_counted_until_the_lock() {
     use ferridm_store::LockoutRule;
-    let rule = LockoutRule {
-        max_failures: 1000,
+    let rule = |max_failures| LockoutRule {
+        max_failures,
         window_ms: 60_000,
-        lock_ms: 1,
+        lock_ms: 600_000,
     };
     on_every_backend(|store| {
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| {
-                    for _ in 0..5 {
-                        store.record_login_failure("managed/user/c", 5_000, rule).unwrap();
-                    }
-                });
-            }
-        });
+        let race = |principal: &str, max_failures: i64| -> usize {
+            std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            (0..5)
+                                .filter(|_| {
+                                    store
+                                        .begin_login_attempt(principal, 5_000, rule(max_failures))
+                                        .unwrap()
+                                        .is_some()
+                                })
+                                .count()
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|thread| thread.join().unwrap()).sum()
+            })
+        };
+        assert_eq!(race("managed/user/c", 1000), 40, "below the limit every attempt counts");
         assert_eq!(store.login_failure("managed/user/c").unwrap().unwrap().failures, 40);
+        assert_eq!(race("managed/user/d", 5), 5, "40 racing attempts, 5 allowed");
+        assert_eq!(store.login_failure("managed/user/d").unwrap().unwrap().failures, 5);
     });
 }
 

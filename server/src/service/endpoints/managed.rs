@@ -7,7 +7,7 @@ use ferridm_core::{Error, Result};
 
 use crate::resource::{Operation, Reply, Request};
 use crate::service::context::RequestContext;
-use crate::service::managed::{ManagedObjects, Resource, query};
+use crate::service::managed::{ManagedObjects, Resource, check_requested_id, query};
 
 fn fields_of(request: &Request) -> Result<FieldSelection> {
     let selection = FieldSelection::parse(request.fields());
@@ -110,6 +110,7 @@ pub fn instance(
     type_name: &str,
     id: &str,
 ) -> Result<Reply> {
+    check_requested_id(id)?;
     let fields = fields_of(request)?;
     let if_match = request.if_match.as_deref();
     match operation {

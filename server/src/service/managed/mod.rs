@@ -37,12 +37,27 @@ const POLICY_FAILED_PATCH: &str = "Failed policy validation";
 /// Longest object id accepted.
 const MAX_ID_LENGTH: usize = 255;
 
+/// The 400 for an id that can name no object.
+fn invalid_id(id: &str) -> Error {
+    Error::bad_request(format!(
+        "The object id '{}' is not valid: ids are 1 to {MAX_ID_LENGTH} characters without '/' or control characters, and not '.' or '..'",
+        id.escape_debug()
+    ))
+}
+
 /// Checks a client-chosen object id.
 fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > MAX_ID_LENGTH || id.contains('/') || id.chars().any(char::is_control) {
-        return Err(Error::bad_request(format!(
-            "The object id '{id}' is not valid: ids are 1 to {MAX_ID_LENGTH} characters without '/' or control characters"
-        )));
+    if id.is_empty() || id.len() > MAX_ID_LENGTH || id.contains('/') || id == "." || id == ".." {
+        return Err(invalid_id(id));
+    }
+    check_requested_id(id)
+}
+
+/// Checks the id a request addresses, for every operation: control characters (a NUL among
+/// them) can name no object, and no database should see them.
+pub fn check_requested_id(id: &str) -> Result<()> {
+    if id.chars().any(char::is_control) {
+        return Err(invalid_id(id));
     }
     Ok(())
 }
@@ -475,5 +490,7 @@ mod tests {
         assert!(check_id("a\u{7}b").is_err());
         assert!(check_id("").is_err());
         assert!(check_id(&"x".repeat(256)).is_err());
+        assert!(check_id(".").is_err() && check_id("..").is_err() && check_id("...").is_ok());
+        assert!(check_requested_id("a\u{0}b").is_err() && check_requested_id("a/b").is_ok());
     }
 }
