@@ -55,9 +55,23 @@ const MAX_MODULES: usize = 32;
 /// Compiled regular expressions kept per thread.
 const REGEX_CACHE: usize = 256;
 
+/// Log lines one script call (with the calls nested in it) may write.
+const MAX_LOG_LINES: u32 = 200;
+/// Log bytes one script call (with the calls nested in it) may write.
+const MAX_LOG_BYTES: usize = 64 * 1024;
+
+/// What is left of a script call's log budget.
+#[derive(Debug, Clone, Copy)]
+struct LogBudget {
+    lines: u32,
+    bytes: usize,
+    exhausted: bool,
+}
+
 thread_local! {
     static ENGINE: RefCell<Option<(ScriptLimits, Rc<Engine>)>> = const { RefCell::new(None) };
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static LOG_BUDGET: Cell<Option<LogBudget>> = const { Cell::new(None) };
     static REGEXES: RefCell<HashMap<String, Rc<regex::Regex>>> = RefCell::new(HashMap::new());
 }
 
@@ -77,12 +91,70 @@ pub fn with_engine<R>(limits: &ScriptLimits, work: impl FnOnce(&Engine) -> R) ->
     work(&engine)
 }
 
-/// Runs a script call under the wall-clock budget.
+/// Runs a script call under the wall-clock budget and the log budget (a nested call shares the
+/// log budget of the call it runs in).
 pub(crate) fn with_deadline<R>(limits: &ScriptLimits, work: impl FnOnce() -> R) -> R {
     let previous = DEADLINE.with(|deadline| deadline.replace(Some(Instant::now() + limits.max_duration)));
+    let outermost = LOG_BUDGET.with(|budget| {
+        let fresh = budget.get().is_none();
+        if fresh {
+            budget.set(Some(LogBudget {
+                lines: MAX_LOG_LINES,
+                bytes: MAX_LOG_BYTES,
+                exhausted: false,
+            }));
+        }
+        fresh
+    });
     let result = work();
     DEADLINE.with(|deadline| deadline.set(previous));
+    if outermost {
+        LOG_BUDGET.with(|budget| budget.set(None));
+    }
     result
+}
+
+/// The level of a script's log line.
+#[derive(Debug, Clone, Copy)]
+enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Writes one log line for the running script, within the call's log budget: past
+/// [`MAX_LOG_LINES`] lines or [`MAX_LOG_BYTES`] bytes, one warning says so and the rest is
+/// dropped, so a logging loop cannot flood the log.
+fn script_log(level: LogLevel, text: &str) {
+    let allowed = LOG_BUDGET.with(|slot| {
+        let Some(mut budget) = slot.get() else {
+            return true;
+        };
+        let fits = budget.lines > 0 && budget.bytes >= text.len();
+        if fits {
+            budget.lines -= 1;
+            budget.bytes -= text.len();
+        } else if !budget.exhausted {
+            budget.exhausted = true;
+            tracing::warn!(
+                script.name = %host::current_script(),
+                "script log budget of {MAX_LOG_LINES} lines or {MAX_LOG_BYTES} bytes per call exhausted; dropping the rest"
+            );
+        }
+        slot.set(Some(budget));
+        fits
+    });
+    if !allowed {
+        return;
+    }
+    let script = host::current_script();
+    match level {
+        LogLevel::Debug => tracing::debug!(script.name = %script, "{text}"),
+        LogLevel::Info => tracing::info!(script.name = %script, "{text}"),
+        LogLevel::Warn => tracing::warn!(script.name = %script, "{text}"),
+        LogLevel::Error => tracing::error!(script.name = %script, "{text}"),
+    }
 }
 
 fn past_deadline() -> bool {
@@ -105,10 +177,8 @@ pub fn build_engine(limits: &ScriptLimits) -> Engine {
     engine.on_progress(|operations| {
         (operations % 256 == 0 && past_deadline()).then(|| Dynamic::from("time budget exceeded"))
     });
-    engine.on_print(|text| tracing::info!(script.name = %host::current_script(), "{text}"));
-    engine.on_debug(|text, _, position| {
-        tracing::debug!(script.name = %host::current_script(), script.position = %position, "{text}");
-    });
+    engine.on_print(|text| script_log(LogLevel::Info, text));
+    engine.on_debug(|text, _, position| script_log(LogLevel::Debug, &format!("{position}: {text}")));
     engine.register_static_module("openidm", openidm_module().into());
     engine.register_static_module("logger", logger_module().into());
     engine.register_static_module("context", context_module().into());
@@ -239,15 +309,15 @@ fn openidm_module() -> Module {
 fn logger_module() -> Module {
     let mut module = Module::new();
     module.set_native_fn("info", |message: ImmutableString| {
-        tracing::info!(script.name = %host::current_script(), "{message}");
+        script_log(LogLevel::Info, &message);
         Ok(())
     });
     module.set_native_fn("warn", |message: ImmutableString| {
-        tracing::warn!(script.name = %host::current_script(), "{message}");
+        script_log(LogLevel::Warn, &message);
         Ok(())
     });
     module.set_native_fn("error", |message: ImmutableString| {
-        tracing::error!(script.name = %host::current_script(), "{message}");
+        script_log(LogLevel::Error, &message);
         Ok(())
     });
     module
@@ -349,6 +419,72 @@ fn is_date(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Log output captured from a subscriber (a `MakeWriter` for tests).
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_logging_loop_is_cut_at_the_log_budget() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let limits = ScriptLimits::new(std::env::temp_dir());
+        tracing::subscriber::with_default(subscriber, || {
+            let script = crate::CompiledScript::compile_text(
+                &limits,
+                "scripts/loud.rhai",
+                "for i in 0..1000 { print(`line ${i}`); logger::warn(`warn ${i}`); } 42",
+            )
+            .unwrap();
+            for _ in 0..2 {
+                assert_eq!(script.run(&limits, Vec::new()).unwrap().as_int().unwrap(), 42);
+            }
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let script_lines = text
+            .lines()
+            .filter(|line| line.contains("line ") || line.contains("warn "))
+            .count();
+        let budget = usize::try_from(MAX_LOG_LINES).unwrap();
+        assert_eq!(script_lines, 2 * budget, "each call writes its budget and no more");
+        assert_eq!(text.matches("log budget").count(), 2, "one warning per call");
+        let huge = crate::CompiledScript::compile_text(
+            &limits,
+            "scripts/huge.rhai",
+            "let s = \"x\"; s.pad(70000, 'x'); print(s); 1",
+        )
+        .unwrap();
+        let captured_huge = Captured::default();
+        let writer = captured_huge.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let ran = tracing::subscriber::with_default(subscriber, || huge.run(&limits, Vec::new()).unwrap());
+        assert_eq!(ran.as_int().unwrap(), 1);
+        let text = String::from_utf8(captured_huge.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.len() < MAX_LOG_BYTES,
+            "a line over the byte budget is dropped: {} bytes",
+            text.len()
+        );
+        assert!(text.contains("log budget"));
+    }
 
     fn limits() -> ScriptLimits {
         ScriptLimits {
