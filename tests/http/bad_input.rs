@@ -483,3 +483,44 @@ fn ids_with_control_characters_or_dots_are_400() {
         assert_eq!(plain.status, 404, "an ordinary unknown id is still 404");
     });
 }
+
+/// A body that stops arriving is not held forever: after `bodyTimeoutMillis` of silence the
+/// client gets IDM's 408 body and the connection closes, and the server keeps serving.
+#[test]
+fn a_stalled_body_times_out_with_a_408() {
+    use std::io::{Read as _, Write as _};
+    let server = TestServer::builder()
+        .conf_file(
+            "ferridm.json",
+            r#"{"passwordHashing": {"memoryKib": 256, "iterations": 1, "parallelism": 1}, "bodyTimeoutMillis": 300}"#,
+        )
+        .start();
+    let address = server.base().trim_start_matches("http://").to_owned();
+    let stalled: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+            write!(
+                stream,
+                "PUT /openidm/managed/user/stalled HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 100\r\nX-OpenIDM-Username: openidm-admin\r\nX-OpenIDM-Password: openidm-admin\r\n\r\n{{\"userName\""
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    for mut stream in stalled {
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap();
+        assert_eq!(body["code"], 408, "{text}");
+        assert_eq!(body["reason"], "Request Time-out", "{text}");
+    }
+    assert_eq!(server.admin().get("/openidm/info/ping").send().status, 200);
+    assert_eq!(
+        server.admin().get("/openidm/managed/user/stalled").send().status,
+        404,
+        "nothing was written"
+    );
+}

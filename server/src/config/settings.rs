@@ -119,6 +119,9 @@ impl Default for CredentialCacheSettings {
 pub struct Settings {
     /// Largest request body, in bytes (5 MB by default).
     pub max_body_bytes: usize,
+    /// Longest wait for the next part of a request body, in milliseconds (10 s by default): a
+    /// client that stops sending gets a 408 and its connection closed.
+    pub body_timeout_millis: u64,
     /// Most results an unpaged query may return before it is refused.
     pub max_unpaged_query_results: u64,
     /// Script engine limits.
@@ -140,6 +143,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             max_body_bytes: 5 * 1024 * 1024,
+            body_timeout_millis: 10_000,
             max_unpaged_query_results: 20_000,
             script_limits: ScriptLimitSettings::default(),
             password_hashing: PasswordHashSettings::default(),

@@ -11,7 +11,7 @@ pub mod ui;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -60,9 +60,34 @@ pub async fn log_request(
 /// connection is simply closed.
 const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 
+/// A request body read with an idle timeout: each part must arrive within `idle` of the last.
+struct Body {
+    payload: web::Payload,
+    idle: Duration,
+}
+
+impl Body {
+    /// The next part; `None` at the end. A client that sends nothing for `idle` gets a 408.
+    async fn next(&mut self) -> Option<Result<Bytes>> {
+        match actix_web::rt::time::timeout(self.idle, self.payload.next()).await {
+            Ok(part) => part.map(|part| {
+                part.map_err(|error| Error::bad_request(format!("The request body could not be read: {error}")))
+            }),
+            Err(_) => Some(Err(Error::Custom {
+                code: 408,
+                message: format!(
+                    "The request body did not arrive: nothing was received for {} ms",
+                    self.idle.as_millis()
+                ),
+                detail: None,
+            })),
+        }
+    }
+}
+
 /// Reads the body up to `limit` bytes. An over-limit body is read to its end and dropped (up to
 /// [`DISCARD_LIMIT`]) so that the client, still sending, reads the 413 rather than a reset.
-async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes> {
+async fn read_body(request: &HttpRequest, mut payload: Body, limit: usize) -> Result<Bytes> {
     let too_large = || Error::PayloadTooLarge(format!("The request body is larger than the limit of {limit} bytes"));
     if let Some(length) = request
         .headers()
@@ -78,8 +103,7 @@ async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usiz
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|error| Error::bad_request(format!("The request body could not be read: {error}")))?;
+        let chunk = chunk?;
         if body.len() + chunk.len() > limit {
             drop(body);
             discard(&mut payload).await;
@@ -90,8 +114,9 @@ async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usiz
     Ok(body.freeze())
 }
 
-/// Reads and drops the rest of a body, stopping after [`DISCARD_LIMIT`] bytes or an error.
-async fn discard(payload: &mut web::Payload) {
+/// Reads and drops the rest of a body, stopping after [`DISCARD_LIMIT`] bytes, an error or the
+/// idle timeout.
+async fn discard(payload: &mut Body) {
     let mut discarded = 0;
     while let Some(Ok(chunk)) = payload.next().await {
         discarded += chunk.len();
@@ -119,7 +144,12 @@ async fn dispatch(http: HttpRequest, payload: web::Payload, state: web::Data<App
 
 async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>) -> Result<Reply> {
     let generation = state.generation();
-    let body = read_body(http, payload, generation.settings.max_body_bytes).await?;
+    let settings = &generation.settings;
+    let body = Body {
+        payload,
+        idle: Duration::from_millis(settings.body_timeout_millis.max(1)),
+    };
+    let body = read_body(http, body, settings.max_body_bytes).await?;
     let request = caller::crest_request(http, body)?;
     let operation = request.operation()?;
     request.check_conditions(&operation)?;
