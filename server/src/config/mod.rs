@@ -1,5 +1,5 @@
 //! Configuration files: each conf file read (placeholders resolved) and parsed into its typed
-//! form, with every problem reported as a [`ConfigError`] naming the file. `crate::generation`
+//! form, with every problem reported as a [`ConfigError`] naming the file. The generation module
 //! assembles them into one checked generation.
 
 pub mod access;

@@ -2,7 +2,7 @@
 //! which properties of which resources. Policies come from three places, merged per resource:
 //! `policy.json` resources, the policies derived from each managed type's schema (§6.3), and
 //! the scripts that register them (`additionalFiles`). Unknown policy ids refuse the
-//! configuration. Running them is `crate::policy`'s job.
+//! configuration. The top-level policy module runs them.
 
 use std::sync::Arc;
 
@@ -70,7 +70,7 @@ pub struct ResourcePolicies {
     pub backing: Option<String>,
 }
 
-/// Every policy of a generation, loaded and checked; `crate::policy` runs them.
+/// Every policy of a generation, loaded and checked; the policy module runs them.
 #[derive(Debug, Clone)]
 pub struct PolicySet {
     pub(crate) registry: PolicyRegistry,

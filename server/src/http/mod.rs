@@ -61,12 +61,12 @@ pub async fn log_request(
 const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 
 /// A request body read with an idle timeout: each part must arrive within `idle` of the last.
-struct Body {
+struct IncomingBody {
     payload: web::Payload,
     idle: Duration,
 }
 
-impl Body {
+impl IncomingBody {
     /// The next part; `None` at the end. A client that sends nothing for `idle` gets a 408.
     async fn next(&mut self) -> Option<Result<Bytes>> {
         match actix_web::rt::time::timeout(self.idle, self.payload.next()).await {
@@ -87,7 +87,7 @@ impl Body {
 
 /// Reads the body up to `limit` bytes. An over-limit body is read to its end and dropped (up to
 /// [`DISCARD_LIMIT`]) so that the client, still sending, reads the 413 rather than a reset.
-async fn read_body(request: &HttpRequest, mut payload: Body, limit: usize) -> Result<Bytes> {
+async fn read_body(request: &HttpRequest, mut payload: IncomingBody, limit: usize) -> Result<Bytes> {
     let too_large = || Error::PayloadTooLarge(format!("The request body is larger than the limit of {limit} bytes"));
     if let Some(length) = request
         .headers()
@@ -116,7 +116,7 @@ async fn read_body(request: &HttpRequest, mut payload: Body, limit: usize) -> Re
 
 /// Reads and drops the rest of a body, stopping after [`DISCARD_LIMIT`] bytes, an error or the
 /// idle timeout.
-async fn discard(payload: &mut Body) {
+async fn discard(payload: &mut IncomingBody) {
     let mut discarded = 0;
     while let Some(Ok(chunk)) = payload.next().await {
         discarded += chunk.len();
@@ -145,7 +145,7 @@ async fn dispatch(http: HttpRequest, payload: web::Payload, state: web::Data<App
 async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>) -> Result<Reply> {
     let generation = state.generation();
     let settings = &generation.settings;
-    let body = Body {
+    let body = IncomingBody {
         payload,
         idle: Duration::from_millis(settings.body_timeout_millis.max(1)),
     };
@@ -154,7 +154,7 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>)
     let operation = request.operation()?;
     request.check_conditions(&operation)?;
     let pretty = request.pretty();
-    if request.path.parts() == ["info", "ping"] && operation == Operation::Read {
+    if request.path.segments() == ["info", "ping"] && operation == Operation::Read {
         return Ok(info::read_ping().pretty(pretty));
     }
     let identified = login::identify(&state, &generation, caller::presented(http, &generation))?;

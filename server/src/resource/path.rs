@@ -28,19 +28,9 @@ impl<'a> ManagedPath<'a> {
     pub fn instance(&self) -> Option<&'a str> {
         self.id.filter(|_| self.rest.is_empty())
     }
-
-    /// The collection (`managed/user`).
-    pub fn collection(&self) -> String {
-        format!("managed/{}", self.type_name)
-    }
 }
 
 impl ResourcePath {
-    /// A path from decoded segments.
-    pub fn from_segments(segments: Vec<String>) -> Self {
-        Self { segments }
-    }
-
     /// A path written by the server or a script (`managed/user/x`): split on `/`, empty segments
     /// dropped, nothing decoded.
     pub fn parse(text: &str) -> Self {

@@ -106,21 +106,14 @@ fn object(content: Value, function: &str) -> HostResult<Value> {
 impl Host for ServerHost {
     fn read(&self, path: &str) -> HostResult<Option<Value>> {
         let parsed = ResourcePath::parse(path);
-        let readable = match (parsed.managed(), parsed.parts().as_slice()) {
-            (Some(managed), _) => managed.id.is_some(),
-            (None, ["internal", "user", _, ..]) => true,
-            _ => false,
-        };
-        if !readable {
-            return Err(unsupported("openidm::read", &parsed));
-        }
         // A path with segments past the object (`managed/user/a/b`, `internal/user/a/b`) names
         // nothing there is: not found, as for any absent object.
-        let instance = match parsed.managed() {
-            Some(managed) => managed.instance().is_some(),
-            None => parsed.segments().len() == 3,
+        let names_one_object = match (parsed.managed(), parsed.parts().as_slice()) {
+            (Some(managed), _) if managed.id.is_some() => managed.instance().is_some(),
+            (None, ["internal", "user", _, rest @ ..]) => rest.is_empty(),
+            _ => return Err(unsupported("openidm::read", &parsed)),
         };
-        if !instance {
+        if !names_one_object {
             return Ok(None);
         }
         let request = Request::internal(
@@ -140,7 +133,7 @@ impl Host for ServerHost {
         let parsed = ResourcePath::parse(path);
         let collection = match parsed.managed() {
             Some(managed) => managed.id.is_none(),
-            None => parsed.parts() == ["internal", "user"],
+            None => parsed.segments() == ["internal", "user"],
         };
         if !collection {
             return Err(unsupported("openidm::query", &parsed));

@@ -12,7 +12,7 @@ use crate::resource::{Operation, Reply, Request};
 
 /// A client request: progressive profile on login, the access rules, then the route.
 pub fn serve_client(ctx: &mut RequestContext, request: &Request, operation: &Operation) -> Result<Reply> {
-    let is_login = request.path.parts() == ["authentication"] && *operation == Operation::Action("login".to_owned());
+    let is_login = request.path.segments() == ["authentication"] && operation.action() == Some("login");
     profile::on_request(ctx, is_login)?;
     access::authorize(ctx, request, operation)?;
     dispatch(ctx, request, operation)
