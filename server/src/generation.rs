@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::config::access::AccessRules;
 use crate::config::authentication::AuthenticationConfig;
 use crate::config::email::EmailConfig;
-use crate::config::policy::PolicySet;
+use crate::config::policy::{DerivedResources, PolicySet};
 use crate::config::profile::{AuthProfile, CompletenessRule};
 use crate::config::scripts::TransformScripts;
 use crate::config::ui::UiConfiguration;
@@ -172,6 +172,7 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
         let policy_file = files.get("policy").map(|file| (file.path.as_path(), &file.resolved));
         let managed_path = paths.conf_dir.join("managed.json");
         let registration = registration_properties(&files);
+        let reset_password_field = reset_password_field(&files);
         PolicySet::load(
             paths,
             policy_file,
@@ -179,7 +180,10 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
             &managed_path,
             &script_limits,
             settings.policy_enforcement,
-            registration.as_deref(),
+            DerivedResources {
+                registration: registration.as_deref(),
+                reset_password_field: reset_password_field.as_deref(),
+            },
         )
         .map_err(|problems| errors.extend(problems))
         .ok()
@@ -271,6 +275,26 @@ fn registration_properties(files: &BTreeMap<String, ConfigFile>) -> Option<Vec<S
             .and_then(Value::as_array)
             .map(|names| names.iter().filter_map(Value::as_str).map(str::to_owned).collect())
             .unwrap_or_default(),
+    )
+}
+
+/// The password field a configured reset process sets (its `resetStage`'s
+/// `identityPasswordField`, `password` by default).
+fn reset_password_field(files: &BTreeMap<String, ConfigFile>) -> Option<String> {
+    let stages = files
+        .get("selfservice/reset")?
+        .resolved
+        .get("stageConfigs")?
+        .as_array()?;
+    let reset = stages
+        .iter()
+        .find(|stage| stage.get("name").and_then(Value::as_str) == Some("resetStage"))?;
+    Some(
+        reset
+            .get("identityPasswordField")
+            .and_then(Value::as_str)
+            .unwrap_or("password")
+            .to_owned(),
     )
 }
 

@@ -847,7 +847,8 @@ fn feature(features: &[Value], name: &str) -> Value {
 }
 
 /// `info/features?_queryFilter=true`: one `{_id,name,enabled,endpoints}` per feature, derived
-/// from the loaded `selfservice-*.json` files, following them when they come and go.
+/// from the loaded `selfservice-*.json` files (password reset and username retrieval also from
+/// `ui-configuration.json`'s flags), following them when they come and go.
 #[test]
 fn features_follow_the_loaded_selfservice_files() {
     on_each_backend(|builder| {
@@ -860,26 +861,34 @@ fn features_follow_the_loaded_selfservice_files() {
         );
         assert_eq!(
             feature(&shipped, "passwordReset"),
-            json!({"_id": "passwordReset", "name": "passwordReset", "enabled": false, "endpoints": []})
+            json!({"_id": "passwordReset", "name": "passwordReset", "enabled": true,
+                   "endpoints": ["selfservice/reset"]})
+        );
+        assert_eq!(
+            feature(&shipped, "retrieveUsername"),
+            json!({"_id": "retrieveUsername", "name": "retrieveUsername", "enabled": true,
+                   "endpoints": ["selfservice/username"]})
         );
         assert_eq!(
             feature(&shipped, "profile"),
             json!({"_id": "profile", "name": "profile", "enabled": true, "endpoints": ["selfservice/profile"]})
         );
-        assert_eq!(feature(&shipped, "retrieveUsername")["enabled"], json!(false));
         for disabled in shipped.iter().filter(|feature| feature["enabled"] == json!(false)) {
             assert_eq!(disabled["endpoints"], json!([]), "{disabled}");
         }
 
-        std::fs::write(
-            server.conf().join("selfservice-reset.json"),
-            json!({"stageConfigs": [{"name": "parameters", "parameterNames": ["returnParams"]}]}).to_string(),
-        )
-        .unwrap();
-        server.wait_until(RELOAD, "passwordReset to be enabled", || {
+        std::fs::remove_file(server.conf().join("selfservice-reset.json")).unwrap();
+        server.wait_until(RELOAD, "passwordReset to be disabled", || {
             feature(&features(&server), "passwordReset")
-                == json!({"_id": "passwordReset", "name": "passwordReset", "enabled": true,
-                          "endpoints": ["selfservice/reset"]})
+                == json!({"_id": "passwordReset", "name": "passwordReset", "enabled": false, "endpoints": []})
+        });
+        let ui_path = server.conf().join("ui-configuration.json");
+        let mut ui: Value = serde_json::from_slice(&std::fs::read(&ui_path).unwrap()).unwrap();
+        ui["configuration"]["forgotUsername"] = json!(false);
+        std::fs::write(&ui_path, ui.to_string()).unwrap();
+        server.wait_until(RELOAD, "retrieveUsername to follow forgotUsername", || {
+            feature(&features(&server), "retrieveUsername")
+                == json!({"_id": "retrieveUsername", "name": "retrieveUsername", "enabled": false, "endpoints": []})
         });
         assert_eq!(feature(&features(&server), "registration")["enabled"], json!(true));
 
@@ -889,7 +898,7 @@ fn features_follow_the_loaded_selfservice_files() {
                 == json!({"_id": "registration", "name": "registration", "enabled": false, "endpoints": []})
         });
         let now = features(&server);
-        assert_eq!(feature(&now, "passwordReset")["enabled"], json!(true));
+        assert_eq!(feature(&now, "passwordReset")["enabled"], json!(false));
         assert_eq!(feature(&now, "profile")["enabled"], json!(true));
         assert_eq!(now.len(), shipped.len(), "the same features are listed");
     });

@@ -16,6 +16,7 @@ mod paging;
 mod policies;
 mod profile;
 mod queries;
+mod recovery;
 mod registration;
 mod reload;
 mod sandbox;

@@ -286,7 +286,7 @@ fn tamper(token: &str) -> String {
 }
 
 /// The shipped `conf/<name>.json`, parsed.
-fn shipped_conf(name: &str) -> Value {
+pub fn shipped_conf(name: &str) -> Value {
     let path = ferridm_tests::workspace_root()
         .join("conf")
         .join(format!("{name}.json"));
@@ -590,18 +590,19 @@ fn an_expired_token_is_refused() {
         .start();
     let name = unique("expire");
     let token = incomplete_registration(&server, &name);
-    let reuse = || {
+    let resubmit = |token: &str| {
         submit(
             &server.anonymous(),
             "registration",
             &json!({"token": token, "input": {}}),
         )
     };
-    assert_asks(&reuse(), "idmUserDetails", "initial");
+    // Each answer carries the flow's next token (a token works once).
+    let next = assert_asks(&resubmit(&token), "idmUserDetails", "initial");
     server.advance_clock(Duration::from_secs(1));
-    assert_asks(&reuse(), "idmUserDetails", "initial");
+    let last = assert_asks(&resubmit(&next), "idmUserDetails", "initial");
     server.advance_clock(Duration::from_secs(2));
-    assert_bad_request(&reuse(), "Snapshot token has expired");
+    assert_bad_request(&resubmit(&last), "Snapshot token has expired");
     let late = submit(
         &server.anonymous(),
         "registration",

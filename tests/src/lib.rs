@@ -16,6 +16,8 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+pub mod smtp;
+
 /// The workspace root (where the shipped `conf/` and `scripts/` live).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

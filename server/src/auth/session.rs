@@ -1,7 +1,8 @@
 //! Session cookies: a signed JWT (HS256, the shared `sessionKey`) carrying the security context,
 //! an absolute expiry (`maxTokenLifeMinutes`) and an idle expiry (`tokenIdleTimeMinutes`) that
 //! slides each time the cookie is re-issued. Any node with the same key accepts it; a tampered
-//! or expired cookie is simply not a session.
+//! or expired cookie is simply not a session. A managed user's session also records the
+//! account's session epoch when it started; the login refuses it once the epoch has moved.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,8 @@ pub struct Session {
     pub forms_completed: Vec<String>,
     /// Absolute expiry (seconds since the epoch).
     pub expires: u64,
+    /// The account's session epoch when the session started (managed users).
+    pub epoch: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,6 +36,8 @@ struct Claims {
     iat: u64,
     exp: u64,
     idle: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ep: Option<i64>,
 }
 
 impl Session {
@@ -42,6 +47,7 @@ impl Session {
             context,
             forms_completed: Vec::new(),
             expires: now + minutes_to_seconds(settings.max_token_life_minutes),
+            epoch: None,
         }
     }
 
@@ -54,6 +60,7 @@ impl Session {
             iat: now,
             exp: self.expires,
             idle: (now + minutes_to_seconds(settings.token_idle_time_minutes)).min(self.expires),
+            ep: self.epoch,
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -77,6 +84,7 @@ impl Session {
             context: claims.ctx,
             forms_completed: claims.forms,
             expires: claims.exp,
+            epoch: claims.ep,
         })
     }
 }

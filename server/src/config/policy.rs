@@ -65,9 +65,19 @@ pub struct ResourcePolicies {
     pub resource: String,
     /// Its properties, in evaluation order.
     pub properties: Vec<PropertyPolicies>,
-    /// For a derived resource (`selfservice/registration`): the resource its objects become,
+    /// For a derived resource (`selfservice/registration`, `selfservice/reset`): the resource its objects become,
     /// which cross-object policies such as `unique` look at.
     pub backing: Option<String>,
+}
+
+/// What the self-service processes need validated without writing: the registration form's
+/// fields (`selfservice/registration`) and the password a reset sets (`selfservice/reset`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DerivedResources<'a> {
+    /// The registration's `registrationProperties`, when registration is configured.
+    pub registration: Option<&'a [String]>,
+    /// The reset's password field, when a reset is configured.
+    pub reset_password_field: Option<&'a str>,
 }
 
 /// Every policy of a generation, loaded and checked; the policy module runs them.
@@ -206,8 +216,12 @@ impl PolicySet {
         managed_path: &std::path::Path,
         limits: &ScriptLimits,
         enforced: bool,
-        registration: Option<&[String]>,
+        derived: DerivedResources<'_>,
     ) -> Result<Self, Vec<ConfigError>> {
+        let DerivedResources {
+            registration,
+            reset_password_field,
+        } = derived;
         let mut errors = Vec::new();
         let (file, document) = match policy_file {
             Some((file, document)) => (file.to_path_buf(), document.clone()),
@@ -296,6 +310,23 @@ impl PolicySet {
                 .collect();
             resources.push(ResourcePolicies {
                 resource: "selfservice/registration".to_owned(),
+                properties,
+                backing: Some("managed/user/*".to_owned()),
+            });
+        }
+        // The new password of a reset, validated as it is typed.
+        if let (Some(field), Some(users)) = (
+            reset_password_field,
+            resources.iter().find(|r| r.resource == "managed/user/*"),
+        ) {
+            let properties = users
+                .properties
+                .iter()
+                .filter(|property| property.name == field)
+                .cloned()
+                .collect();
+            resources.push(ResourcePolicies {
+                resource: "selfservice/reset".to_owned(),
                 properties,
                 backing: Some("managed/user/*".to_owned()),
             });

@@ -166,7 +166,10 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>)
     let locales = caller::locales(http);
     let (reply, ctx) = blocking(move || {
         let client = match identified {
-            Identified::Known(known) => known,
+            Identified::Known(known) => {
+                login::check_session(&state, &known)?;
+                known
+            }
             Identified::Unverified(unverified) => login::verify(&state, &generation, unverified)?,
         };
         let mut ctx = RequestContext::client(state, generation, client, transaction_id, locales);

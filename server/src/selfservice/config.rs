@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use ferridm_plugins::stage::{RhaiStage, Stage};
 use ferridm_plugins::{CompiledScript, ScriptLimits, ScriptSource};
+use ferridm_store::RateLimit;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -53,6 +54,48 @@ pub struct Process {
     pub token_expiry: u64,
     /// True when the process works on the logged-in user (profile processes).
     pub needs_principal: bool,
+    /// `revealAccountExistence` (default false): when false, a query that finds no usable
+    /// account answers exactly as one that does, and no mail is sent; when true, IDM's literal
+    /// `400 "Unable to find account"` and the stages' own refusals.
+    pub reveal_account_existence: bool,
+    /// `rateLimit`: how often the process may be started per account and per client address.
+    pub rate_limits: RateLimits,
+}
+
+/// A process's `rateLimit`: `{"perAccount": {"requests": n, "periodSeconds": s},
+/// "perClientAddress": {…}}`, counted by every node through the database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Starts that may name one account per period (beyond it: no mail, same answer).
+    pub per_account: Option<RateLimit>,
+    /// Starts one client address may make per period (beyond it: 429).
+    pub per_client_address: Option<RateLimit>,
+}
+
+fn rate_limit(document: &Value, key: &str) -> Result<Option<RateLimit>, String> {
+    let Some(rule) = document.get("rateLimit").and_then(|limits| limits.get(key)) else {
+        return Ok(None);
+    };
+    let number = |name: &str| {
+        rule.get(name)
+            .and_then(Value::as_i64)
+            .filter(|value| *value > 0)
+            .ok_or_else(|| format!("rateLimit.{key}.{name} must be a positive integer"))
+    };
+    Ok(Some(RateLimit {
+        limit: number("requests")?,
+        window_ms: number("periodSeconds")?.saturating_mul(1000),
+    }))
+}
+
+fn rate_limits(document: &Value) -> Result<RateLimits, String> {
+    if document.get("rateLimit").is_some_and(|limits| !limits.is_object()) {
+        return Err("rateLimit must be an object".to_owned());
+    }
+    Ok(RateLimits {
+        per_account: rate_limit(document, "perAccount")?,
+        per_client_address: rate_limit(document, "perClientAddress")?,
+    })
 }
 
 /// Every process of a generation.
@@ -260,11 +303,16 @@ fn amend_stage(context: &LoadContext<'_>, mut config: Value) -> Value {
         || kba_condition
         || name == "kbaSecurityAnswerDefinitionStage"
         || name == "kbaUpdateStage"
+        || name == "kbaSecurityAnswerVerificationStage"
     {
         let kba = kba.clone().unwrap_or_else(|| json!({"kbaPropertyName": "kbaInfo", "minimumAnswersToDefine": 1, "minimumAnswersToVerify": 1, "questions": {}}));
         let define = kba.get("minimumAnswersToDefine").cloned().unwrap_or(json!(1));
+        let verify = kba.get("minimumAnswersToVerify").cloned().unwrap_or(json!(1));
         map.insert("kbaConfig".to_owned(), kba);
         map.insert("numberOfAnswersUserMustSet".to_owned(), define);
+        if name == "kbaSecurityAnswerVerificationStage" {
+            map.insert("numberOfQuestionsUserMustAnswer".to_owned(), verify);
+        }
     }
     if name == "termsAndConditions"
         && let Some(terms) = active_terms(context.files)
@@ -336,7 +384,31 @@ pub fn load(context: &LoadContext<'_>) -> Result<Processes, Vec<ConfigError>> {
                 .push(ConfigError::new(&file.path, "expected a \"stageConfigs\" array"));
             continue;
         };
-        let mut configs: Vec<Value> = stage_configs.iter().cloned().map(|c| amend_stage(context, c)).collect();
+        let reveal_account_existence = document
+            .get("revealAccountExistence")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let rate_limits = match rate_limits(document) {
+            Ok(limits) => limits,
+            Err(message) => {
+                compiler.errors.push(ConfigError::new(&file.path, message));
+                continue;
+            }
+        };
+        let mut configs: Vec<Value> = stage_configs
+            .iter()
+            .cloned()
+            .map(|config| amend_stage(context, config))
+            .map(|mut config| {
+                if let Some(map) = config.as_object_mut() {
+                    map.insert(
+                        "revealAccountExistence".to_owned(),
+                        Value::Bool(reveal_account_existence),
+                    );
+                }
+                config
+            })
+            .collect();
         if document.get("allInOneRegistration").and_then(Value::as_bool) == Some(true) {
             configs = group_all_in_one(configs);
         }
@@ -365,6 +437,8 @@ pub fn load(context: &LoadContext<'_>) -> Result<Processes, Vec<ConfigError>> {
                 version,
                 token_expiry: token_expiry(document),
                 needs_principal,
+                reveal_account_existence,
+                rate_limits,
             }),
         );
     }

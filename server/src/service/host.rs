@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use ferridm_plugins::{Host, HostError, HostResult};
 use serde_json::Value;
@@ -15,6 +16,7 @@ use super::context::RequestContext;
 use super::router;
 use crate::resource::error::to_host;
 use crate::resource::{Method, Params, Request, ResourcePath};
+use crate::selfservice::Process;
 
 /// How deeply script writes may nest.
 const MAX_WRITE_DEPTH: usize = 8;
@@ -30,6 +32,10 @@ pub struct SelfServiceScope {
     pub principal: Option<String>,
     /// Forms completed in this session (read and extended by `conditionaluser`).
     pub forms: Rc<RefCell<Vec<String>>>,
+    /// The process being run (its rate limits).
+    pub process: Arc<Process>,
+    /// The client's address, for per-address rate limits.
+    pub client_address: String,
 }
 
 /// The host a script call sees.

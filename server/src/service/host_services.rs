@@ -1,11 +1,12 @@
 //! Host services: what stage scripts cannot do themselves, reached with
 //! `openidm::service(name, arguments)` — hashing security answers, sending mail, calling a
-//! captcha verifier, sealing auto-login credentials, reading schemas, running policies, and
-//! progressive-profile bookkeeping.
+//! captcha verifier, sealing auto-login credentials, reading schemas, running policies,
+//! progressive-profile bookkeeping, checking `userQuery` filters and counting rate limits.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ferridm_core::{Error, Object};
+use ferridm_core::filter::{self, Filter};
+use ferridm_core::{Error, JsonPointer, Object};
 use ferridm_plugins::{HostError, HostResult};
 use rand::Rng as _;
 use serde_json::{Value, json};
@@ -126,8 +127,52 @@ fn principal_path(scope: &SelfServiceScope) -> HostResult<String> {
         })
 }
 
+/// True when `text` parses and every assertion in it is about one of `fields` (IDM's
+/// `userQuery`: `true`, `false` and extended operators are not allowed).
+fn filter_uses_only(text: &str, fields: &[&str]) -> bool {
+    fn allowed(filter: &Filter, fields: &[&str]) -> bool {
+        let valid = |field: &JsonPointer| fields.iter().any(|name| JsonPointer::parse(name) == *field);
+        match filter {
+            Filter::Comparison { field, .. } | Filter::Present(field) => valid(field),
+            Filter::And(operands) | Filter::Or(operands) => operands.iter().all(|operand| allowed(operand, fields)),
+            Filter::Not(inner) => allowed(inner, fields),
+            Filter::True | Filter::False | Filter::Extended { .. } => false,
+        }
+    }
+    filter::parse(text).is_ok_and(|parsed| allowed(&parsed, fields))
+}
+
+/// Counts one start of the scope's process against a rate limit: `scope` is `clientAddress`
+/// (the caller's address) or `account` (with `key`, the account's id). True while within the
+/// limit (and always when the process sets none).
+fn rate_limit(ctx: &RequestContext, scope: &SelfServiceScope, arguments: &Value) -> HostResult<Value> {
+    let limits = &scope.process.rate_limits;
+    let (rule, subject) = match text(arguments, "scope")? {
+        "clientAddress" => (limits.per_client_address, scope.client_address.as_str()),
+        "account" => (limits.per_account, text(arguments, "key")?),
+        other => {
+            return Err(HostError::bad_request(format!(
+                "unknown rate-limit scope {other} (clientAddress or account)"
+            )));
+        }
+    };
+    let Some(rule) = rule else {
+        return Ok(Value::Bool(true));
+    };
+    let bucket = format!(
+        "selfservice/{}:{}:{subject}",
+        scope.process.name,
+        text(arguments, "scope")?
+    );
+    ctx.state
+        .store
+        .hit_rate_limit(&bucket, ctx.now_millis(), rule)
+        .map(Value::Bool)
+        .map_err(|error| to_host(storage_error(error)))
+}
+
 /// The name of every host service, as scripts pass it to `openidm::service`.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 14] = [
     "hashAnswer",
     "answerMatches",
     "sendMail",
@@ -140,6 +185,8 @@ pub const NAMES: [&str; 12] = [
     "formsCompleted",
     "completeForm",
     "profileCompleteness",
+    "validQueryFilter",
+    "rateLimit",
 ];
 
 /// Runs a named service.
@@ -243,6 +290,17 @@ pub fn call(
                 .map(Value::from)
                 .map_err(to_host)
         }
+        "validQueryFilter" => {
+            let fields: Vec<&str> = argument(arguments, "fields")?
+                .as_array()
+                .map(|fields| fields.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            Ok(Value::Bool(filter_uses_only(text(arguments, "filter")?, &fields)))
+        }
+        "rateLimit" => {
+            let scope = scope.ok_or_else(|| HostError::bad_request("rateLimit is only available in a process"))?;
+            rate_limit(ctx, scope, arguments)
+        }
         other => Err(HostError::bad_request(format!("no host service named {other}"))),
     }
 }
@@ -260,5 +318,18 @@ mod tests {
         assert!(answer_matches("RED", &stored));
         assert!(!answer_matches("blue", &stored));
         assert_ne!(hash_answer("red"), hash_answer("red"), "fresh salt each time");
+    }
+
+    #[test]
+    fn query_filters_may_only_name_the_valid_fields() {
+        let fields = ["userName", "mail"];
+        assert!(filter_uses_only(r#"userName eq "bjensen""#, &fields));
+        assert!(filter_uses_only(r#"mail eq "a@b.c" or /userName sw "b""#, &fields));
+        assert!(filter_uses_only(r#"!(mail pr)"#, &fields));
+        assert!(!filter_uses_only(r#"password eq "x""#, &fields));
+        assert!(!filter_uses_only(r#"userName eq "x" and sn eq "y""#, &fields));
+        assert!(!filter_uses_only("true", &fields));
+        assert!(!filter_uses_only(r#"userName foo "x""#, &fields));
+        assert!(!filter_uses_only("userName eq", &fields));
     }
 }

@@ -105,8 +105,41 @@ pub fn identify(state: &AppState, generation: &Generation, presented: Presented)
 pub fn verify(state: &Arc<AppState>, generation: &Arc<Generation>, unverified: Unverified) -> Result<ClientCaller> {
     let ctx = RequestContext::internal(Arc::clone(state), Arc::clone(generation));
     let context = verify_credentials(&ctx, &unverified.credentials)?.ok_or(Error::Unauthorized)?;
-    let session = Session::start(context, &generation.authentication.session, state.clock.now_seconds());
+    let mut session = Session::start(context, &generation.authentication.session, state.clock.now_seconds());
+    session.epoch = session_epoch(state, &session.context)?;
     Ok(client(unverified.presented, session, true))
+}
+
+/// The current session epoch of a managed user's account (`None` for other callers, whose
+/// sessions are not bound to an account).
+pub fn session_epoch(state: &AppState, context: &SecurityContext) -> Result<Option<i64>> {
+    if !context.is_managed_user() {
+        return Ok(None);
+    }
+    state
+        .store
+        .session_epoch(&context.own_path())
+        .map(Some)
+        .map_err(storage_error)
+}
+
+/// Refuses (401) a session cookie of a managed user whose account's session epoch has moved
+/// since the session started: the password changed, the account was deactivated, deleted (and
+/// perhaps re-created under the same id), or logged out.
+pub fn check_session(state: &AppState, caller: &ClientCaller) -> Result<()> {
+    if caller.by_credentials {
+        return Ok(());
+    }
+    let current = session_epoch(state, &caller.session.context)?;
+    if current.is_some() && current != Some(caller.session.epoch.unwrap_or(0)) {
+        return Err(Error::Unauthorized);
+    }
+    Ok(())
+}
+
+/// Ends every session of the account at `path` (`managed/<type>/<id>`), on every node.
+pub fn end_sessions(ctx: &RequestContext, path: &str) -> Result<i64> {
+    ctx.state.store.advance_session_epoch(path).map_err(storage_error)
 }
 
 /// Internal user names are reserved: the managed-user module never looks them up.

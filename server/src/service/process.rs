@@ -2,9 +2,16 @@
 //! `submitRequirements` advances the current stage with the input, then moves on through stages
 //! that need nothing, until one asks for input or the process ends. Between requests the state
 //! lives in a sealed snapshot token bound to the process and its configuration version.
+//!
+//! Every token belongs to a flow (one run of the process) and carries the flow's step. The
+//! database records the step of each flow's one valid token; submitting a token claims it by
+//! moving the step on (given back if the request fails), so a token works once, on every node,
+//! and a flow's tokens are spent when it completes. Snapshots are padded to a multiple of
+//! [`PAD_TO`] bytes before sealing, so a token's length says nothing about what it holds.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use ferridm_core::{Error, Result};
 use ferridm_plugins::host::with_host;
@@ -16,21 +23,37 @@ use sha2::{Digest, Sha256};
 
 use super::context::RequestContext;
 use super::host::{SelfServiceScope, ServerHost};
+use super::storage_error;
 use crate::resource::error::from_script;
 use crate::sealed::{self, SealError};
 use crate::selfservice::Process;
 
 const TOKEN_PURPOSE: &str = "ferridm-selfservice";
+/// The refusal of a token whose flow has moved on (used, superseded or completed).
+const TOKEN_USED: &str = "The token has already been used";
 /// The state key where stages' additions accumulate until the process ends.
 const ADDITIONS: &str = "_successAdditions";
+/// Snapshots are padded to a multiple of this many bytes before sealing.
+const PAD_TO: usize = 512;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Snapshot {
     process: String,
     version: String,
+    flow: String,
+    step: i64,
     stage: usize,
     tag: String,
     state: Map<String, Value>,
+    #[serde(default)]
+    pad: String,
+}
+
+/// Where a submission stands in its flow: the flow, the step of the token it claimed (if it
+/// came with one).
+struct FlowPosition {
+    flow: String,
+    claimed: Option<i64>,
 }
 
 /// One call into a process, as one caller.
@@ -38,7 +61,7 @@ pub struct ProcessCall<'a> {
     /// The request (its generation, its locales).
     pub ctx: &'a RequestContext,
     /// The process.
-    pub process: &'a Process,
+    pub process: &'a Arc<Process>,
     /// The logged-in managed user's id, if any.
     pub principal: Option<String>,
     /// Progressive-profile forms completed in this session (read and extended).
@@ -55,6 +78,12 @@ impl ProcessCall<'_> {
             .with_scope(SelfServiceScope {
                 principal: self.principal.clone(),
                 forms: Rc::clone(&self.forms),
+                process: Arc::clone(self.process),
+                client_address: self
+                    .ctx
+                    .client_caller()
+                    .map(|caller| caller.ip.clone())
+                    .unwrap_or_default(),
             }),
         )
     }
@@ -106,21 +135,30 @@ impl ProcessCall<'_> {
         })
     }
 
-    fn seal(&self, stage: usize, tag: &str, state: &Map<String, Value>) -> Result<String> {
-        let snapshot = Snapshot {
+    /// Seals the flow's next token and records it as the flow's valid one.
+    fn seal(&self, flow: &FlowPosition, stage: usize, tag: &str, state: &Map<String, Value>) -> Result<String> {
+        let step = flow.claimed.map_or(1, |claimed| claimed + 1);
+        let mut snapshot = Snapshot {
             process: self.process.name.clone(),
             version: self.process.version.clone(),
+            flow: flow.flow.clone(),
+            step,
             stage,
             tag: tag.to_owned(),
             state: state.clone(),
+            pad: String::new(),
         };
-        sealed::seal(
-            &self.ctx.state.secrets.token_key,
-            TOKEN_PURPOSE,
-            &snapshot,
-            self.ctx.now_seconds() + self.process.token_expiry,
-        )
-        .ok_or_else(|| Error::internal("Internal Server Error"))
+        let length = serde_json::to_vec(&snapshot).map_or(0, |bytes| bytes.len());
+        snapshot.pad = " ".repeat(PAD_TO - length % PAD_TO);
+        let now = self.ctx.now_seconds();
+        let expires = now + self.process.token_expiry;
+        self.ctx
+            .state
+            .store
+            .record_flow_step(&flow.flow, step, to_i64(expires), to_i64(now))
+            .map_err(storage_error)?;
+        sealed::seal(&self.ctx.state.secrets.token_key, TOKEN_PURPOSE, &snapshot, expires)
+            .ok_or_else(|| Error::internal("Internal Server Error"))
     }
 
     fn restore(&self, token: &str) -> Result<Snapshot> {
@@ -154,19 +192,58 @@ impl ProcessCall<'_> {
             .get("token")
             .and_then(Value::as_str)
             .filter(|token| !token.is_empty());
-        let (mut index, mut tag, mut state) = match token {
-            Some(token) => {
-                let snapshot = self.restore(token)?;
-                (snapshot.stage, snapshot.tag, snapshot.state)
-            }
-            None => (0, "initial".to_owned(), Map::new()),
-        };
         if self.process.stages.is_empty() {
             return Err(Error::bad_request(format!(
                 "The process {} has no stages",
                 self.process.name
             )));
         }
+        let (flow, index, tag, state) = match token {
+            Some(token) => {
+                let snapshot = self.restore(token)?;
+                let store = &self.ctx.state.store;
+                if !store
+                    .claim_flow_step(&snapshot.flow, snapshot.step)
+                    .map_err(storage_error)?
+                {
+                    return Err(Error::bad_request(TOKEN_USED));
+                }
+                let flow = FlowPosition {
+                    flow: snapshot.flow,
+                    claimed: Some(snapshot.step),
+                };
+                (flow, snapshot.stage, snapshot.tag, snapshot.state)
+            }
+            None => {
+                let flow = FlowPosition {
+                    flow: uuid::Uuid::new_v4().to_string(),
+                    claimed: None,
+                };
+                (flow, 0, "initial".to_owned(), Map::new())
+            }
+        };
+        let outcome = self.advance(&flow, index, tag, state, input);
+        if outcome.is_err()
+            && let Some(step) = flow.claimed
+        {
+            self.ctx
+                .state
+                .store
+                .release_flow_step(&flow.flow, step)
+                .map_err(storage_error)?;
+        }
+        outcome
+    }
+
+    /// Runs stages from `index` with `input` until one asks for more or the process ends.
+    fn advance(
+        &self,
+        flow: &FlowPosition,
+        mut index: usize,
+        mut tag: String,
+        mut state: Map<String, Value>,
+        input: Value,
+    ) -> Result<Value> {
         self.run(|| {
             let mut input = input;
             loop {
@@ -186,7 +263,7 @@ impl ProcessCall<'_> {
                         if let Some(asked) = asked {
                             tag = asked;
                         }
-                        let token = self.seal(index, &tag, &state)?;
+                        let token = self.seal(flow, index, &tag, &state)?;
                         if let Some(notify) = notify {
                             self.notify(&notify, &token)?;
                         }
@@ -216,7 +293,7 @@ impl ProcessCall<'_> {
                             .map_err(|error| from_script(&error))?;
                         if let Some(requirements) = requirements {
                             let requirements = in_configured_order(requirements, &next.config);
-                            let token = self.seal(index, &tag, &state)?;
+                            let token = self.seal(flow, index, &tag, &state)?;
                             return Ok(json!({"type": next.name, "tag": tag, "requirements": requirements, "token": token}));
                         }
                         input = json!({});
@@ -265,6 +342,10 @@ fn in_configured_order(mut requirements: Value, config: &Value) -> Value {
     ordered.append(properties);
     *properties = ordered;
     requirements
+}
+
+fn to_i64(seconds: u64) -> i64 {
+    i64::try_from(seconds).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 
 use ferridm_core::{Error, Result};
 
-use super::context::RequestContext;
+use super::context::{Caller, RequestContext};
 use super::endpoints::{authentication, client, config, info, managed, policy, selfservice};
-use super::{access, profile};
+use super::{access, login, profile};
 use crate::resource::{Operation, Reply, Request};
 
 /// A client request: progressive profile on login, the access rules, then the route.
@@ -15,7 +15,25 @@ pub fn serve_client(ctx: &mut RequestContext, request: &Request, operation: &Ope
     let is_login = request.path.segments() == ["authentication"] && operation.action() == Some("login");
     profile::on_request(ctx, is_login)?;
     access::authorize(ctx, request, operation)?;
-    dispatch(ctx, request, operation)
+    let reply = dispatch(ctx, request, operation)?;
+    keep_own_session(ctx, request, operation)?;
+    Ok(reply)
+}
+
+/// A managed user who changes their own password through their session keeps that session:
+/// it moves to the account's new session epoch (every other session of the account has ended).
+fn keep_own_session(ctx: &mut RequestContext, request: &Request, operation: &Operation) -> Result<()> {
+    let writes = matches!(operation, Operation::Update | Operation::Patch | Operation::Action(_));
+    let Caller::Client(caller) = &ctx.caller else {
+        return Ok(());
+    };
+    let context = &caller.session.context;
+    if !writes || !context.is_managed_user() || request.path.to_string() != context.own_path() {
+        return Ok(());
+    }
+    let epoch = login::session_epoch(&ctx.state, context)?;
+    ctx.client_caller_mut()?.session.epoch = epoch;
+    Ok(())
 }
 
 /// Serves a request by its resource path and operation (the route table).

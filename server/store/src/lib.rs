@@ -2,7 +2,8 @@
 //! diesel code path. Managed objects live in `objects` as JSON text; every value reachable by a
 //! JSON pointer is mirrored into the `object_props` index so `_queryFilter`s compile to indexed
 //! SQL; `unique_values` backs uniqueness; `login_failures` holds lockout state; `store_settings`
-//! holds named values every node shares.
+//! holds named values every node shares; self-service flows, rate counters and session epochs
+//! are in `shared_state`.
 //!
 //! This is the only crate that imports diesel. Callers speak in core types.
 
@@ -15,6 +16,7 @@ mod objects;
 mod query;
 mod schema;
 mod settings;
+mod shared_state;
 mod sql;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -25,3 +27,4 @@ pub use flatten::{IndexSpec, fold_string};
 pub use login::{LockoutRule, LoginFailure};
 pub use objects::{NewObject, ObjectUpdate, StoredObject};
 pub use query::{ObjectQuery, QueryPage};
+pub use shared_state::RateLimit;

@@ -29,3 +29,26 @@ diesel::table! {
         value -> Text,
     }
 }
+
+diesel::table! {
+    selfservice_flows (flow) {
+        flow -> Text,
+        step -> BigInt,
+        expires -> BigInt,
+    }
+}
+
+diesel::table! {
+    rate_counters (bucket) {
+        bucket -> Text,
+        window_start -> BigInt,
+        hits -> BigInt,
+    }
+}
+
+diesel::table! {
+    session_epochs (principal) {
+        principal -> Text,
+        epoch -> BigInt,
+    }
+}

@@ -34,6 +34,12 @@ pub fn handle(ctx: &mut RequestContext, operation: &Operation) -> Result<Reply> 
                 )))
             }
             "logout" => {
+                let context = &ctx.client_caller()?.session.context;
+                if context.is_managed_user() {
+                    // Replaying the cookie after a logout must not work anywhere: every session
+                    // of the account ends.
+                    login::end_sessions(ctx, &context.own_path())?;
+                }
                 ctx.client_caller_mut()?.logout = true;
                 Ok(Reply::ok(json!({"success": true})))
             }

@@ -41,9 +41,11 @@ pub fn read_uiconfig(generation: &Generation) -> Reply {
 }
 
 /// `GET /openidm/info/features?_queryFilter=true`: which self-service features are enabled
-/// (their process is configured) and where.
+/// (their process is configured, and for password reset and username retrieval switched on by
+/// `ui-configuration.json`'s `passwordReset` / `forgotUsername`) and where.
 pub fn query_features(generation: &Generation) -> Reply {
     let process = |name: &str| generation.processes.get(name).is_some();
+    let switched = |name: &str, flag: &str| process(name) && generation.ui.enabled(flag);
     let email_configured = generation.email.has_server();
     let features: Vec<(&str, bool, Vec<&str>)> = vec![
         (
@@ -51,8 +53,16 @@ pub fn query_features(generation: &Generation) -> Reply {
             process("registration"),
             vec!["selfservice/registration"],
         ),
-        ("passwordReset", process("reset"), vec!["selfservice/reset"]),
-        ("retrieveUsername", process("username"), vec!["selfservice/username"]),
+        (
+            "passwordReset",
+            switched("reset", "passwordReset"),
+            vec!["selfservice/reset"],
+        ),
+        (
+            "retrieveUsername",
+            switched("username", "forgotUsername"),
+            vec!["selfservice/username"],
+        ),
         ("profile", process("profile"), vec!["selfservice/profile"]),
         (
             "termsAndConditions",

@@ -34,6 +34,8 @@ use crate::service::storage_error;
 const POLICY_FAILED_WRITE: &str = "Policy validation failed";
 /// Message of a patch refused by policy.
 const POLICY_FAILED_PATCH: &str = "Failed policy validation";
+/// The property whose change (like a credential's) ends an account's sessions.
+const ACCOUNT_STATUS: &str = "accountStatus";
 /// Longest object id accepted.
 const MAX_ID_LENGTH: usize = 255;
 
@@ -218,12 +220,31 @@ impl<'a> ManagedObjects<'a> {
         )))
     }
 
+    /// Ends the sessions of an account whose credentials (hashed properties) or
+    /// `accountStatus` changed, or that was deleted (`after` is `None`), so no cookie issued
+    /// before keeps working, on any node, nor for an account re-created under the same id.
+    fn end_sessions_on_change(&self, id: &str, before: &Object, after: Option<&Object>) -> Result<()> {
+        let changed = after.is_none_or(|after| {
+            self.object_type
+                .hashed
+                .iter()
+                .map(String::as_str)
+                .chain([ACCOUNT_STATUS])
+                .any(|property| before.get(property) != after.get(property))
+        });
+        if changed {
+            crate::service::login::end_sessions(self.ctx, &self.resource_path(Some(id)))?;
+        }
+        Ok(())
+    }
+
     /// The response to an update or patch: the new object after its `postUpdate` trigger, or
     /// the object as it was when nothing changed.
     fn updated(&self, id: &str, written: write::Written, fields: &FieldSelection) -> Result<Resource> {
         match written.after {
             None => self.view(&written.before, fields),
             Some(stored) => {
+                self.end_sessions_on_change(id, &written.before.content, Some(&stored.content))?;
                 self.run_post_trigger(
                     self.object_type.triggers.post_update.as_ref(),
                     id,
@@ -405,6 +426,7 @@ impl<'a> ManagedObjects<'a> {
             )))
         })?;
         let deleted = written.after.unwrap_or(written.before);
+        self.end_sessions_on_change(id, &deleted.content, None)?;
         self.run_post_trigger(
             self.object_type.triggers.post_delete.as_ref(),
             id,

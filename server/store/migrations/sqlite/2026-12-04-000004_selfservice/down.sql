@@ -1,0 +1,3 @@
+DROP TABLE session_epochs;
+DROP TABLE rate_counters;
+DROP TABLE selfservice_flows;
