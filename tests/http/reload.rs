@@ -486,6 +486,94 @@ fn config_lists_every_configuration_but_secrets() {
     server.admin().get("/openidm/config/boot").send().assert_error(404);
 }
 
+/// Issue 19: `config?_queryFilter=…` answers as IDM 7 does (what frodo-lib's
+/// `readConfigEntities` / `readConfigEntitiesByType` read): the query envelope with whole
+/// configuration objects, each with its `_id`, filtered on ids and content, sorted, paged,
+/// counted and narrowed by `_fields`; `boot` never appears; the plain read keeps its shape.
+#[test]
+fn config_queries_return_whole_entities_in_the_query_envelope() {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let all = admin.get("/openidm/config?_queryFilter=true").send();
+    assert_eq!(all.status, 200, "{}", all.text);
+    assert_eq!(
+        keys(&all.body),
+        [
+            "result",
+            "resultCount",
+            "pagedResultsCookie",
+            "totalPagedResultsPolicy",
+            "totalPagedResults",
+            "remainingPagedResults"
+        ]
+    );
+    let result = all.body["result"].as_array().expect("result");
+    assert_eq!(all.body["resultCount"], json!(result.len()));
+    let managed = result
+        .iter()
+        .find(|entity| entity["_id"] == "managed")
+        .unwrap_or_else(|| panic!("managed in {}", all.text));
+    let read = admin.get("/openidm/config/managed").send();
+    assert_eq!(managed, &read.body, "the whole entity, as a read gives it");
+    assert!(result.iter().all(|entity| entity["_id"] != "boot"), "{}", all.text);
+
+    let selfservice = admin
+        .get("/openidm/config?_queryFilter=_id sw \"selfservice\"&_sortKeys=-_id&_fields=_id")
+        .send();
+    assert_eq!(selfservice.status, 200, "{}", selfservice.text);
+    let ids: Vec<&str> = selfservice.body["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|entity| entity["_id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "selfservice/username",
+            "selfservice/reset",
+            "selfservice/registration",
+            "selfservice/profile",
+            "selfservice.terms",
+            "selfservice.kba"
+        ]
+    );
+    assert_eq!(selfservice.body["result"][0], json!({"_id": "selfservice/username"}));
+
+    let by_content = admin
+        .get("/openidm/config?_queryFilter=configuration/selfRegistration eq true")
+        .send();
+    assert_eq!(by_content.body["resultCount"], json!(1), "{}", by_content.text);
+    assert_eq!(by_content.body["result"][0]["_id"], json!("ui/configuration"));
+
+    let first = admin
+        .get("/openidm/config?_queryFilter=_id sw \"selfservice\"&_pageSize=4&_totalPagedResultsPolicy=EXACT")
+        .send();
+    assert_eq!(first.body["resultCount"], json!(4), "{}", first.text);
+    assert_eq!(first.body["totalPagedResults"], json!(6));
+    let cookie = first.body["pagedResultsCookie"].as_str().expect("a cookie").to_owned();
+    let second = admin
+        .get(&format!(
+            "/openidm/config?_queryFilter=_id sw \"selfservice\"&_pageSize=4&_pagedResultsCookie={cookie}"
+        ))
+        .send();
+    assert_eq!(second.body["resultCount"], json!(2), "{}", second.text);
+    assert_eq!(second.body["pagedResultsCookie"], Value::Null);
+    assert_eq!(second.body["result"][1]["_id"], json!("selfservice/username"));
+
+    let plain = admin.get("/openidm/config").send();
+    assert_eq!(keys(&plain.body), ["_id", "configurations"]);
+    admin
+        .get("/openidm/config?_queryFilter=nonsense eq")
+        .send()
+        .assert_error(400);
+    server
+        .user("openidm-admin", "wrong")
+        .get("/openidm/config?_queryFilter=true")
+        .send()
+        .assert_error(401);
+}
+
 #[test]
 fn config_read_returns_the_file_with_its_id_first() {
     let server = TestServer::start();

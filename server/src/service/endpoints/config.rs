@@ -1,8 +1,12 @@
-//! `config`: the configuration as REST resources. `config/status` reports the running
+//! `config`: the configuration as REST resources. `GET config` lists the configuration ids;
+//! `config?_queryFilter=…` queries the configuration objects themselves. `config/status` reports the running
 //! generation and the problems of the last refused reload; `config/<id>` reads a conf file and
 //! replaces, patches or removes it through `service::reload::change_file`, which validates a
 //! whole new generation before the file is written.
 
+use ferridm_core::fields::{FieldCatalog, FieldSelection};
+use ferridm_core::filter;
+use ferridm_core::query::{CountPolicy, QueryResponse};
 use ferridm_core::{Error, Object, Result, patch};
 use serde_json::{Value, json};
 
@@ -42,7 +46,8 @@ fn status(ctx: &RequestContext) -> Value {
 pub fn handle(ctx: &RequestContext, request: &Request, operation: &Operation, id: &str) -> Result<Reply> {
     if id.is_empty() {
         return match operation {
-            Operation::Read | Operation::Query => {
+            Operation::Query => query(ctx, request),
+            Operation::Read => {
                 let generation = &ctx.generation;
                 let configurations: Vec<Value> = generation
                     .files
@@ -98,6 +103,98 @@ pub fn handle(ctx: &RequestContext, request: &Request, operation: &Operation, id
         id,
         replacement.as_ref().or(current.as_ref()).unwrap_or(&Value::Null),
     )))
+}
+
+/// Every config field is returned by default; none is a reference.
+struct ConfigFields;
+
+impl FieldCatalog for ConfigFields {
+    fn returned_by_default(&self, _field: &str) -> bool {
+        true
+    }
+
+    fn is_reference(&self, _field: &str) -> bool {
+        false
+    }
+}
+
+/// `GET /openidm/config?_queryFilter=…` (IDM 7): the configuration objects whose id and content
+/// match, each whole with its `_id`, in the query envelope; sorted by `_sortKeys` (by id
+/// otherwise), paged by `_pageSize` with `_pagedResultsOffset` or the returned cookie, counted
+/// with `_totalPagedResultsPolicy=EXACT`, and narrowed by `_fields`.
+fn query(ctx: &RequestContext, request: &Request) -> Result<Reply> {
+    let params = &request.params;
+    let query = crate::service::managed::query::from_params(params)?;
+    let mut matched: Vec<Value> = ctx
+        .generation
+        .files
+        .iter()
+        .filter(|(id, _)| !HIDDEN.contains(&id.as_str()))
+        .map(|(id, file)| with_id(id, &file.raw))
+        .filter(|entity| filter::matches(&query.filter, entity))
+        .collect();
+    for key in query.sort.iter().rev() {
+        matched.sort_by(|a, b| {
+            let order = compare(key.field.get(a), key.field.get(b));
+            if key.ascending { order } else { order.reverse() }
+        });
+    }
+    let total = matched.len();
+    let paging = &query.paging;
+    let start = match &paging.cookie {
+        Some(cookie) => cookie
+            .parse::<usize>()
+            .map_err(|_| Error::bad_request(format!("Invalid paged results cookie {cookie}")))?,
+        None => usize::try_from(paging.offset).unwrap_or(usize::MAX),
+    };
+    let page: Vec<Value> = match paging.page_size {
+        Some(size) => matched.into_iter().skip(start).take(size as usize).collect(),
+        None => matched.into_iter().skip(start).collect(),
+    };
+    let next = start + page.len();
+    let cookie = (paging.page_size.is_some() && next < total).then(|| next.to_string());
+    let fields = FieldSelection::parse(request.fields());
+    let result = page
+        .into_iter()
+        .map(|entity| match entity {
+            Value::Object(object) => Value::Object(fields.select(&object, &ConfigFields)),
+            other => other,
+        })
+        .collect();
+    let counted = paging.count != CountPolicy::None;
+    Ok(Reply::ok(
+        QueryResponse {
+            result,
+            paged_results_cookie: cookie,
+            total: counted.then(|| total as u64),
+        }
+        .to_json(),
+    ))
+}
+
+/// Orders JSON values for sorting: absent and null first, then booleans, numbers, strings (as
+/// written), then anything else by its text.
+fn compare(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
+    fn rank(value: Option<&Value>) -> u8 {
+        match value {
+            None | Some(Value::Null) => 0,
+            Some(Value::Bool(_)) => 1,
+            Some(Value::Number(_)) => 2,
+            Some(Value::String(_)) => 3,
+            Some(_) => 4,
+        }
+    }
+    match (a, b) {
+        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
+        (Some(Value::Number(x)), Some(Value::Number(y))) => {
+            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(std::cmp::Ordering::Equal)
+        }
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)).then_with(|| {
+            let text = |value: Option<&Value>| value.map(Value::to_string).unwrap_or_default();
+            text(a).cmp(&text(b))
+        }),
+    }
 }
 
 /// Config patches cannot run transform scripts.
