@@ -271,7 +271,8 @@ fn revealing_account_existence_restores_idm_answers() {
     assert_eq!(smtp.messages().len(), 1, "nothing more was sent");
 }
 
-/// The forgotten-username flow: the name goes by mail (HTML-escaped), the answer is the same
+/// The forgotten-username flow: the name goes by mail (HTML-escaped, in the caller's language
+/// when the template has it), the answer is the same
 /// empty completion whether or not the address belongs to an account, and a filter on a field
 /// outside `validQueryFields` (or `true`) is refused.
 #[test]
@@ -301,12 +302,28 @@ fn a_forgotten_user_name_is_mailed() {
         assert!(mail.body.contains(&escaped), "{mail:#?}");
         assert!(!mail.body.contains(&name), "not as raw HTML: {mail:#?}");
 
+        let french = server
+            .anonymous()
+            .post(
+                "/openidm/selfservice/username?_action=submitRequirements",
+                &json!({"input": {"queryFilter": r#"mail eq "forgetful@example.com""#}}),
+            )
+            .header("accept-language", "fr-CA, en;q=0.5")
+            .send();
+        assert_end(&french, "retrieveUsername");
+        let mail = next_mail(&smtp, 1);
+        assert_eq!(
+            mail.subject, "Votre nom d'utilisateur",
+            "the template for the caller's locale"
+        );
+        assert!(mail.body.contains("Le nom d'utilisateur de votre compte"), "{mail:#?}");
+
         let nobody = find(&server, "username", r#"mail eq "nobody@example.com""#);
         assert_eq!(shape(&nobody), shape(&done));
         assert_bad_request(&find(&server, "username", &by_user_name(&name)), "Invalid query filter");
         assert_bad_request(&find(&server, "username", "true"), "Invalid query filter");
         assert_bad_request(&find(&server, "username", "mail eq"), "Invalid query filter");
-        assert_eq!(smtp.messages().len(), 1);
+        assert_eq!(smtp.messages().len(), 2);
     });
 }
 

@@ -166,7 +166,7 @@ fn query(ctx: &RequestContext, request: &Request) -> Result<Reply> {
         QueryResponse {
             result,
             paged_results_cookie: cookie,
-            total: counted.then(|| total as u64),
+            total: counted.then_some(total as u64),
         }
         .to_json(),
     ))
