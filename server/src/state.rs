@@ -9,7 +9,7 @@ use ferridm_store::Store;
 use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigPaths};
 use crate::generation::Generation;
-use crate::secrets::{CredentialCache, Secrets};
+use crate::secrets::{CredentialCache, HashingGate, Secrets};
 
 /// Everything a request may need.
 #[derive(Debug)]
@@ -22,6 +22,8 @@ pub struct AppState {
     pub secrets: Secrets,
     /// Recently verified credentials.
     pub credentials: CredentialCache,
+    /// The bound on concurrent password hashing.
+    pub hashing: HashingGate,
     /// The time everything that expires goes by.
     pub clock: Arc<dyn Clock>,
     generation: ArcSwap<Generation>,
@@ -39,11 +41,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let credentials = CredentialCache::new(secrets.cache_key.clone(), generation.settings.credential_cache);
+        let hashing = HashingGate::new(generation.settings.password_hashing.concurrency());
         Self {
             paths,
             store,
             secrets,
             credentials,
+            hashing,
             clock,
             generation: ArcSwap::from_pointee(generation),
             last_errors: Mutex::new(Vec::new()),
@@ -60,6 +64,7 @@ impl AppState {
     /// Swaps in a new generation.
     pub fn install(&self, generation: Generation) {
         self.credentials.configure(generation.settings.credential_cache);
+        self.hashing.configure(generation.settings.password_hashing.concurrency());
         self.generation.store(Arc::new(generation));
         self.set_errors(Vec::new());
     }

@@ -11,6 +11,7 @@ mod concurrency;
 mod crest;
 mod crud;
 mod generations;
+mod hardening;
 mod multinode;
 mod paging;
 mod policies;

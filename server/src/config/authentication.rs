@@ -45,6 +45,10 @@ pub struct LockoutSettings {
     pub window_minutes: f64,
     /// How long the account stays locked (fractions allowed).
     pub lock_minutes: f64,
+    /// Internal users (`openidm-admin`) are locked out like managed users, except when they
+    /// connect from one of these addresses (the socket's peer, never a forwarded header), so an
+    /// operator on the host always has a way in. Default: the loopback addresses.
+    pub internal_user_exempt_addresses: Vec<String>,
 }
 
 impl LockoutSettings {
@@ -81,6 +85,7 @@ impl Default for LockoutSettings {
             max_failures: 5,
             window_minutes: 5.0,
             lock_minutes: 15.0,
+            internal_user_exempt_addresses: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
         }
     }
 }

@@ -46,6 +46,20 @@ pub struct PasswordHashSettings {
     pub iterations: u32,
     /// Lanes.
     pub parallelism: u32,
+    /// Passwords hashed or verified at once (0: one per core); each takes `memoryKib`.
+    pub max_concurrent: u32,
+    /// How long a password check waits for its turn before the request is a 503.
+    pub queue_timeout_millis: u64,
+}
+
+impl PasswordHashSettings {
+    /// The bound on concurrent hashing, with 0 meaning one per core.
+    pub fn concurrency(&self) -> usize {
+        match self.max_concurrent {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            limit => limit as usize,
+        }
+    }
 }
 
 impl Default for PasswordHashSettings {
@@ -55,6 +69,8 @@ impl Default for PasswordHashSettings {
             memory_kib: 19_456,
             iterations: 2,
             parallelism: 1,
+            max_concurrent: 0,
+            queue_timeout_millis: 5_000,
         }
     }
 }

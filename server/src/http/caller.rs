@@ -79,6 +79,10 @@ pub fn presented(http: &HttpRequest, generation: &Generation) -> Presented {
         credential_token: header(http, "x-openidm-jwt").map(str::to_owned),
         credentials: credentials(http),
         ip: client_ip(http, generation),
+        peer_ip: http
+            .peer_addr()
+            .map(|address| auth::format_ip(address.ip()))
+            .unwrap_or_default(),
         no_session: header(http, "x-openidm-nosession").is_some_and(|value| value.eq_ignore_ascii_case("true")),
         reauth_password: header(http, "x-openidm-reauth-password").map(decode_rfc5987),
     }

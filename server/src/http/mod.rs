@@ -126,6 +126,9 @@ async fn discard(payload: &mut IncomingBody) {
     }
 }
 
+/// The liveness probe's path, answered without a caller.
+const PING_PATH: &str = "/openidm/info/ping";
+
 /// Runs blocking service work on the blocking pool.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     web::block(work)
@@ -145,6 +148,11 @@ async fn dispatch(http: HttpRequest, payload: web::Payload, state: web::Data<App
 async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>) -> Result<Reply> {
     let generation = state.generation();
     let settings = &generation.settings;
+    // Who is calling is decided from the headers before the body is read, so a caller without
+    // credentials cannot hold a connection open by sending a body slowly (ping needs no caller).
+    let early = (http.path() != PING_PATH)
+        .then(|| login::identify(&state, &generation, caller::presented(http, &generation)))
+        .transpose()?;
     let body = IncomingBody {
         payload,
         idle: Duration::from_millis(settings.body_timeout_millis.max(1)),
@@ -157,7 +165,10 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>)
     if request.path.segments() == ["info", "ping"] && operation == Operation::Read {
         return Ok(info::read_ping().pretty(pretty));
     }
-    let identified = login::identify(&state, &generation, caller::presented(http, &generation))?;
+    let identified = match early {
+        Some(identified) => identified,
+        None => login::identify(&state, &generation, caller::presented(http, &generation))?,
+    };
     if let Identified::Known(known) = &identified {
         let is_read = matches!(operation, Operation::Read | Operation::Query);
         caller::check_csrf(http, known, is_read)?;

@@ -7,7 +7,7 @@ pub mod credential_cache;
 pub mod password;
 
 pub use credential_cache::CredentialCache;
-pub use password::PasswordHasher;
+pub use password::{HashingGate, PasswordHasher};
 
 use std::path::Path;
 
@@ -174,6 +174,7 @@ mod tests {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
+            ..PasswordHashSettings::default()
         })
     }
 

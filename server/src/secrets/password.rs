@@ -1,4 +1,9 @@
-//! Password hashing: argon2id PHC strings with the cost from `ferridm.json`.
+//! Password hashing: argon2id PHC strings with the cost from `ferridm.json`, and the gate that
+//! bounds how many run at once (each argon2id run takes `memoryKib` of memory and a core, so
+//! a burst of guesses must queue rather than exhaust the machine).
+
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -47,6 +52,89 @@ impl PasswordHasher {
     }
 }
 
+/// Bounds concurrent password hashing: at most `limit` runs hold a permit; others wait for one
+/// up to a timeout. Also keeps a decoy hash so that checking a password for an unknown account
+/// costs what checking a real one does.
+#[derive(Debug)]
+pub struct HashingGate {
+    permits: Mutex<Permits>,
+    freed: Condvar,
+    decoy: Mutex<Option<(PasswordHashSettings, String)>>,
+}
+
+#[derive(Debug)]
+struct Permits {
+    limit: usize,
+    busy: usize,
+}
+
+/// A turn at hashing; the next waiter goes when it is dropped.
+#[derive(Debug)]
+pub struct HashingPermit<'a> {
+    gate: &'a HashingGate,
+}
+
+impl Drop for HashingPermit<'_> {
+    fn drop(&mut self) {
+        let mut permits = self.gate.permits.lock().unwrap_or_else(PoisonError::into_inner);
+        permits.busy = permits.busy.saturating_sub(1);
+        self.gate.freed.notify_one();
+    }
+}
+
+impl HashingGate {
+    /// A gate letting `limit` runs through at once.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            permits: Mutex::new(Permits {
+                limit: limit.max(1),
+                busy: 0,
+            }),
+            freed: Condvar::new(),
+            decoy: Mutex::new(None),
+        }
+    }
+
+    /// Applies a new bound (after a reload).
+    pub fn configure(&self, limit: usize) {
+        self.permits.lock().unwrap_or_else(PoisonError::into_inner).limit = limit.max(1);
+        self.freed.notify_all();
+    }
+
+    /// Waits up to `wait` for a turn; `None` when none came.
+    pub fn acquire(&self, wait: Duration) -> Option<HashingPermit<'_>> {
+        let deadline = Instant::now() + wait;
+        let mut permits = self.permits.lock().unwrap_or_else(PoisonError::into_inner);
+        while permits.busy >= permits.limit {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            permits = self
+                .freed
+                .wait_timeout(permits, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        permits.busy += 1;
+        Some(HashingPermit { gate: self })
+    }
+
+    /// A hash of a random password made with `settings`, made once per cost.
+    pub fn decoy(&self, settings: PasswordHashSettings) -> Result<String, String> {
+        let mut decoy = self.decoy.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cost, hash)) = decoy.as_ref()
+            && *cost == settings
+        {
+            return Ok(hash.clone());
+        }
+        let random: [u8; 16] = rand::random();
+        let hash = PasswordHasher::new(settings).hash(&format!("{random:?}"))?;
+        *decoy = Some((settings, hash.clone()));
+        Ok(hash)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +145,7 @@ mod tests {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
+            ..PasswordHashSettings::default()
         });
         let phc = hasher.hash("Passw0rd").unwrap();
         assert!(phc.starts_with("$argon2id$v=19$"));
@@ -64,5 +153,33 @@ mod tests {
         assert!(!hasher.verify("passw0rd", &phc));
         assert!(!hasher.verify("Passw0rd", "not a hash"));
         assert_ne!(phc, hasher.hash("Passw0rd").unwrap());
+    }
+
+    #[test]
+    fn the_gate_lets_limit_runs_through_and_times_out_the_rest() {
+        let gate = HashingGate::new(2);
+        let first = gate.acquire(Duration::ZERO).unwrap();
+        let _second = gate.acquire(Duration::ZERO).unwrap();
+        assert!(gate.acquire(Duration::from_millis(1)).is_none(), "a third waits, then gives up");
+        drop(first);
+        assert!(gate.acquire(Duration::ZERO).is_some(), "a freed turn is taken at once");
+        gate.configure(3);
+        assert!(gate.acquire(Duration::ZERO).is_some(), "a raised bound lets one more in");
+    }
+
+    #[test]
+    fn the_decoy_is_made_once_per_cost() {
+        let gate = HashingGate::new(1);
+        let cheap = PasswordHashSettings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            ..PasswordHashSettings::default()
+        };
+        let decoy = gate.decoy(cheap).unwrap();
+        assert_eq!(gate.decoy(cheap).unwrap(), decoy);
+        assert!(decoy.contains("m=64,t=1,p=1"), "{decoy}");
+        let other = gate.decoy(PasswordHashSettings { iterations: 2, ..cheap }).unwrap();
+        assert!(other.contains("m=64,t=2,p=1"), "{other}");
     }
 }

@@ -124,9 +124,44 @@ impl RequestContext {
         }
     }
 
-    /// A password hasher with this generation's cost.
-    pub fn hasher(&self) -> PasswordHasher {
-        PasswordHasher::new(self.generation.settings.password_hashing)
+    /// Runs password work (argon2id) in turn with every other request: no more than the
+    /// configured number at once; a request that gets no turn within `queueTimeoutMillis` is a
+    /// 503.
+    fn hashing<T>(&self, work: impl FnOnce(PasswordHasher) -> T) -> Result<T> {
+        let settings = self.generation.settings.password_hashing;
+        let _permit = self
+            .state
+            .hashing
+            .acquire(std::time::Duration::from_millis(settings.queue_timeout_millis))
+            .ok_or_else(|| Error::Unavailable("Too many password checks at once; try again later".into()))?;
+        Ok(work(PasswordHasher::new(settings)))
+    }
+
+    /// The argon2id PHC string of `plain`, with this generation's cost.
+    pub fn hash_password(&self, plain: &str) -> Result<String> {
+        self.hashing(|hasher| hasher.hash(plain))?.map_err(|message| {
+            tracing::error!(%message, "password hashing failed");
+            Error::internal("Internal Server Error")
+        })
+    }
+
+    /// True when `plain` matches the stored PHC string.
+    pub fn verify_password(&self, plain: &str, phc: &str) -> Result<bool> {
+        self.hashing(|hasher| hasher.verify(plain, phc))
+    }
+
+    /// Spends on `plain` what checking a real account's password costs (for accounts that do
+    /// not exist, so that the time of a refusal does not tell them apart).
+    pub fn verify_decoy(&self, plain: &str) -> Result<()> {
+        let decoy = self
+            .state
+            .hashing
+            .decoy(self.generation.settings.password_hashing)
+            .map_err(|message| {
+                tracing::error!(%message, "cannot make the decoy password hash");
+                Error::internal("Internal Server Error")
+            })?;
+        self.verify_password(plain, &decoy).map(|_| ())
     }
 
     /// Milliseconds since the epoch, by the server's clock.

@@ -23,7 +23,6 @@ use crate::auth::{
 use crate::config::authentication::{AuthModule, ModuleKind};
 use crate::generation::Generation;
 use crate::resource::path::managed_type;
-use crate::secrets::PasswordHasher;
 use crate::state::AppState;
 
 /// The purpose auto-login credential tokens (`X-OpenIDM-Jwt`) are sealed for.
@@ -38,8 +37,10 @@ pub struct Presented {
     pub credential_token: Option<String>,
     /// The IDM headers or HTTP Basic credentials.
     pub credentials: Option<Credentials>,
-    /// The client address.
+    /// The client address (from the configured forwarding header when there is one).
     pub ip: String,
+    /// The address of the connection's peer.
+    pub peer_ip: String,
     /// `X-OpenIDM-NoSession: true`.
     pub no_session: bool,
     /// `X-OpenIDM-Reauth-Password`, decoded.
@@ -90,7 +91,7 @@ pub fn identify(state: &AppState, generation: &Generation, presented: Presented)
             .map_err(|_| Error::Unauthorized)?,
         None => presented.credentials.clone().ok_or(Error::Unauthorized)?,
     };
-    match try_without_blocking(state, generation, &credentials) {
+    match try_without_blocking(state, generation, &credentials, &presented.peer_ip) {
         Some(Some(context)) => {
             let session = Session::start(context, &generation.authentication.session, now);
             Ok(Identified::Known(client(presented, session, true)))
@@ -104,7 +105,8 @@ pub fn identify(state: &AppState, generation: &Generation, presented: Presented)
 /// argon2); refused credentials are a 401.
 pub fn verify(state: &Arc<AppState>, generation: &Arc<Generation>, unverified: Unverified) -> Result<ClientCaller> {
     let ctx = RequestContext::internal(Arc::clone(state), Arc::clone(generation));
-    let context = verify_credentials(&ctx, &unverified.credentials)?.ok_or(Error::Unauthorized)?;
+    let context = verify_credentials(&ctx, &unverified.credentials, Some(&unverified.presented.peer_ip))?
+        .ok_or(Error::Unauthorized)?;
     let mut session = Session::start(context, &generation.authentication.session, state.clock.now_seconds());
     session.epoch = session_epoch(state, &session.context)?;
     Ok(client(unverified.presented, session, true))
@@ -209,11 +211,13 @@ fn anonymous_internal(module: &AuthModule, credentials: &Credentials) -> Option<
 }
 
 /// What can be decided without blocking: the static user, and an internal user whose
-/// credentials are cached. `None` means the blocking check must run.
+/// credentials are cached (and who is exempt from the lockout at this peer address). `None`
+/// means the blocking check must run.
 fn try_without_blocking(
     state: &AppState,
     generation: &Generation,
     credentials: &Credentials,
+    peer: &str,
 ) -> Option<Option<SecurityContext>> {
     for module in &generation.authentication.modules {
         match module.kind {
@@ -233,6 +237,10 @@ fn try_without_blocking(
                 }
                 if credentials.username != ADMIN_USER {
                     continue;
+                }
+                let lockout = &generation.authentication.lockout;
+                if lockout.enabled && !lockout.internal_user_exempt_addresses.iter().any(|address| address == peer) {
+                    return None;
                 }
                 let stored = &state.secrets.admin_password_hash;
                 if state
@@ -258,17 +266,71 @@ fn stored_hash(content: &Value, property: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Verifies a password against a stored PHC string, through the cache.
-fn verify_password(ctx: &RequestContext, username: &str, password: &str, stored: &str) -> bool {
-    let cache = &ctx.state.credentials;
-    if cache.contains(username, password, stored) {
-        return true;
+/// Checks `credentials` against `stored` (a PHC string; `None` for an account without one,
+/// checked against the decoy so that it costs the same) for `principal`, under the lockout
+/// when `lockout_applies`: credentials that verified recently need no new check; any other check
+/// counts as a failed attempt first, atomically, so parallel guesses cannot outrun the lockout,
+/// and a success clears the count.
+fn check_password(
+    ctx: &RequestContext,
+    principal: &str,
+    credentials: &Credentials,
+    stored: Option<&str>,
+    lockout_applies: bool,
+) -> Result<bool> {
+    let (state, lockout) = (&ctx.state, &ctx.generation.authentication.lockout);
+    let counted = lockout_applies && lockout.enabled;
+    let failures = if counted {
+        state.store.login_failure(principal).map_err(storage_error)?
+    } else {
+        None
+    };
+    if failures.is_some_and(|failures| failures.locked_at(ctx.now_millis())) {
+        tracing::info!(principal = %principal, "login refused: account locked");
+        return Ok(false);
     }
-    if PasswordHasher::new(ctx.generation.settings.password_hashing).verify(password, stored) {
-        cache.insert(username, password, stored);
-        return true;
+    let cache = &state.credentials;
+    let cached = stored.is_some_and(|stored| cache.contains(&credentials.username, &credentials.password, stored));
+    let mut attempt = None;
+    if counted && !cached {
+        let rule = LockoutRule {
+            max_failures: i64::from(lockout.max_failures.max(1)),
+            window_ms: lockout.window_ms(),
+            lock_ms: lockout.lock_ms(),
+        };
+        match state
+            .store
+            .begin_login_attempt(principal, ctx.now_millis(), rule)
+            .map_err(storage_error)?
+        {
+            Some(after) => attempt = Some(after),
+            None => {
+                tracing::info!(principal = %principal, "login refused: account locked");
+                return Ok(false);
+            }
+        }
     }
-    false
+    let verified = cached
+        || match stored {
+            Some(stored) => ctx.verify_password(&credentials.password, stored)?,
+            None => {
+                ctx.verify_decoy(&credentials.password)?;
+                false
+            }
+        };
+    if !verified {
+        if attempt.is_some_and(|after| after.locked_at(ctx.now_millis())) {
+            tracing::warn!(principal = %principal, "account locked after repeated failed logins");
+        }
+        return Ok(false);
+    }
+    if let Some(stored) = stored.filter(|_| !cached) {
+        cache.insert(&credentials.username, &credentials.password, stored);
+    }
+    if failures.is_some() || attempt.is_some() {
+        state.store.clear_login_failures(principal).map_err(storage_error)?;
+    }
+    Ok(true)
 }
 
 /// The managed user the credential query finds for `username` (active accounts only).
@@ -301,59 +363,17 @@ fn managed_user(
     module: &AuthModule,
     credentials: &Credentials,
 ) -> Result<Option<SecurityContext>> {
-    let (state, generation) = (&ctx.state, &ctx.generation);
+    let generation = &ctx.generation;
     let Some(user) = find_managed_user(ctx, module, &credentials.username)? else {
+        // An unknown account costs what a real one does.
+        ctx.verify_decoy(&credentials.password)?;
         return Ok(None);
     };
     let id = user.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let principal = format!("{}/{id}", module.resource);
-    let lockout = &generation.authentication.lockout;
-    let failures = if lockout.enabled {
-        state.store.login_failure(&principal).map_err(storage_error)?
-    } else {
-        None
-    };
-    if failures.is_some_and(|state| state.locked_at(ctx.now_millis())) {
-        tracing::info!(principal = %principal, "login refused: account locked");
-        return Ok(None);
-    }
     let stored = stored_hash(&user, &module.credential_property);
-    // Credentials that verified recently need no new check; any other check counts as a failed
-    // attempt first, atomically, so parallel guesses cannot outrun the lockout.
-    let cached = stored.as_deref().is_some_and(|stored| {
-        state
-            .credentials
-            .contains(&credentials.username, &credentials.password, stored)
-    });
-    let mut attempt = None;
-    if !cached && lockout.enabled {
-        let rule = LockoutRule {
-            max_failures: i64::from(lockout.max_failures.max(1)),
-            window_ms: lockout.window_ms(),
-            lock_ms: lockout.lock_ms(),
-        };
-        match state
-            .store
-            .begin_login_attempt(&principal, ctx.now_millis(), rule)
-            .map_err(storage_error)?
-        {
-            Some(after) => attempt = Some(after),
-            None => {
-                tracing::info!(principal = %principal, "login refused: account locked");
-                return Ok(None);
-            }
-        }
-    }
-    let verified = cached
-        || stored.is_some_and(|stored| verify_password(ctx, &credentials.username, &credentials.password, &stored));
-    if !verified {
-        if attempt.is_some_and(|after| after.locked_at(ctx.now_millis())) {
-            tracing::warn!(principal = %principal, "account locked after repeated failed logins");
-        }
+    if !check_password(ctx, &principal, credentials, stored.as_deref(), true)? {
         return Ok(None);
-    }
-    if failures.is_some() || attempt.is_some() {
-        state.store.clear_login_failures(&principal).map_err(storage_error)?;
     }
     let mut roles: Vec<String> = user
         .get(&module.roles_property)
@@ -390,17 +410,36 @@ fn managed_user(
     }))
 }
 
+/// Checks `openidm-admin`'s password, locked out like a managed user unless the connection
+/// comes from one of `internalUserExemptAddresses` (`peer` is `None` for re-authentication of
+/// an already authenticated caller, which is never counted).
+fn internal_admin(
+    ctx: &RequestContext,
+    module: &AuthModule,
+    credentials: &Credentials,
+    peer: Option<&str>,
+) -> Result<Option<SecurityContext>> {
+    let exempt = &ctx.generation.authentication.lockout.internal_user_exempt_addresses;
+    let lockout_applies = peer.is_some_and(|peer| !exempt.iter().any(|address| address == peer));
+    let principal = format!("{}/{ADMIN_USER}", module.resource);
+    let stored = ctx.state.secrets.admin_password_hash.clone();
+    Ok(check_password(ctx, &principal, credentials, Some(&stored), lockout_applies)?
+        .then(|| admin_context(module, credentials)))
+}
+
 /// Tries every module in order (blocking: may query the store and run argon2).
-fn verify_credentials(ctx: &RequestContext, credentials: &Credentials) -> Result<Option<SecurityContext>> {
+fn verify_credentials(
+    ctx: &RequestContext,
+    credentials: &Credentials,
+    peer: Option<&str>,
+) -> Result<Option<SecurityContext>> {
     for module in &ctx.generation.authentication.modules {
         let found = match module.kind {
             ModuleKind::StaticUser => static_user(module, credentials),
             ModuleKind::ManagedUser if is_internal_user(&credentials.username) => None,
             ModuleKind::ManagedUser => managed_user(ctx, module, credentials)?,
             ModuleKind::InternalUser if credentials.username == ADMIN_USER => {
-                let stored = ctx.state.secrets.admin_password_hash.clone();
-                verify_password(ctx, &credentials.username, &credentials.password, &stored)
-                    .then(|| admin_context(module, credentials))
+                internal_admin(ctx, module, credentials, peer)?
             }
             ModuleKind::InternalUser => anonymous_internal(module, credentials),
         };
@@ -417,6 +456,6 @@ pub fn reverify(ctx: &RequestContext, context: &SecurityContext, password: &str)
         username: context.authentication_id.clone(),
         password: password.to_owned(),
     };
-    Ok(verify_credentials(&ctx.as_internal(), &credentials)?
+    Ok(verify_credentials(&ctx.as_internal(), &credentials, None)?
         .is_some_and(|verified| verified.authorization.id == context.authorization.id))
 }

@@ -127,10 +127,7 @@ impl<'a> ManagedObjects<'a> {
             if previous.and_then(|p| p.get(property)) == content.get(property) {
                 continue;
             }
-            let phc = self.ctx.hasher().hash(plain).map_err(|message| {
-                tracing::error!(%message, "password hashing failed");
-                Error::internal("Internal Server Error")
-            })?;
+            let phc = self.ctx.hash_password(plain)?;
             content.insert(property.clone(), json!({"$crypto": {"type": "argon2id", "value": phc}}));
         }
         Ok(())
