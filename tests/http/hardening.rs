@@ -47,7 +47,10 @@ fn a_caller_without_credentials_is_refused_before_its_body_is_read() {
         let text = String::from_utf8_lossy(&response[..read]);
         assert!(text.starts_with("HTTP/1.1 401"), "{credentials:?}: {text}");
         let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap();
-        assert_eq!(body, json!({"code": 401, "reason": "Unauthorized", "message": "Access Denied"}));
+        assert_eq!(
+            body,
+            json!({"code": 401, "reason": "Unauthorized", "message": "Access Denied"})
+        );
     }
     assert_eq!(
         server.admin().get("/openidm/managed/user/stalled").send().status,
@@ -87,13 +90,19 @@ fn password_hashing_takes_turns_and_a_full_queue_is_a_503() {
             )
             .send();
         assert_eq!(write.status, 503, "{}", write.text);
-        assert_eq!(server.admin().get("/openidm/info/ping").send().status, 200, "no hashing, no wait");
+        assert_eq!(
+            server.admin().get("/openidm/info/ping").send().status,
+            200,
+            "no hashing, no wait"
+        );
 
         drop(permit);
         assert_eq!(login_status(&server, &name, "Passw0rdTurns"), 200);
         let users = server
             .admin()
-            .get(&format!("/openidm/managed/user?_queryFilter=userName eq \"{name}-2\"&_fields=_id"))
+            .get(&format!(
+                "/openidm/managed/user?_queryFilter=userName eq \"{name}-2\"&_fields=_id"
+            ))
             .send();
         assert_eq!(users.body["resultCount"], json!(0), "the refused write stored nothing");
     });
@@ -144,7 +153,11 @@ fn the_admin_is_locked_out_except_from_exempt_addresses() {
             "locked after three wrong guesses"
         );
         server.advance_clock(Duration::from_secs(61));
-        assert_eq!(login_status(&server, "openidm-admin", "openidm-admin"), 200, "after the lock");
+        assert_eq!(
+            login_status(&server, "openidm-admin", "openidm-admin"),
+            200,
+            "after the lock"
+        );
 
         conf["serverAuthContext"]["accountLockout"]["internalUserExemptAddresses"] = json!(["127.0.0.1", "::1"]);
         let exempt = TestServer::builder()

@@ -160,11 +160,17 @@ mod tests {
         let gate = HashingGate::new(2);
         let first = gate.acquire(Duration::ZERO).unwrap();
         let _second = gate.acquire(Duration::ZERO).unwrap();
-        assert!(gate.acquire(Duration::from_millis(1)).is_none(), "a third waits, then gives up");
+        assert!(
+            gate.acquire(Duration::from_millis(1)).is_none(),
+            "a third waits, then gives up"
+        );
         drop(first);
         assert!(gate.acquire(Duration::ZERO).is_some(), "a freed turn is taken at once");
         gate.configure(3);
-        assert!(gate.acquire(Duration::ZERO).is_some(), "a raised bound lets one more in");
+        assert!(
+            gate.acquire(Duration::ZERO).is_some(),
+            "a raised bound lets one more in"
+        );
     }
 
     #[test]

@@ -239,7 +239,12 @@ fn try_without_blocking(
                     continue;
                 }
                 let lockout = &generation.authentication.lockout;
-                if lockout.enabled && !lockout.internal_user_exempt_addresses.iter().any(|address| address == peer) {
+                if lockout.enabled
+                    && !lockout
+                        .internal_user_exempt_addresses
+                        .iter()
+                        .any(|address| address == peer)
+                {
                     return None;
                 }
                 let stored = &state.secrets.admin_password_hash;
@@ -423,8 +428,10 @@ fn internal_admin(
     let lockout_applies = peer.is_some_and(|peer| !exempt.iter().any(|address| address == peer));
     let principal = format!("{}/{ADMIN_USER}", module.resource);
     let stored = ctx.state.secrets.admin_password_hash.clone();
-    Ok(check_password(ctx, &principal, credentials, Some(&stored), lockout_applies)?
-        .then(|| admin_context(module, credentials)))
+    Ok(
+        check_password(ctx, &principal, credentials, Some(&stored), lockout_applies)?
+            .then(|| admin_context(module, credentials)),
+    )
 }
 
 /// Tries every module in order (blocking: may query the store and run argon2).
