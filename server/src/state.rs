@@ -64,7 +64,8 @@ impl AppState {
     /// Swaps in a new generation.
     pub fn install(&self, generation: Generation) {
         self.credentials.configure(generation.settings.credential_cache);
-        self.hashing.configure(generation.settings.password_hashing.concurrency());
+        self.hashing
+            .configure(generation.settings.password_hashing.concurrency());
         self.generation.store(Arc::new(generation));
         self.set_errors(Vec::new());
     }
