@@ -4,12 +4,15 @@
 //! `charset` parameters, PATCH `add` on a scalar, the endpoints the UI reads (object schema,
 //! privileges, UI configuration, features, dashboard, providers, KBA questions, consent,
 //! notifications, the registration policy), the default registration ending logged in, serving a
-//! single-page app with `--ui`, and a headless-browser run of a small app through all of it.
+//! single-page app with `--ui`, and a headless-browser run of a small app through all of it
+//! (and on through a password reset by mail).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ferridm_tests::smtp::SmtpServer;
 use ferridm_tests::{Actor, Reply, ServerBuilder, TestServer, on_each_backend, unique, workspace_root};
 use serde_json::{Value, json};
 
@@ -1580,6 +1583,10 @@ const PROFILE_ON_FIRST_LOGIN: &str = r#"{
 
 /// How long one browser run may take.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
+/// The password the browser registers its user with.
+const BROWSER_PASSWORD: &str = "Sunfl0werSeed";
+/// The password the browser's reset sets.
+const BROWSER_NEW_PASSWORD: &str = "N3wSunfl0wer";
 
 /// Why the browser test cannot run here, if it cannot.
 fn browser_missing(e2e: &Path, chromium: &Path) -> Option<String> {
@@ -1606,8 +1613,27 @@ fn browser_missing(e2e: &Path, chromium: &Path) -> Option<String> {
     None
 }
 
-/// Runs `node tests/ui-e2e/run.mjs` against `server`; returns (success, output).
-fn run_browser(server: &TestServer, root: &Path, chromium: &Path, user_name: &str) -> (bool, String) {
+/// Points the links the password reset mails (`verificationLink`) at the app's `/passwordreset`
+/// route (`<base>/passwordreset#&token=…&code=…`), changing nothing else of the shipped
+/// `selfservice-reset.json`. The port is known only once the server runs, so the change goes
+/// through the config API, which serves it as soon as it answers.
+fn reset_links_to_the_app(server: &TestServer) {
+    let mut conf = conf_json(server, "selfservice-reset.json");
+    let link = format!("{}/passwordreset#", server.base());
+    let stages = conf["stageConfigs"].as_array_mut().expect("stageConfigs");
+    let email = stages
+        .iter_mut()
+        .find(|stage| stage["name"] == json!("emailValidation"))
+        .expect("an emailValidation stage in selfservice-reset.json");
+    email["verificationLink"] = json!(link);
+    let reply = server.admin().put("/openidm/config/selfservice/reset", &conf).send();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(conf_json(server, "selfservice-reset.json"), conf, "written as sent");
+}
+
+/// Runs `node tests/ui-e2e/run.mjs` against `server` with the extra `env`; returns (success,
+/// output).
+fn run_browser(server: &TestServer, root: &Path, chromium: &Path, env: &[(&str, &OsStr)]) -> (bool, String) {
     let out = tempfile::NamedTempFile::new().unwrap();
     let err = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new("node")
@@ -1615,7 +1641,7 @@ fn run_browser(server: &TestServer, root: &Path, chromium: &Path, user_name: &st
         .current_dir(root)
         .env("FERRIDM_URL", server.base())
         .env("CHROMIUM", chromium)
-        .env("FERRIDM_E2E_USER", user_name)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out.reopen().unwrap())
         .stderr(err.reopen().unwrap())
@@ -1645,9 +1671,10 @@ fn run_browser(server: &TestServer, root: &Path, chromium: &Path, user_name: &st
 }
 
 /// A real browser loads `tests/ui-e2e/app` through `--ui` and drives registration → auto-login
-/// → progressive profile → profile edit with the End User UI's calls (see tests/ui-e2e/run.mjs).
-/// Skipped with a notice when node, Chromium or playwright-core is missing, unless
-/// `FERRIDM_REQUIRE_BROWSER=1`.
+/// → progressive profile → profile edit → log out → "Forgot password?" → the mailed link (read
+/// from the SMTP server's mailbox) → a new password checked as it is typed → signing in with it,
+/// with the End User UI's calls (see tests/ui-e2e/run.mjs). Skipped with a notice when node,
+/// Chromium or playwright-core is missing, unless `FERRIDM_REQUIRE_BROWSER=1`.
 #[test]
 fn browser_drives_registration_to_profile_edit() {
     let root = workspace_root();
@@ -1660,14 +1687,28 @@ fn browser_drives_registration_to_profile_edit() {
         return;
     }
     on_each_backend(|builder| {
+        let smtp = SmtpServer::start();
         let server = builder
             .ui(&e2e.join("app"))
             .conf_file("selfservice-profile.json", PROFILE_ON_FIRST_LOGIN)
+            .conf_file("external.email.json", &smtp.email_conf())
             .start();
+        reset_links_to_the_app(&server);
         let user_name = unique("e2e");
-        let (success, output) = run_browser(&server, &root, &chromium, &user_name);
+        let (success, output) = run_browser(
+            &server,
+            &root,
+            &chromium,
+            &[
+                ("FERRIDM_E2E_USER", user_name.as_ref()),
+                ("FERRIDM_E2E_PASSWORD", BROWSER_PASSWORD.as_ref()),
+                ("FERRIDM_E2E_NEW_PASSWORD", BROWSER_NEW_PASSWORD.as_ref()),
+                ("FERRIDM_E2E_MAILBOX", smtp.mailbox_path().as_os_str()),
+            ],
+        );
         println!("{output}");
         assert!(success, "the browser run failed on {:?}:\n{output}", server.backend());
+        assert!(output.contains("ui-e2e: password reset passed"), "{output}");
         assert!(output.contains("ui-e2e: all steps passed"), "{output}");
 
         // What the browser did, as the server stored it.
@@ -1682,6 +1723,31 @@ fn browser_drives_registration_to_profile_edit() {
             .admin()
             .get(&format!("/openidm/managed/user/{}?_fields=_meta/loginCount", ids[0]))
             .send();
-        assert_eq!(meta.body["_meta"]["loginCount"], json!(1), "{}", meta.text);
+        // The auto-login after the registration and the sign-in with the new password.
+        assert_eq!(meta.body["_meta"]["loginCount"], json!(2), "{}", meta.text);
+
+        // The reset, as the mail server and the server saw it.
+        let mails = smtp.messages();
+        let [mail] = mails.as_slice() else {
+            panic!("one message (the reset link) expected: {mails:#?}")
+        };
+        assert_eq!(mail.rcpt_tos, [format!("{user_name}@example.com")], "{mail:#?}");
+        assert_eq!(mail.subject, "Reset your password", "{mail:#?}");
+        let link = mail.link().unwrap_or_else(|| panic!("no link: {mail:#?}"));
+        assert!(
+            link.starts_with(&format!("{}/passwordreset#&token=", server.base())),
+            "{link}"
+        );
+        assert!(
+            mail.query_param("code")
+                .is_some_and(|code| code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit())),
+            "{link}"
+        );
+        let new = server.user(&user_name, BROWSER_NEW_PASSWORD).post_empty(LOGIN).send();
+        assert_eq!(new.status, 200, "the new password: {}", new.text);
+        assert_eq!(new.body["authenticationId"], json!(user_name), "{}", new.text);
+        assert!(new.session_cookie().is_some(), "no session cookie: {new:?}");
+        let old = server.user(&user_name, BROWSER_PASSWORD).post_empty(LOGIN).send();
+        assert_eq!(old.status, 401, "the old password: {}", old.text);
     });
 }

@@ -3,6 +3,10 @@
 // (the HttpOnly `session-jwt` cookie travels by itself), anonymous calls with the anonymous
 // headers and `X-OpenIDM-NoSession: true`, and `X-Requested-With: XMLHttpRequest` on every
 // write. Each step writes one line into #steps: `<step>: ok <detail>` or `<step>: FAILED <why>`.
+//
+// Client routes (history API, no reload): /login (sign in, "Forgot password?"), /passwordreset
+// (find the account; with `#&token=…&code=…`, as the mailed link carries them: choose the new
+// password), and any other path: registration → profile → edit → log out.
 'use strict';
 
 const API = '/openidm';
@@ -13,7 +17,9 @@ const ANONYMOUS = {
 };
 const AUTHORIZED = 'internal/role/openidm-authorized';
 
-const session = { userName: null, userId: null, credentialJwt: null, processes: [] };
+const session = { userName: null, userId: null, credentialJwt: null, processes: [], features: {} };
+// The password reset in progress: the process token the next submission carries.
+const reset = { token: null };
 
 class StepFailure extends Error {}
 
@@ -46,6 +52,8 @@ function $(id) {
 }
 
 function step(name, ok, detail) {
+  // A step done again (another sign-in attempt) replaces its earlier line.
+  document.getElementById(`step-${name}`)?.remove();
   const line = document.createElement('li');
   line.id = `step-${name}`;
   line.dataset.ok = String(ok);
@@ -79,7 +87,8 @@ async function guarded(action) {
   }
 }
 
-// On load: what the UI reads before showing anything (both open to anonymous).
+// On load: what the UI reads before showing anything (both open to anonymous), then the page
+// of the current route.
 async function start() {
   $('route').textContent = window.location.pathname;
   const uiconfig = await call('GET', '/info/uiconfig', { headers: ANONYMOUS });
@@ -95,8 +104,38 @@ async function start() {
     `registration=${registration && registration.enabled ? 'enabled' : 'disabled'} ` +
       `${registration ? JSON.stringify(registration.endpoints) : ''}`,
   );
-  await showRegistrationForm();
-  $('register').disabled = false;
+  session.features = Object.fromEntries(result.map((feature) => [feature.name, feature]));
+  await render();
+}
+
+// The pages: which sections a route shows and what it does on entry.
+const PAGES = {
+  home: async () => {
+    await showRegistrationForm();
+    $('register').disabled = false;
+  },
+  login: showLogin,
+  passwordreset: showPasswordReset,
+};
+
+function pageOf(pathname) {
+  const name = pathname.replace(/^\/+|\/+$/g, '');
+  return Object.hasOwn(PAGES, name) ? name : 'home';
+}
+
+// Shows the sections of the current route and enters its page.
+async function render() {
+  $('route').textContent = window.location.pathname;
+  const page = pageOf(window.location.pathname);
+  for (const section of document.querySelectorAll('section[data-page]')) {
+    section.hidden = section.dataset.page !== page;
+  }
+  await PAGES[page]();
+}
+
+async function navigate(path) {
+  window.history.pushState(null, '', path);
+  await render();
 }
 
 // Values the form starts with (the test fills in the rest).
@@ -111,6 +150,7 @@ async function showRegistrationForm() {
   const properties = first.requirements?.registrationProperties?.properties ?? {};
   const names = Object.keys(properties);
   const form = $('registration-form');
+  form.replaceChildren();
   for (const name of names) {
     const label = document.createElement('label');
     label.textContent = `${properties[name].title ?? name} `;
@@ -274,9 +314,210 @@ async function editProfile() {
     `givenName=${user.givenName} telephoneNumber=${user.telephoneNumber}`,
   );
   $('done').textContent = 'all steps passed';
+  $('logout-button').disabled = false;
+}
+
+// Ends the session (the server clears the cookie) and goes to the sign-in page.
+async function signOut() {
+  $('logout-button').disabled = true;
+  const reply = await call('POST', '/authentication?_action=logout');
+  const body = expectStatus('signout', reply, 200);
+  step('signout', body.success === true, `success=${body.success}`);
+  session.userName = null;
+  session.userId = null;
+  await navigate('/login');
+}
+
+// The sign-in page, with "Forgot password?" only while the server offers password reset.
+async function showLogin() {
+  const passwordReset = session.features.passwordReset;
+  const offered = Boolean(passwordReset && passwordReset.enabled);
+  $('forgot-password').hidden = !offered;
+  $('login-password').value = '';
+  $('login-button').disabled = false;
+  step(
+    'login-page',
+    true,
+    `forgotPassword=${offered ? 'shown' : 'hidden'} ${passwordReset ? JSON.stringify(passwordReset.endpoints) : ''}`,
+  );
+}
+
+// Signs in with the form's credentials. A refusal is shown on the page (and is no failed step:
+// refusing a wrong password is what the server should do).
+async function signIn() {
+  $('login-button').disabled = true;
+  const userName = $('login-userName').value;
+  const password = $('login-password').value;
+  $('login-password').value = '';
+  const login = await call('POST', '/authentication?_action=login', {
+    headers: { 'X-OpenIDM-Username': userName, 'X-OpenIDM-Password': password, 'X-OpenIDM-NoSession': 'false' },
+  });
+  if (login.status === 401) {
+    $('login-message').textContent = 'Wrong user name or password.';
+    $('login-button').disabled = false;
+    step('login-refused', true, `${userName} HTTP 401 ${login.body?.message ?? login.text}`);
+    return;
+  }
+  const context = expectStatus('login', login, 200);
+  const authorization = context.authorization ?? {};
+  session.userName = context.authenticationId;
+  session.userId = authorization.id;
+  session.processes = authorization.requiredProfileProcesses ?? [];
+  const cookieVisible = document.cookie.includes('session-jwt');
+  $('login-message').textContent = `Signed in as ${context.authenticationId}.`;
+  step(
+    'login',
+    context.authenticationId === userName && !cookieVisible,
+    `${context.authenticationId} processesRequired=${authorization.processesRequired === true} ` +
+      `[${session.processes.join(',')}] cookie=${cookieVisible ? 'visible' : 'httpOnly'}`,
+  );
+  // As after the registration: a pending profile process first, then the full session.
+  if (session.processes.length > 0) {
+    $('profile').hidden = false;
+    await showProfileForm(session.processes[0]);
+  } else {
+    await afterProfile();
+  }
+}
+
+// The parameters a reset link carries after its `#` (`#&token=…&code=…`, as IDM's
+// `#/passwordreset/&token=…&code=…`).
+function linkParameters() {
+  const parameters = {};
+  for (const pair of window.location.hash.replace(/^#/, '').split('&')) {
+    const at = pair.indexOf('=');
+    if (at > 0) {
+      parameters[decodeURIComponent(pair.slice(0, at))] = decodeURIComponent(pair.slice(at + 1));
+    }
+  }
+  return parameters;
+}
+
+// /passwordreset: without a token, the "find your account" form; from the mailed link, the
+// code goes back to the server and the new password form follows.
+async function showPasswordReset() {
+  const { token, code } = linkParameters();
+  $('reset-find').hidden = Boolean(token);
+  $('reset-choose').hidden = true;
+  if (!token) {
+    const initial = await call('GET', '/selfservice/reset', { headers: ANONYMOUS });
+    const first = expectStatus('reset-start', initial, 200);
+    const requirements = first.requirements ?? {};
+    const required = requirements.required ?? [];
+    $('reset-find-description').textContent = requirements.description ?? '';
+    step(
+      'reset-start',
+      first.type === 'userQuery' && first.tag === 'initial' && required.includes('queryFilter'),
+      `${first.type} ${first.tag} "${requirements.description ?? ''}" required=${required.join(',')}`,
+    );
+    $('reset-find-button').disabled = false;
+    return;
+  }
+
+  step('reset-link', Boolean(code), `token code=${code ? `${code.length} characters` : 'missing'}`);
+  // Token and code are spent now: keep them out of the history.
+  window.history.replaceState(null, '', window.location.pathname);
+  const submitted = await call('POST', '/selfservice/reset?_action=submitRequirements', {
+    headers: ANONYMOUS,
+    body: { token, input: { code } },
+  });
+  const next = expectStatus('reset-code', submitted, 200);
+  const requirements = next.requirements ?? {};
+  const required = requirements.required ?? [];
+  reset.token = next.token;
+  $('reset-choose-description').textContent = requirements.description ?? '';
+  step(
+    'reset-code',
+    next.type === 'resetStage' && next.tag === 'initial' && required.includes('password') && Boolean(next.token),
+    `${next.type} ${next.tag} "${requirements.description ?? ''}" required=${required.join(',')}`,
+  );
+  $('reset-choose').hidden = false;
+}
+
+// Finds the account by user name; the server mails it a link (and answers the same for an
+// account that does not exist).
+async function requestReset() {
+  $('reset-find-button').disabled = true;
+  const userName = $('reset-userName').value;
+  const quoted = userName.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
+  const submitted = await call('POST', '/selfservice/reset?_action=submitRequirements', {
+    headers: ANONYMOUS,
+    body: { input: { queryFilter: `userName eq "${quoted}"` } },
+  });
+  const next = expectStatus('reset-find', submitted, 200);
+  const required = next.requirements?.required ?? [];
+  $('reset-sent').textContent = 'If the account exists, we sent it an e-mail with a link to reset its password.';
+  step(
+    'reset-find',
+    next.type === 'emailValidation' && next.tag === 'validateCode' && required.includes('code'),
+    `${next.type} ${next.tag} required=${required.join(',')}`,
+  );
+}
+
+// Checks the new password against the policy at every keystroke, as IDM's UI does; only the
+// answer for the latest value is shown, and the reset can be submitted only once it passes.
+let policyChecks = 0;
+async function checkPassword() {
+  const check = ++policyChecks;
+  const password = $('new-password').value;
+  const feedback = $('password-policy');
+  feedback.dataset.state = 'checking';
+  $('reset-password-button').disabled = true;
+  const reply = await call('POST', '/policy/selfservice/reset?_action=validateObject', {
+    headers: ANONYMOUS,
+    body: { password },
+  });
+  if (check !== policyChecks) {
+    return;
+  }
+  const body = expectStatus('password-policy', reply, 200);
+  // `MIN_LENGTH(minLength=8)` for the password, `<property>: REQUIRED` for any other property.
+  const failed = (body.failedPolicyRequirements ?? []).flatMap((failure) =>
+    (failure.policyRequirements ?? []).map((requirement) => {
+      const params = Object.entries(requirement.params ?? {}).map(([key, value]) => `${key}=${value}`);
+      const text = `${requirement.policyRequirement}${params.length > 0 ? `(${params.join(',')})` : ''}`;
+      return failure.property === 'password' ? text : `${failure.property}: ${text}`;
+    }),
+  );
+  const passes = body.result === true;
+  feedback.textContent = passes ? 'The password meets the policy.' : `Not yet: ${failed.join(', ')}`;
+  feedback.dataset.result = String(passes);
+  feedback.dataset.checkedLength = String(password.length);
+  feedback.dataset.state = 'checked';
+  $('reset-password-button').disabled = !passes;
+}
+
+async function resetPassword() {
+  $('reset-password-button').disabled = true;
+  const submitted = await call('POST', '/selfservice/reset?_action=submitRequirements', {
+    headers: ANONYMOUS,
+    body: { token: reset.token, input: { password: $('new-password').value } },
+  });
+  const end = expectStatus('reset-submit', submitted, 200);
+  step(
+    'reset-submit',
+    end.type === 'resetStage' && end.tag === 'end' && end.status?.success === true,
+    `${end.type} ${end.tag} success=${end.status?.success}`,
+  );
+  reset.token = null;
+  $('new-password').value = '';
+  await navigate('/login');
+  $('login-message').textContent = 'Your password has been reset: sign in with the new one.';
 }
 
 $('register').addEventListener('click', () => guarded(register));
 $('complete-profile').addEventListener('click', () => guarded(completeProfile));
 $('edit-profile').addEventListener('click', () => guarded(editProfile));
+$('logout-button').addEventListener('click', () => guarded(signOut));
+$('login-button').addEventListener('click', () => guarded(signIn));
+$('forgot-password').addEventListener('click', (event) => {
+  event.preventDefault();
+  guarded(() => navigate('/passwordreset'));
+});
+$('reset-find-button').addEventListener('click', () => guarded(requestReset));
+$('new-password').addEventListener('input', () => guarded(checkPassword));
+$('reset-password-button').addEventListener('click', () => guarded(resetPassword));
+window.addEventListener('popstate', () => guarded(render));
+// A reset link opened in a tab that already shows /passwordreset only changes the fragment.
+window.addEventListener('hashchange', () => guarded(render));
 guarded(start);
