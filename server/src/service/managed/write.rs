@@ -1,7 +1,8 @@
 //! The conditional-write loop every replacing write shares (update, patch, delete): read the
 //! current object, check `If-Match`, let the operation compute and store its change, and when an
 //! unconditional write loses a race with another writer, start again from the new current
-//! object. A stale `If-Match` is 412 and loses nothing.
+//! object. A stale `If-Match` is 412 and loses nothing. Unconditional writers of one object
+//! take turns on this node (`AppState::write_turns`), so they rarely race at all.
 
 use ferridm_core::{Error, Result, Revision};
 use ferridm_store::{StoreError, StoredObject};
@@ -38,6 +39,10 @@ impl ManagedObjects<'_> {
         mut attempt: impl FnMut(&StoredObject) -> Result<Attempt>,
     ) -> Result<Written> {
         let conditional = if_match.filter(|rev| *rev != "*");
+        // Unconditional writers of one object take turns on this node rather than race.
+        let _turn = conditional
+            .is_none()
+            .then(|| self.ctx.state.write_turns.take(&self.resource_path(Some(id))));
         for _ in 0..WRITE_RETRIES {
             let current = self.load(id)?;
             if let Some(expected) = conditional
