@@ -271,7 +271,13 @@ fn forty_writers_incrementing_one_field_all_succeed() {
             last.expect("ten patches")
         });
         for (i, reply) in replies.iter().enumerate() {
-            assert_eq!(reply.status, 200, "writer {i} on {:?}: {}", server.backend(), reply.text);
+            assert_eq!(
+                reply.status,
+                200,
+                "writer {i} on {:?}: {}",
+                server.backend(),
+                reply.text
+            );
         }
         let read = server.admin().get(&path).send();
         assert_eq!(read.body["logins"], json!(400), "no increment was lost");
