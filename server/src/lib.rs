@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod gate;
 pub mod generation;
 pub mod http;
 pub mod policy;

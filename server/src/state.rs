@@ -8,6 +8,7 @@ use ferridm_store::Store;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigPaths};
+use crate::gate::{Gate, per_core_or};
 use crate::generation::Generation;
 use crate::secrets::{CredentialCache, HashingGate, Secrets};
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub credentials: CredentialCache,
     /// The bound on concurrent password hashing.
     pub hashing: HashingGate,
+    /// The bound on concurrent client queries.
+    pub queries: Gate,
     /// Turns for unconditional writes to one object.
     pub write_turns: WriteTurns,
     /// The time everything that expires goes by.
@@ -43,13 +46,15 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let credentials = CredentialCache::new(secrets.cache_key.clone(), generation.settings.credential_cache);
-        let hashing = HashingGate::new(generation.settings.password_hashing.concurrency());
+        let hashing = HashingGate::new(per_core_or(generation.settings.password_hashing.max_concurrent));
+        let queries = Gate::new(per_core_or(generation.settings.queries.max_concurrent));
         Self {
             paths,
             store,
             secrets,
             credentials,
             hashing,
+            queries,
             write_turns: WriteTurns::default(),
             clock,
             generation: ArcSwap::from_pointee(generation),
@@ -68,7 +73,9 @@ impl AppState {
     pub fn install(&self, generation: Generation) {
         self.credentials.configure(generation.settings.credential_cache);
         self.hashing
-            .configure(generation.settings.password_hashing.concurrency());
+            .configure(per_core_or(generation.settings.password_hashing.max_concurrent));
+        self.queries
+            .configure(per_core_or(generation.settings.queries.max_concurrent));
         self.generation.store(Arc::new(generation));
         self.set_errors(Vec::new());
     }

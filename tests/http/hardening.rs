@@ -173,3 +173,57 @@ fn the_admin_is_locked_out_except_from_exempt_addresses() {
         );
     });
 }
+
+/// Point 9: client queries take turns (`queries.maxConcurrent`), so that however many
+/// expensive queries arrive, cheap requests do not wait behind them: while every query turn is
+/// taken, a query waits at most `queueTimeoutMillis` and answers 503, and reads by id, writes
+/// and ping are served at once. Queries that scripts run inside a request need no turn.
+#[test]
+fn queries_take_turns_and_cheap_requests_never_wait_for_them() {
+    on_each_backend(|builder| {
+        let server = builder
+            .conf_file(
+                "ferridm.json",
+                r#"{"passwordHashing": {"memoryKib": 256, "iterations": 1, "parallelism": 1}, "queries": {"maxConcurrent": 1, "queueTimeoutMillis": 100}}"#,
+            )
+            .start();
+        let name = unique("turns");
+        let id = server.create_user(&name, None)["_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let state = server.state();
+        let turn = state.queries.acquire(Duration::ZERO).expect("the only query turn");
+
+        let query = server.admin().get("/openidm/managed/user?_queryFilter=true").send();
+        assert_eq!(query.status, 503, "{}", query.text);
+        assert_eq!(
+            query.body["message"],
+            json!("Too many queries at once; try again later")
+        );
+        assert_eq!(
+            server.admin().get(&format!("/openidm/managed/user/{id}")).send().status,
+            200
+        );
+        assert_eq!(server.admin().get("/openidm/info/ping").send().status, 200);
+        // A create runs the uniqueness policy's internal query without a turn of its own.
+        let created = server
+            .admin()
+            .post(
+                "/openidm/managed/user?_action=create",
+                &json!({"userName": format!("{name}-2"), "givenName": "A", "sn": "B", "mail": "b@example.com"}),
+            )
+            .send();
+        assert_eq!(created.status, 201, "{}", created.text);
+
+        drop(turn);
+        let query = server
+            .admin()
+            .get(&format!(
+                "/openidm/managed/user?_queryFilter=userName sw \"{name}\"&_fields=_id"
+            ))
+            .send();
+        assert_eq!(query.status, 200, "{}", query.text);
+        assert_eq!(query.body["resultCount"], json!(2));
+    });
+}

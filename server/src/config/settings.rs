@@ -52,16 +52,6 @@ pub struct PasswordHashSettings {
     pub queue_timeout_millis: u64,
 }
 
-impl PasswordHashSettings {
-    /// The bound on concurrent hashing, with 0 meaning one per core.
-    pub fn concurrency(&self) -> usize {
-        match self.max_concurrent {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-            limit => limit as usize,
-        }
-    }
-}
-
 impl Default for PasswordHashSettings {
     fn default() -> Self {
         // OWASP's recommended minimum for argon2id.
@@ -129,6 +119,26 @@ impl Default for CredentialCacheSettings {
     }
 }
 
+/// Client queries of managed objects: how many run at once, so that cheap requests stay fast
+/// however many expensive queries arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuerySettings {
+    /// Queries run at once (0: one per core); the others queue.
+    pub max_concurrent: u32,
+    /// How long a query waits for its turn before the request is a 503.
+    pub queue_timeout_millis: u64,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 0,
+            queue_timeout_millis: 10_000,
+        }
+    }
+}
+
 /// The whole of `ferridm.json`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -144,6 +154,8 @@ pub struct Settings {
     pub script_limits: ScriptLimitSettings,
     /// Password hashing cost.
     pub password_hashing: PasswordHashSettings,
+    /// Client queries.
+    pub queries: QuerySettings,
     /// Conf and script watching.
     pub watch: WatchSettings,
     /// Verified-credential cache.
@@ -163,6 +175,7 @@ impl Default for Settings {
             max_unpaged_query_results: 20_000,
             script_limits: ScriptLimitSettings::default(),
             password_hashing: PasswordHashSettings::default(),
+            queries: QuerySettings::default(),
             watch: WatchSettings::default(),
             credential_cache: CredentialCacheSettings::default(),
             policy_enforcement: true,

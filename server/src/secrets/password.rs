@@ -2,14 +2,15 @@
 //! bounds how many run at once (each argon2id run takes `memoryKib` of memory and a core, so
 //! a burst of guesses must queue rather than exhaust the machine).
 
-use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::config::settings::PasswordHashSettings;
+use crate::gate::{Gate, Turn};
 
 /// Hashes and verifies passwords.
 #[derive(Debug, Clone)]
@@ -52,72 +53,31 @@ impl PasswordHasher {
     }
 }
 
-/// Bounds concurrent password hashing: at most `limit` runs hold a permit; others wait for one
-/// up to a timeout. Also keeps a decoy hash so that checking a password for an unknown account
-/// costs what checking a real one does.
+/// Bounds concurrent password hashing (a [`Gate`]), and keeps a decoy hash so that checking a
+/// password for an unknown account costs what checking a real one does.
 #[derive(Debug)]
 pub struct HashingGate {
-    permits: Mutex<Permits>,
-    freed: Condvar,
+    gate: Gate,
     decoy: Mutex<Option<(PasswordHashSettings, String)>>,
-}
-
-#[derive(Debug)]
-struct Permits {
-    limit: usize,
-    busy: usize,
-}
-
-/// A turn at hashing; the next waiter goes when it is dropped.
-#[derive(Debug)]
-pub struct HashingPermit<'a> {
-    gate: &'a HashingGate,
-}
-
-impl Drop for HashingPermit<'_> {
-    fn drop(&mut self) {
-        let mut permits = self.gate.permits.lock().unwrap_or_else(PoisonError::into_inner);
-        permits.busy = permits.busy.saturating_sub(1);
-        self.gate.freed.notify_one();
-    }
 }
 
 impl HashingGate {
     /// A gate letting `limit` runs through at once.
     pub fn new(limit: usize) -> Self {
         Self {
-            permits: Mutex::new(Permits {
-                limit: limit.max(1),
-                busy: 0,
-            }),
-            freed: Condvar::new(),
+            gate: Gate::new(limit),
             decoy: Mutex::new(None),
         }
     }
 
     /// Applies a new bound (after a reload).
     pub fn configure(&self, limit: usize) {
-        self.permits.lock().unwrap_or_else(PoisonError::into_inner).limit = limit.max(1);
-        self.freed.notify_all();
+        self.gate.configure(limit);
     }
 
     /// Waits up to `wait` for a turn; `None` when none came.
-    pub fn acquire(&self, wait: Duration) -> Option<HashingPermit<'_>> {
-        let deadline = Instant::now() + wait;
-        let mut permits = self.permits.lock().unwrap_or_else(PoisonError::into_inner);
-        while permits.busy >= permits.limit {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            permits = self
-                .freed
-                .wait_timeout(permits, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        permits.busy += 1;
-        Some(HashingPermit { gate: self })
+    pub fn acquire(&self, wait: Duration) -> Option<Turn<'_>> {
+        self.gate.acquire(wait)
     }
 
     /// A hash of a random password made with `settings`, made once per cost.
@@ -153,24 +113,6 @@ mod tests {
         assert!(!hasher.verify("passw0rd", &phc));
         assert!(!hasher.verify("Passw0rd", "not a hash"));
         assert_ne!(phc, hasher.hash("Passw0rd").unwrap());
-    }
-
-    #[test]
-    fn the_gate_lets_limit_runs_through_and_times_out_the_rest() {
-        let gate = HashingGate::new(2);
-        let first = gate.acquire(Duration::ZERO).unwrap();
-        let _second = gate.acquire(Duration::ZERO).unwrap();
-        assert!(
-            gate.acquire(Duration::from_millis(1)).is_none(),
-            "a third waits, then gives up"
-        );
-        drop(first);
-        assert!(gate.acquire(Duration::ZERO).is_some(), "a freed turn is taken at once");
-        gate.configure(3);
-        assert!(
-            gate.acquire(Duration::ZERO).is_some(),
-            "a raised bound lets one more in"
-        );
     }
 
     #[test]

@@ -63,6 +63,20 @@ pub fn collection(ctx: &RequestContext, request: &Request, operation: &Operation
         }
         Operation::Query => {
             let query = query::from_params(&request.params)?;
+            // Client queries take turns, so that a flood of expensive ones leaves the pool and
+            // the cores to everything else (scripts' queries run inside requests that already
+            // have theirs).
+            let settings = ctx.generation.settings.queries;
+            let _turn = if ctx.is_client() {
+                Some(
+                    ctx.state
+                        .queries
+                        .acquire(std::time::Duration::from_millis(settings.queue_timeout_millis))
+                        .ok_or_else(|| Error::Unavailable("Too many queries at once; try again later".into()))?,
+                )
+            } else {
+                None
+            };
             let response = ManagedObjects::new(ctx, type_name)?.query(&query, &fields)?;
             Ok(Reply::ok(response.to_json()))
         }
