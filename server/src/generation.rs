@@ -86,7 +86,7 @@ fn parsed<T>(
             if let Some(path) = required {
                 errors.push(ConfigError::new(
                     path,
-                    format!("missing: {} is required", path.display()),
+                    format!("missing: {} is required", crate::config::file_name_in_project(path)),
                 ));
             }
             None

@@ -524,3 +524,264 @@ fn a_stalled_body_times_out_with_a_408() {
         "nothing was written"
     );
 }
+
+/// One response read off a raw connection: status, lower-cased headers and body.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Sends `request` as is over a new connection and reads until the server closes it (failing
+/// after 30 s); returns every response in order (bodies framed by `Content-Length`).
+fn raw_exchange(server: &TestServer, request: &[u8]) -> Vec<RawResponse> {
+    use std::io::{Read as _, Write as _};
+    let address = server.base().trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // The server may answer and close before reading everything: a failed write is fine.
+    let _ = stream.write_all(request);
+    let mut received = Vec::new();
+    let mut chunk = [0; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => received.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset && !received.is_empty() => break,
+            Err(error) => panic!("the connection was not closed cleanly: {error}; got {received:?}"),
+        }
+    }
+    let mut responses = Vec::new();
+    let mut rest = received.as_slice();
+    while !rest.is_empty() {
+        let text = String::from_utf8_lossy(rest).into_owned();
+        let (head, _) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no complete response head in {text:?}"));
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(name, _)| name == "content-length")
+            .map_or(0, |(_, value)| value.parse().unwrap());
+        let start = head.len() + 4;
+        let body = String::from_utf8_lossy(&rest[start..start + length]).into_owned();
+        responses.push(RawResponse { status, headers, body });
+        rest = &rest[start + length..];
+    }
+    responses
+}
+
+/// The only response on a connection.
+fn only_response(mut responses: Vec<RawResponse>) -> RawResponse {
+    assert_eq!(responses.len(), 1, "one response expected");
+    responses.remove(0)
+}
+
+const BARE_LF: &str = "The request is malformed: the request line and header lines must end with CRLF";
+
+/// Issue 22, point 5: a request line or header line ending in a bare LF is refused with IDM's
+/// 400 body and the connection is closed; requests before it on the connection are answered.
+#[test]
+fn a_bare_line_feed_in_the_request_head_is_400_and_closes_the_connection() {
+    let server = TestServer::start();
+    let expected = json!({"code": 400, "reason": "Bad Request", "message": BARE_LF});
+    for request in [
+        "GET /openidm/info/ping HTTP/1.1\nHost: x\n\n",
+        "GET /openidm/info/ping HTTP/1.1\nHost: x\r\n\r\n",
+        "GET /openidm/info/ping HTTP/1.1\r\nHost: x\n\r\n",
+        "GET /openidm/info/ping HTTP/1.1\r\nHost: x\r\n\n",
+        "GET /openidm/info/ping HTTP/1.0\n\n",
+    ] {
+        let response = only_response(raw_exchange(&server, request.as_bytes()));
+        assert_eq!(response.status, 400, "{request:?}: {}", response.body);
+        assert_eq!(response.json(), expected, "{request:?}");
+        assert_eq!(response.header("content-type"), Some("application/json;charset=UTF-8"));
+        assert_eq!(response.header("connection"), Some("close"), "{request:?}");
+    }
+
+    // A good request before it is answered first, then the refusal, then the connection ends.
+    let responses = raw_exchange(
+        &server,
+        b"GET /openidm/info/ping HTTP/1.1\r\nHost: x\r\n\r\nGET /openidm/info/ping HTTP/1.1\nHost: x\n\n",
+    );
+    let statuses: Vec<u16> = responses.iter().map(|response| response.status).collect();
+    assert_eq!(statuses, [200, 400]);
+    assert_eq!(responses[0].json()["state"], "ACTIVE_READY");
+    assert_eq!(responses[1].json(), expected);
+    assert_alive(&server);
+}
+
+/// CRLF heads keep working over a raw connection, and bodies may hold bare LFs: only the head
+/// is judged.
+#[test]
+fn crlf_heads_work_and_bodies_may_contain_bare_line_feeds() {
+    let server = TestServer::start();
+    let response = only_response(raw_exchange(
+        &server,
+        b"GET /openidm/info/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json()["state"], "ACTIVE_READY");
+
+    let name = unique("lf-body");
+    let body = format!(
+        "{{\n\"userName\": \"{name}\",\n\"givenName\": \"Test\",\n\"sn\": \"User\",\n\"mail\": \"{name}@example.com\"\n}}\n"
+    );
+    let request = format!(
+        "POST /openidm/managed/user?_action=create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         X-OpenIDM-Username: openidm-admin\r\nX-OpenIDM-Password: openidm-admin\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let response = only_response(raw_exchange(&server, request.as_bytes()));
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert_eq!(response.json()["userName"], name.as_str());
+}
+
+/// Issue 22, point 15a: over-long request lines and heads are refused with IDM's error body
+/// (414 for the request line, 431 for the headers) instead of an empty one.
+#[test]
+fn over_long_request_lines_and_headers_get_an_idm_error_body() {
+    let server = TestServer::start();
+    let long_target = format!("/openidm/info/ping?x={}", "a".repeat(70_000));
+    let long_header = format!("X-Long: {}", "b".repeat(100_000));
+    let many_headers: String = (0..100).map(|index| format!("X-H{index}: v\r\n")).collect();
+    for (request, status, reason) in [
+        (
+            format!("GET {long_target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            414,
+            "Request-URI Too Large",
+        ),
+        (
+            format!("GET /openidm/info/ping HTTP/1.1\r\nHost: x\r\n{long_header}\r\n\r\n"),
+            431,
+            "Request Header Fields Too Large",
+        ),
+        (
+            format!("GET /openidm/info/ping HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"),
+            431,
+            "Request Header Fields Too Large",
+        ),
+        // Still refused when the line never ends.
+        (
+            format!("GET /openidm/info/ping HTTP/1.1\r\nHost: x\r\n{long_header}"),
+            431,
+            "Request Header Fields Too Large",
+        ),
+    ] {
+        let response = only_response(raw_exchange(&server, request.as_bytes()));
+        let what = &request[..60];
+        assert_eq!(response.status, status, "{what}: {}", response.body);
+        let body = response.json();
+        assert_eq!(body["code"], status, "{what}");
+        assert_eq!(body["reason"], reason, "{what}");
+        assert!(
+            body["message"].as_str().is_some_and(|message| !message.is_empty()),
+            "{what}: {body}"
+        );
+        assert_eq!(response.header("connection"), Some("close"), "{what}");
+    }
+    // Long but within the limits: served.
+    let fine = format!(
+        "GET /openidm/info/ping?x={} HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20_000),
+        "b".repeat(60_000)
+    );
+    assert_eq!(only_response(raw_exchange(&server, fine.as_bytes())).status, 200);
+    assert_alive(&server);
+}
+
+/// Issue 22, point 15b: a userName too long for the uniqueness check to look up (the check's
+/// query holds at most 16384 bytes) is refused as the property it is — a policy failure,
+/// MAX_LENGTH on `userName` — not as an over-long `_queryFilter`, on create, update and patch;
+/// names up to the limit are still checked for uniqueness.
+#[test]
+fn an_over_long_user_name_is_a_policy_failure_not_a_query_error() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let too_long = json!({"result": false, "failedPolicyRequirements": [
+            {"policyRequirements": [{"policyRequirement": "MAX_LENGTH", "params": {"maxLength": 2048}}],
+             "property": "userName"}
+        ]});
+        let huge = "a".repeat(1_000_000);
+
+        let created = server
+            .admin()
+            .post("/openidm/managed/user?_action=create", &user_body(&huge))
+            .send();
+        assert_eq!(created.assert_error(403), "Policy validation failed");
+        assert_eq!(created.body["detail"], too_long);
+        let put = server
+            .admin()
+            .put(&user_path("huge"), &user_body(&huge))
+            .header("If-None-Match", "*")
+            .send();
+        assert_eq!(put.assert_error(403), "Policy validation failed");
+        assert_eq!(put.body["detail"], too_long);
+        assert_nothing_stored(&server);
+
+        // Up to the limit a name is looked up: a second account cannot take it.
+        let longest = format!("{}{}", unique("b"), "b".repeat(2048 - 10));
+        assert_eq!(longest.chars().count(), 2048);
+        let first = server
+            .admin()
+            .post("/openidm/managed/user?_action=create", &user_body(&longest))
+            .send();
+        assert_eq!(first.status, 201, "{}", first.text);
+        let second = server
+            .admin()
+            .post(
+                "/openidm/managed/user?_action=create",
+                &user_body(&longest.to_uppercase()),
+            )
+            .send();
+        assert_eq!(second.assert_error(403), "Policy validation failed");
+        assert_eq!(
+            second.body["detail"]["failedPolicyRequirements"],
+            json!([{"policyRequirements": [{"policyRequirement": "VALID_USERNAME"}], "property": "userName"}])
+        );
+
+        // Growing a name past the limit by update or patch is refused the same way.
+        let id = first.body["_id"].as_str().unwrap().to_owned();
+        let longer = format!("{longest}b");
+        let patched = server
+            .admin()
+            .patch(
+                &user_path(&id),
+                &json!([{"operation": "replace", "field": "/userName", "value": longer}]),
+            )
+            .send();
+        assert_eq!(patched.assert_error(403), "Failed policy validation");
+        assert_eq!(patched.body["detail"], too_long);
+        let updated = server.admin().put(&user_path(&id), &user_body(&huge)).send();
+        assert_eq!(updated.assert_error(403), "Policy validation failed");
+        assert_eq!(updated.body["detail"], too_long);
+        let read = server.admin().get(&user_path(&id)).send();
+        assert_eq!(read.body["userName"], longest.as_str(), "nothing changed");
+    });
+}

@@ -460,3 +460,84 @@ fn basic_authorization_with_the_admin_credentials_works() {
         .send();
     assert_eq!(bad.assert_error(401), "Access Denied");
 }
+
+/// Issue 22, point 4: every spelling of an array index follows one rule. Only canonical
+/// decimal indexes (and `-` where the operation writes) address an element; `01`, `+1`, `-1`,
+/// `1.0`, ` 1`, `1e0` and names are refused with one message naming the segment, by every
+/// operation, and the stored object is left alone.
+#[test]
+fn patch_array_indexes_follow_one_rule() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let name = unique("indexes");
+        let created = server
+            .admin()
+            .post(
+                "/openidm/managed/user?_action=create",
+                &user_with(&name, &json!({"tags": ["only"], "nickname": "nick"})),
+            )
+            .send();
+        assert_eq!(created.status, 201, "{}", created.text);
+        let path = format!("/openidm/managed/user/{}", created.body["_id"].as_str().unwrap());
+        let stored = server.admin().get(&path).send().body;
+        let refused = |operation: Value| -> String {
+            let reply = server.admin().patch(&path, &json!([operation])).send();
+            let message = reply.assert_error(400);
+            assert_eq!(
+                server.admin().get(&path).send().body,
+                stored,
+                "{operation} changed the user"
+            );
+            message
+        };
+
+        for segment in ["01", "00", "+1", "+0", "-1", "1.0", " 1", "1e0", "x"] {
+            let field = format!("/tags/{segment}");
+            let expected = format!("/tags: List index is not valid: {segment}");
+            for operation in [
+                json!({"operation": "add", "field": field, "value": "z"}),
+                json!({"operation": "replace", "field": field, "value": "z"}),
+                json!({"operation": "remove", "field": field}),
+                json!({"operation": "increment", "field": field, "value": 1}),
+                json!({"operation": "copy", "from": field, "field": "/copied"}),
+                json!({"operation": "move", "from": field, "field": "/moved"}),
+                json!({"operation": "copy", "from": "/nickname", "field": field}),
+                json!({"operation": "move", "from": "/nickname", "field": field}),
+            ] {
+                assert_eq!(refused(operation.clone()), expected, "{operation}");
+            }
+        }
+
+        // `-` is the end only where something is written.
+        for operation in [
+            json!({"operation": "remove", "field": "/tags/-"}),
+            json!({"operation": "increment", "field": "/tags/-", "value": 1}),
+            json!({"operation": "copy", "from": "/tags/-", "field": "/copied"}),
+        ] {
+            assert_eq!(
+                refused(operation.clone()),
+                "/tags: List index is not valid: -",
+                "{operation}"
+            );
+        }
+        // The position rule and IDM's out-of-range wording stay as they were.
+        assert_eq!(
+            refused(json!({"operation": "add", "field": "/tags/1", "value": "z"})),
+            "Position-based operation is not allowed: /tags/1"
+        );
+        assert_eq!(
+            refused(json!({"operation": "add", "field": "/tags/12", "value": "z"})),
+            "/tags: List index out of range: 12"
+        );
+
+        let appended = server
+            .admin()
+            .patch(
+                &path,
+                &json!([{"operation": "add", "field": "/tags/-", "value": "two"}]),
+            )
+            .send();
+        assert_eq!(appended.status, 200, "{}", appended.text);
+        assert_eq!(appended.body["tags"], json!(["only", "two"]));
+    });
+}

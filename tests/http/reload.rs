@@ -1101,3 +1101,102 @@ fn a_trigger_throwing_an_error_object_fails_with_exactly_that_error() {
     assert_eq!(refused.status, 409);
     assert_eq!(count(&server, "true"), 0);
 }
+
+/// Issue 22, point 15c: every configuration problem names its file one way — relative to the
+/// project directory, as conf files name scripts — whether it is a conf file, a script or an
+/// inline script in a conf file, in `config/status` and in a refused `PUT /openidm/config`.
+/// No absolute path is reported.
+#[test]
+fn config_errors_name_files_relative_to_the_project_directory() {
+    let server = TestServer::builder().edit(install_no_digits).start();
+    let project = server.project().display().to_string();
+    let managed_path = server.conf().join("managed.json");
+    let original = std::fs::read_to_string(&managed_path).unwrap();
+    // Every error of a refused reload, as (file, message); the first one is about the change.
+    let errors_of = |status: &Value| -> Vec<(String, String)> {
+        assert!(!status.to_string().contains(&project), "an absolute path: {status}");
+        let errors = status["errors"].as_array().expect("errors");
+        assert!(!errors.is_empty(), "{status}");
+        errors
+            .iter()
+            .map(|error| {
+                (
+                    error["file"].as_str().expect("file").to_owned(),
+                    error["message"].as_str().expect("message").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let fix = |server: &TestServer| {
+        let before = generation(server);
+        save(&managed_path, &original);
+        save(&server.project().join("scripts/policies/noDigits.rhai"), NO_DIGITS);
+        wait_for_generation_after(server, before);
+    };
+
+    // A conf file that is not JSON.
+    save(
+        &managed_path,
+        "{\n    \"objects\": [\n        {\"name\": \"user\",}\n    ]\n}\n",
+    );
+    let errors = errors_of(&wait_for_errors(&server));
+    assert!(errors[0].1.starts_with("conf/managed.json:3:"), "{errors:?}");
+    for (file, message) in &errors {
+        assert_eq!(file, "conf/managed.json");
+        assert!(message.starts_with("conf/managed.json:"), "{message}");
+    }
+    fix(&server);
+
+    // A conf file that is JSON but wrong.
+    attach_policy(server.project(), "givenName", "no-such-policy");
+    // (Reported for the schema, and for the registration resource that derives from it.)
+    let errors = errors_of(&wait_for_errors(&server));
+    assert_eq!(errors[0].0, "conf/managed.json", "{errors:?}");
+    for (file, message) in &errors {
+        assert!(
+            ["conf/managed.json", "conf/policy.json"].contains(&file.as_str()),
+            "{file}"
+        );
+        assert!(message.starts_with(&format!("{file}: ")), "{message}");
+    }
+    fix(&server);
+
+    // A script file.
+    save(
+        &server.project().join("scripts/policies/noDigits.rhai"),
+        "addPolicy(#{ policyId: \"no-digits\", policyExec: \"noDigits\" });\nfn noDigits(a, b, c, d) { let x = ; [] }\n",
+    );
+    let errors = errors_of(&wait_for_errors(&server));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (file, message) = &errors[0];
+    assert_eq!(file, "scripts/policies/noDigits.rhai");
+    assert!(message.starts_with("scripts/policies/noDigits.rhai:2:"), "{message}");
+    fix(&server);
+
+    // An inline script in a conf file.
+    set_trigger(server.project(), "onCreate", &inline("let x = ;"));
+    let errors = errors_of(&wait_for_errors(&server));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (file, message) = &errors[0];
+    assert!(file.starts_with("conf/managed.json ("), "{file}");
+    assert!(message.starts_with(file.as_str()), "{message}");
+    fix(&server);
+
+    // A refused change through the config endpoint.
+    let mut managed = read_json(&managed_path);
+    user_type(&mut managed)["onCreate"] = json!({"type": "text/rhai", "source": "let x = ;"});
+    managed["objects"][0]["schema"]["properties"]["sn"]["policies"] = json!([{"policyId": "no-such-policy"}]);
+    let reply = server.admin().put("/openidm/config/managed", &managed).send();
+    reply.assert_error(400);
+    assert!(!reply.text.contains(&project), "an absolute path: {}", reply.text);
+    let errors = reply.body["detail"]["errors"].as_array().expect("errors");
+    assert!(!errors.is_empty(), "{}", reply.text);
+    for error in errors {
+        let file = error["file"].as_str().expect("file");
+        assert!(
+            file == "conf/managed.json" || file.starts_with("conf/managed.json ("),
+            "{error}"
+        );
+    }
+    assert_eq!(status(&server)["errors"], json!([]));
+}

@@ -18,8 +18,20 @@
 //! is refused ("Position-based operation is not allowed"): IDM does not support positional
 //! array patches. Multi-digit indexes are not caught by that rule (nor are they in IDM).
 //!
+//! Every segment that meets an array — in `field` and `from`, in every operation, at any depth —
+//! follows one rule: it is an index in canonical decimal form (`0`, or a non-zero digit followed
+//! by digits, fitting in `usize`), or `-` (the position after the last element) where the
+//! operation writes there (`add`, `replace`, and the destination of `copy` and `move`). Any
+//! other spelling (`01`, `+1`, `-1`, `1.0`, ` 1`, `1e0`, `x`, `-` where nothing can be read) is
+//! refused with `"<array>: List index is not valid: <segment>"`; a canonical index past the end
+//! keeps IDM's `"<array>: List index out of range: <n>"`. IDM reads every segment with Java's
+//! `Integer.parseInt`, so `01` and `+1` address element 1 there (slipping past the
+//! position-based rule), and a name is index -1 (`"List index out of range: -1"` for `add`,
+//! silently nothing for `remove`, facts 127 and 146); those are the deviations this rule makes.
+//!
 //! Deliberate differences from IDM, all of which return a 400 [`PatchError`]:
 //!
+//! * a segment that is not a valid array index where it meets an array is refused (above);
 //! * structural failures of the JSON model (`"/key: Expecting a Map or List"`, …) are 500s in
 //!   IDM; they are 400s here with the same text;
 //! * `copy` / `move` onto an existing object key overwrite it (IDM throws "Map key … already
@@ -323,7 +335,7 @@ fn apply_operation(
 
     match (op, from) {
         (PatchOp::Add | PatchOp::Replace, _) => set(target, field, value()?.clone()),
-        (PatchOp::Remove, _) => Ok(remove(target, field, operation.value.as_ref())),
+        (PatchOp::Remove, _) => remove(target, field, operation.value.as_ref()),
         (PatchOp::Increment, _) => increment(target, field, value()?),
         (PatchOp::Transform, _) => transform(target, field, value()?, transformer),
         (PatchOp::Copy | PatchOp::Move, Some(from)) => copy_or_move(target, op == PatchOp::Move, from, field),
@@ -340,7 +352,7 @@ fn copy_or_move(
     from: &JsonPointer,
     field: &JsonPointer,
 ) -> Result<bool, PatchError> {
-    let Some(value) = present(target, from).cloned() else {
+    let Some(value) = present(target, from)?.cloned() else {
         return Ok(false);
     };
     if !is_move {
@@ -349,7 +361,7 @@ fn copy_or_move(
     if from == field {
         return Ok(false);
     }
-    remove_at(target, from);
+    remove_at(target, from)?;
     set(target, field, value)?;
     Ok(true)
 }
@@ -359,7 +371,7 @@ fn reject_position_based(target: &Value, pointer: &JsonPointer) -> Result<(), Pa
     let single_digit = pointer
         .leaf()
         .is_some_and(|leaf| matches!(leaf.as_bytes(), [byte] if byte.is_ascii_digit()));
-    if single_digit && pointer.parent().get(target).is_some_and(Value::is_array) {
+    if single_digit && lookup(target, pointer.parent().segments())?.is_some_and(Value::is_array) {
         return Err(PatchError::new(format!(
             "Position-based operation is not allowed: {pointer}"
         )));
@@ -368,8 +380,8 @@ fn reject_position_based(target: &Value, pointer: &JsonPointer) -> Result<(), Pa
 }
 
 /// The value at `pointer` unless it is absent or `null`.
-fn present<'a>(target: &'a Value, pointer: &JsonPointer) -> Option<&'a Value> {
-    pointer.get(target).filter(|value| !value.is_null())
+fn present<'a>(target: &'a Value, pointer: &JsonPointer) -> Result<Option<&'a Value>, PatchError> {
+    Ok(lookup(target, pointer.segments())?.filter(|value| !value.is_null()))
 }
 
 /// True for a segment made only of ASCII digits (IDM's "index token").
@@ -377,18 +389,89 @@ fn is_index_token(segment: &str) -> bool {
     !segment.is_empty() && segment.bytes().all(|byte| byte.is_ascii_digit())
 }
 
-/// A segment as a list index the way IDM reads it: a non-negative 32-bit integer, else -1.
-fn list_index(segment: &str) -> i64 {
-    segment
-        .parse::<i32>()
-        .ok()
-        .filter(|index| *index >= 0)
-        .map_or(-1, i64::from)
+/// Where a pointer segment lands in an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArrayIndex {
+    /// The element at this position (which may be past the end).
+    At(usize),
+    /// `-`: the position after the last element.
+    End,
 }
 
-/// The array index a segment addresses when reading, if any.
-fn read_index(segment: &str) -> Option<usize> {
-    usize::try_from(list_index(segment)).ok()
+/// The one rule for a segment met on an array: an index is written in canonical decimal form
+/// (`0`, or a non-zero digit followed by digits) and fits in `usize`; `-` is the position after
+/// the last element. Every other spelling (`01`, `+1`, `-1`, `1.0`, ` 1`, `1e0`, `x`, …) is
+/// `None`: it addresses no element.
+fn array_index(segment: &str) -> Option<ArrayIndex> {
+    match segment.as_bytes() {
+        b"-" => Some(ArrayIndex::End),
+        b"0" => Some(ArrayIndex::At(0)),
+        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) => segment.parse().ok().map(ArrayIndex::At),
+        _ => None,
+    }
+}
+
+/// The refusal of a segment that is not a valid index of the array at `location`.
+fn invalid_index(location: &[String], segment: &str) -> PatchError {
+    PatchError::structural(
+        &JsonPointer::from_segments(location),
+        format!("List index is not valid: {segment}"),
+    )
+}
+
+/// The index `segments[depth]` addresses in the array at `segments[..depth]`, where the
+/// operation allows `-` (the position after the last element) only when `end_allowed`.
+fn index_in_array(segments: &[String], depth: usize, end_allowed: bool) -> Result<ArrayIndex, PatchError> {
+    let segment = &segments[depth];
+    match array_index(segment) {
+        Some(ArrayIndex::End) if !end_allowed => Err(invalid_index(&segments[..depth], segment)),
+        Some(index) => Ok(index),
+        None => Err(invalid_index(&segments[..depth], segment)),
+    }
+}
+
+/// The position `segments[depth]` addresses in an array when reading: an existing element, so
+/// `-` (which holds nothing) is refused like any other invalid index.
+fn read_position(segments: &[String], depth: usize) -> Result<usize, PatchError> {
+    match index_in_array(segments, depth, false)? {
+        ArrayIndex::At(index) => Ok(index),
+        ArrayIndex::End => Err(invalid_index(&segments[..depth], &segments[depth])),
+    }
+}
+
+/// The value at `segments`, if present. Arrays are indexed by [`array_index`]'s rule; a segment
+/// that is not a valid index of an array it meets is refused rather than read as absent.
+fn lookup<'a>(target: &'a Value, segments: &[String]) -> Result<Option<&'a Value>, PatchError> {
+    let mut node = target;
+    for (depth, segment) in segments.iter().enumerate() {
+        let next = match node {
+            Value::Object(map) => map.get(segment.as_str()),
+            Value::Array(items) => items.get(read_position(segments, depth)?),
+            _ => None,
+        };
+        match next {
+            Some(next) => node = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(node))
+}
+
+/// [`lookup`], mutably.
+fn lookup_mut<'a>(target: &'a mut Value, segments: &[String]) -> Result<Option<&'a mut Value>, PatchError> {
+    let mut node = target;
+    for (depth, segment) in segments.iter().enumerate() {
+        let next = match node {
+            Value::Object(map) => map.get_mut(segment.as_str()),
+            Value::Array(items) => items.get_mut(read_position(segments, depth)?),
+            _ => None,
+        };
+        match next {
+            Some(next) => node = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(node))
 }
 
 /// The container created for a missing intermediate `segment` followed by `next`.
@@ -404,7 +487,8 @@ fn new_container(segment: &str, next: &str) -> Result<Value, PatchError> {
 }
 
 /// Sets `value` at `pointer`, creating missing intermediate containers; returns whether the
-/// document changed (false when the same value was already there).
+/// document changed (false when the same value was already there). A final `-` on an array
+/// appends, as does the index one past the last element.
 fn set(target: &mut Value, pointer: &JsonPointer, value: Value) -> Result<bool, PatchError> {
     let segments = pointer.segments();
     let Some((leaf, parents)) = segments.split_last() else {
@@ -427,16 +511,14 @@ fn set(target: &mut Value, pointer: &JsonPointer, value: Value) -> Result<bool, 
                 slot
             }
             Value::Array(items) => {
-                let existing = read_index(segment)
-                    .and_then(|index| items.get_mut(index))
-                    .filter(|item| !item.is_null());
-                match existing {
+                let index = read_position(segments, depth)?;
+                match items.get_mut(index).filter(|item| !item.is_null()) {
                     Some(item) => item,
                     None => {
                         new_container(segment, next)?;
                         return Err(PatchError::structural(
                             &location(depth),
-                            format!("List index out of range: {}", list_index(segment)),
+                            format!("List index out of range: {index}"),
                         ));
                     }
                 }
@@ -449,10 +531,6 @@ fn set(target: &mut Value, pointer: &JsonPointer, value: Value) -> Result<bool, 
     }
 
     match node {
-        Value::Array(items) if leaf == "-" => {
-            items.push(value);
-            Ok(true)
-        }
         Value::Object(map) => {
             if map.get(leaf.as_str()) == Some(&value) {
                 return Ok(false);
@@ -461,21 +539,20 @@ fn set(target: &mut Value, pointer: &JsonPointer, value: Value) -> Result<bool, 
             Ok(true)
         }
         Value::Array(items) => {
-            let index = list_index(leaf);
-            let slot = usize::try_from(index).ok().filter(|index| *index <= items.len());
-            match slot {
-                Some(index) if index == items.len() => {
-                    items.push(value);
+            let index = match index_in_array(segments, parents.len(), true)? {
+                ArrayIndex::End => items.len(),
+                ArrayIndex::At(index) => index,
+            };
+            if index == items.len() {
+                items.push(value);
+                return Ok(true);
+            }
+            match items.get_mut(index) {
+                Some(item) if *item == value => Ok(false),
+                Some(item) => {
+                    *item = value;
                     Ok(true)
                 }
-                Some(index) => match items.get_mut(index) {
-                    Some(item) if *item == value => Ok(false),
-                    Some(item) => {
-                        *item = value;
-                        Ok(true)
-                    }
-                    None => Ok(false),
-                },
                 None => Err(PatchError::structural(
                     &pointer.parent(),
                     format!("List index out of range: {index}"),
@@ -486,52 +563,42 @@ fn set(target: &mut Value, pointer: &JsonPointer, value: Value) -> Result<bool, 
     }
 }
 
-/// The value at `segments`, mutably, if present. Numeric segments index arrays.
-fn get_mut<'a>(target: &'a mut Value, segments: &[String]) -> Option<&'a mut Value> {
-    let mut node = target;
-    for segment in segments {
-        node = match node {
-            Value::Object(map) => map.get_mut(segment.as_str())?,
-            Value::Array(items) => items.get_mut(read_index(segment)?)?,
-            _ => return None,
-        };
-    }
-    Some(node)
-}
-
 /// Deletes whatever is at `pointer` (object members keep their order); returns whether
 /// something was deleted.
-fn remove_at(target: &mut Value, pointer: &JsonPointer) -> bool {
-    let Some((leaf, parents)) = pointer.segments().split_last() else {
-        return false;
+fn remove_at(target: &mut Value, pointer: &JsonPointer) -> Result<bool, PatchError> {
+    let segments = pointer.segments();
+    let Some((leaf, parents)) = segments.split_last() else {
+        return Ok(false);
     };
-    match get_mut(target, parents) {
-        Some(Value::Object(map)) => map.shift_remove(leaf.as_str()).is_some(),
-        Some(Value::Array(items)) => match read_index(leaf) {
-            Some(index) if index < items.len() => {
+    match lookup_mut(target, parents)? {
+        Some(Value::Object(map)) => Ok(map.shift_remove(leaf.as_str()).is_some()),
+        Some(Value::Array(items)) => {
+            let index = read_position(segments, parents.len())?;
+            if index < items.len() {
                 items.remove(index);
-                true
+                Ok(true)
+            } else {
+                Ok(false)
             }
-            _ => false,
-        },
-        _ => false,
+        }
+        _ => Ok(false),
     }
 }
 
 /// The `remove` operation: without a value deletes the field; with one removes every equal
 /// element of an array, or the field itself when it equals the value.
-fn remove(target: &mut Value, field: &JsonPointer, value: Option<&Value>) -> bool {
+fn remove(target: &mut Value, field: &JsonPointer, value: Option<&Value>) -> Result<bool, PatchError> {
     let Some(value) = value.filter(|value| !value.is_null()) else {
-        return present(target, field).is_some() && remove_at(target, field);
+        return Ok(present(target, field)?.is_some() && remove_at(target, field)?);
     };
-    match get_mut(target, field.segments()) {
+    match lookup_mut(target, field.segments())? {
         Some(Value::Array(items)) => {
             let before = items.len();
             items.retain(|item| item != value);
-            items.len() != before
+            Ok(items.len() != before)
         }
         Some(current) if current == value => remove_at(target, field),
-        _ => false,
+        _ => Ok(false),
     }
 }
 
@@ -542,7 +609,7 @@ fn increment(target: &mut Value, field: &JsonPointer, amount: &Value) -> Result<
             "Non-numeric value provided for increment operation",
         ));
     };
-    let Some(current) = get_mut(target, field.segments()) else {
+    let Some(current) = lookup_mut(target, field.segments())? else {
         return Err(PatchError::new(format!("The field '{field}' does not exist")));
     };
     let updated = match &*current {
@@ -591,7 +658,8 @@ fn integer(number: &Number) -> Option<i128> {
         .or_else(|| number.as_u64().map(i128::from))
 }
 
-/// The `transform` operation.
+/// The `transform` operation. The script sees the current value, so the field must be a
+/// readable position (`-` on an array is refused, as for `remove`).
 fn transform(
     target: &mut Value,
     field: &JsonPointer,
@@ -602,12 +670,12 @@ fn transform(
         .get("script")
         .filter(|script| !script.is_null())
         .ok_or_else(|| PatchError::new("Expecting a script member"))?;
-    let content = field.get(target).cloned().unwrap_or(Value::Null);
+    let content = lookup(target, field.segments())?.cloned().unwrap_or(Value::Null);
     let result = transformer
         .transform(script, content)
         .map_err(|error| PatchError::new(format!("Failed to eval script {error}")))?;
     if result.is_null() {
-        Ok(remove_at(target, field))
+        remove_at(target, field)
     } else {
         set(target, field, result)
     }
@@ -929,10 +997,12 @@ mod tests {
 
     #[test]
     fn fact_127_add_with_a_named_child_of_an_array_fails() {
+        // [DEV] wording: IDM reads the name as index -1 ("/key: List index out of range: -1");
+        // the one index rule names the segment instead.
         let patch = json!([{"operation": "add", "field": "/key/child", "value": "pineapple"}]);
         assert_eq!(
             patch_error(json!({"key": fruits()}), patch),
-            "/key: List index out of range: -1"
+            "/key: List index is not valid: child"
         );
     }
 
@@ -1182,9 +1252,14 @@ mod tests {
     }
 
     #[test]
-    fn fact_146_remove_by_a_name_inside_an_array_removes_nothing() {
+    fn fact_146_remove_by_a_name_inside_an_array_is_refused() {
+        // [DEV]: IDM removes nothing (the name reads as index -1); a name is not an index of
+        // an array in any operation here, so the patch is refused like `add` refuses it.
         let patch = json!([{"operation": "remove", "field": "/favorites/chocolate"}]);
-        assert_eq!(patched(flavours(), patch), (flavours(), false));
+        assert_eq!(
+            patch_error(flavours(), patch),
+            "/favorites: List index is not valid: chocolate"
+        );
     }
 
     #[test]
@@ -1795,6 +1870,186 @@ mod tests {
         assert_eq!(
             crate::Error::from(error),
             crate::Error::bad_request("The field '/key' does not exist")
+        );
+    }
+
+    // ---- one rule for array indexes ----------------------------------------------------
+
+    /// Every spelling of an index that is not canonical decimal (or `-`).
+    const NOT_INDEXES: [&str; 12] = ["01", "00", "+1", "+0", "-1", "1.0", " 1", "1 ", "x", "1e0", "0x1", "٣"];
+
+    #[test]
+    fn array_indexes_are_canonical_decimal_or_dash() {
+        assert_eq!(array_index("0"), Some(ArrayIndex::At(0)));
+        assert_eq!(array_index("7"), Some(ArrayIndex::At(7)));
+        assert_eq!(array_index("10"), Some(ArrayIndex::At(10)));
+        assert_eq!(array_index("-"), Some(ArrayIndex::End));
+        assert_eq!(array_index(&usize::MAX.to_string()), Some(ArrayIndex::At(usize::MAX)));
+        for segment in NOT_INDEXES {
+            assert_eq!(array_index(segment), None, "{segment:?}");
+        }
+        // Canonical, but too large for an index.
+        assert_eq!(array_index("99999999999999999999999"), None);
+        assert_eq!(array_index("１"), None, "only ASCII digits");
+    }
+
+    #[test]
+    fn non_canonical_indexes_are_refused_by_every_operation() {
+        let target = json!({"tags": ["a"], "copy": "v"});
+        for segment in NOT_INDEXES {
+            let field = format!("/tags/{segment}");
+            let expected = format!("/tags: List index is not valid: {segment}");
+            for operation in [
+                json!({"operation": "add", "field": field, "value": "z"}),
+                json!({"operation": "replace", "field": field, "value": "z"}),
+                json!({"operation": "remove", "field": field}),
+                json!({"operation": "remove", "field": field, "value": "a"}),
+                json!({"operation": "increment", "field": field, "value": 1}),
+                json!({"operation": "transform", "field": field, "value": {"script": "x"}}),
+                json!({"operation": "copy", "from": field, "field": "/other"}),
+                json!({"operation": "move", "from": field, "field": "/other"}),
+                json!({"operation": "copy", "from": "/copy", "field": field}),
+                json!({"operation": "move", "from": "/copy", "field": field}),
+            ] {
+                assert_eq!(patch_error(target.clone(), json!([operation])), expected, "{operation}");
+            }
+        }
+    }
+
+    #[test]
+    fn leading_zeros_and_signs_no_longer_reach_an_element() {
+        // `01` used to replace element 1 and `+1` to append; `00` removed element 0.
+        let target = json!({"tags": ["a", "b"]});
+        for (op, field) in [("add", "/tags/01"), ("add", "/tags/+1"), ("replace", "/tags/02")] {
+            let patch = json!([{"operation": op, "field": field, "value": "z"}]);
+            let segment = &field["/tags/".len()..];
+            assert_eq!(
+                patch_error(target.clone(), patch),
+                format!("/tags: List index is not valid: {segment}")
+            );
+        }
+        let patch = json!([{"operation": "remove", "field": "/tags/00"}]);
+        assert_eq!(patch_error(target, patch), "/tags: List index is not valid: 00");
+    }
+
+    #[test]
+    fn the_rule_applies_at_every_depth() {
+        let target = json!({"list": [{"a": 1}, {"a": 2}]});
+        for (patch, expected) in [
+            (
+                json!([{"operation": "add", "field": "/list/01/b", "value": 3}]),
+                "/list: List index is not valid: 01",
+            ),
+            (
+                json!([{"operation": "add", "field": "/list/-/b", "value": 3}]),
+                "/list: List index is not valid: -",
+            ),
+            (
+                json!([{"operation": "remove", "field": "/list/+1/a"}]),
+                "/list: List index is not valid: +1",
+            ),
+            (
+                json!([{"operation": "increment", "field": "/list/x/a", "value": 1}]),
+                "/list: List index is not valid: x",
+            ),
+            (
+                json!([{"operation": "copy", "from": "/list/1.0/a", "field": "/b"}]),
+                "/list: List index is not valid: 1.0",
+            ),
+        ] {
+            assert_eq!(patch_error(target.clone(), patch), expected);
+        }
+        // Canonical indexes still walk into elements.
+        let list: Vec<Value> = (0..11).map(|a| json!({"a": a})).collect();
+        let patch = json!([
+            {"operation": "increment", "field": "/list/10/a", "value": 1},
+            {"operation": "remove", "field": "/list/10/b"},
+            {"operation": "copy", "from": "/list/10/a", "field": "/list/0/a"}
+        ]);
+        let (result, modified) = patched(json!({"list": list}), patch);
+        assert!(modified);
+        assert_eq!(result["list"][10], json!({"a": 11}));
+        assert_eq!(result["list"][0], json!({"a": 11}));
+    }
+
+    #[test]
+    fn dash_is_the_end_only_where_the_operation_writes() {
+        let target = json!({"tags": ["a"], "v": "z"});
+        for operation in [
+            json!({"operation": "add", "field": "/tags/-", "value": "z"}),
+            json!({"operation": "replace", "field": "/tags/-", "value": "z"}),
+            json!({"operation": "copy", "from": "/v", "field": "/tags/-"}),
+        ] {
+            let (result, modified) = patched(target.clone(), json!([operation]));
+            assert!(modified, "{operation}");
+            assert_eq!(result["tags"], json!(["a", "z"]), "{operation}");
+        }
+        let (result, _) = patched(
+            target.clone(),
+            json!([{"operation": "move", "from": "/v", "field": "/tags/-"}]),
+        );
+        assert_eq!(result, json!({"tags": ["a", "z"]}));
+        // Nothing can be read after the last element.
+        for operation in [
+            json!({"operation": "remove", "field": "/tags/-"}),
+            json!({"operation": "remove", "field": "/tags/-", "value": "a"}),
+            json!({"operation": "increment", "field": "/tags/-", "value": 1}),
+            json!({"operation": "transform", "field": "/tags/-", "value": {"script": "x"}}),
+            json!({"operation": "copy", "from": "/tags/-", "field": "/w"}),
+            json!({"operation": "move", "from": "/tags/-", "field": "/w"}),
+        ] {
+            assert_eq!(
+                patch_error(target.clone(), json!([operation])),
+                "/tags: List index is not valid: -",
+                "{operation}"
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_indexes_keep_their_out_of_range_wording() {
+        let patch = json!([{"operation": "add", "field": "/tags/10", "value": "z"}]);
+        assert_eq!(
+            patch_error(json!({"tags": ["a"]}), patch),
+            "/tags: List index out of range: 10"
+        );
+        let huge = usize::MAX.to_string();
+        let patch = json!([{"operation": "add", "field": format!("/tags/{huge}"), "value": "z"}]);
+        assert_eq!(
+            patch_error(json!({"tags": ["a"]}), patch),
+            format!("/tags: List index out of range: {huge}")
+        );
+        let patch = json!([{"operation": "add", "field": "/tags/99999999999999999999999", "value": "z"}]);
+        assert_eq!(
+            patch_error(json!({"tags": ["a"]}), patch),
+            "/tags: List index is not valid: 99999999999999999999999"
+        );
+        // Reading past the end finds nothing, as for an absent member.
+        let patch = json!([{"operation": "remove", "field": "/tags/10"}]);
+        assert_eq!(patched(json!({"tags": ["a"]}), patch), (json!({"tags": ["a"]}), false));
+        let patch = json!([{"operation": "increment", "field": "/tags/10", "value": 1}]);
+        assert_eq!(
+            patch_error(json!({"tags": ["a"]}), patch),
+            "The field '/tags/10' does not exist"
+        );
+    }
+
+    #[test]
+    fn the_same_spellings_are_ordinary_keys_of_objects() {
+        for segment in NOT_INDEXES {
+            let patch = json!([{"operation": "add", "field": format!("/o/{segment}"), "value": 1}]);
+            let (result, modified) = patched(json!({"o": {}}), patch);
+            assert!(modified, "{segment:?}");
+            assert_eq!(result["o"][segment], json!(1), "{segment:?}");
+        }
+    }
+
+    #[test]
+    fn the_position_rule_still_comes_first_for_single_digits() {
+        let patch = json!([{"operation": "add", "field": "/tags/1", "value": "z"}]);
+        assert_eq!(
+            patch_error(json!({"tags": ["a"]}), patch),
+            "Position-based operation is not allowed: /tags/1"
         );
     }
 }

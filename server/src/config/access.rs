@@ -8,7 +8,7 @@ use ferridm_plugins::ScriptLimits;
 use ferridm_plugins::access::AccessCondition;
 use serde_json::Value;
 
-use super::ConfigError;
+use super::{ConfigError, file_name_in_project};
 
 /// A comma list in a rule: `*` (anything) or the listed names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl AccessRules {
                 Some(text) if !text.trim().is_empty() => Some(
                     AccessCondition::compile(
                         limits,
-                        &format!("{} (configs[{index}].customAuthz)", file.display()),
+                        &format!("{} (configs[{index}].customAuthz)", file_name_in_project(file)),
                         text,
                     )
                     .map_err(|error| {

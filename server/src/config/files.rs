@@ -49,8 +49,12 @@ pub fn read_dir(conf_dir: &Path, errors: &mut Vec<ConfigError>) -> BTreeMap<Stri
     let entries = match std::fs::read_dir(conf_dir) {
         Ok(entries) => entries,
         Err(error) => {
+            // Relative to the project directory the conf directory is just its own name.
+            let name = conf_dir
+                .file_name()
+                .map_or_else(|| conf_dir.to_path_buf(), PathBuf::from);
             errors.push(ConfigError::new(
-                conf_dir,
+                &name,
                 format!("cannot read the conf directory: {error}"),
             ));
             return files;

@@ -11,7 +11,7 @@ use ferridm_store::IndexSpec;
 use serde_json::Value;
 
 use super::scripts::compile_config;
-use super::{ConfigError, ConfigPaths};
+use super::{ConfigError, ConfigPaths, file_name_in_project};
 
 /// The trigger hooks of a type, as compiled scripts.
 #[derive(Debug, Clone, Default)]
@@ -234,7 +234,7 @@ impl ManagedTypes {
                 }
             }
             for key in UNSUPPORTED_KEYS.iter().filter(|key| object.raw.contains_key(**key)) {
-                tracing::warn!(file = %file.display(), "ignoring objects[{index}].{key}: not implemented by ferridm");
+                tracing::warn!(file = %file_name_in_project(file), "ignoring objects[{index}].{key}: not implemented by ferridm");
             }
             types.push(ManagedType::new(object.clone(), triggers));
         }

@@ -23,7 +23,7 @@ pub use settings::Settings;
 /// A problem with one conf file (or script), with its position when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The file concerned.
+    /// The file concerned, named relative to the project directory (see [`file_name_in_project`]).
     pub file: String,
     /// Line and column (1-based), when known.
     pub position: Option<(usize, usize)>,
@@ -32,10 +32,10 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// A problem with a whole file.
+    /// A problem with a whole file (a conf file, or a script named as a conf file names it).
     pub fn new(file: &Path, message: impl Into<String>) -> Self {
         Self {
-            file: file.display().to_string(),
+            file: file_name_in_project(file),
             position: None,
             message: message.into(),
         }
@@ -44,11 +44,38 @@ impl ConfigError {
     /// A problem at a position in a file.
     pub fn at(file: &Path, line: usize, column: usize, message: impl Into<String>) -> Self {
         Self {
-            file: file.display().to_string(),
+            file: file_name_in_project(file),
             position: Some((line, column)),
             message: message.into(),
         }
     }
+}
+
+/// How configuration problems, logs and inline script names name a file: relative to the
+/// project directory, the way conf files name scripts (`conf/managed.json`,
+/// `scripts/policies/noDigits.rhai`), so that every report uses one form and none reveals where
+/// the server's files live.
+///
+/// A relative path is a script path as a conf file wrote it and is kept (without a leading
+/// `./`). An absolute path is a conf file: conf files are read from the conf directory itself,
+/// which is the project directory's child ([`ConfigPaths`]), so relative to the project the
+/// file is the conf directory's name and its own.
+pub fn file_name_in_project(file: &Path) -> String {
+    if file.is_relative() {
+        let name = file.display().to_string();
+        return name.strip_prefix("./").map(str::to_owned).unwrap_or(name);
+    }
+    let mut names: Vec<String> = file
+        .components()
+        .rev()
+        .filter_map(|component| match component {
+            std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .take(2)
+        .collect();
+    names.reverse();
+    names.join("/")
 }
 
 impl fmt::Display for ConfigError {
@@ -88,11 +115,45 @@ impl ConfigPaths {
     }
 
     /// A script file from a conf file: read from the project directory, named as written (so
-    /// messages do not reveal where the server's files live).
+    /// messages do not reveal where the server's files live; see [`file_name_in_project`]).
     pub fn script(&self, relative: &str) -> ferridm_plugins::ScriptSource {
         ferridm_plugins::ScriptSource::File {
             path: self.resolve(relative),
             name: relative.trim_start_matches("./").to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_named_relative_to_the_project_directory() {
+        let paths = ConfigPaths::new(std::env::temp_dir().join("project").join("conf"));
+        let managed = paths.conf_dir.join("managed.json");
+        assert!(managed.is_absolute());
+        assert_eq!(file_name_in_project(&managed), "conf/managed.json");
+        let elsewhere = ConfigPaths::new(std::env::temp_dir().join("etc-idm"));
+        assert_eq!(
+            file_name_in_project(&elsewhere.conf_dir.join("access.json")),
+            "etc-idm/access.json"
+        );
+        assert_eq!(
+            file_name_in_project(Path::new("scripts/policies/noDigits.rhai")),
+            "scripts/policies/noDigits.rhai"
+        );
+        assert_eq!(file_name_in_project(Path::new("./scripts/a.rhai")), "scripts/a.rhai");
+        assert_eq!(file_name_in_project(Path::new("conf")), "conf");
+    }
+
+    #[test]
+    fn config_errors_carry_the_relative_name() {
+        let paths = ConfigPaths::new(std::env::temp_dir().join("project").join("conf"));
+        let error = ConfigError::at(&paths.conf_dir.join("managed.json"), 3, 25, "invalid JSON");
+        assert_eq!(error.file, "conf/managed.json");
+        assert_eq!(error.to_string(), "conf/managed.json:3:25: invalid JSON");
+        let error = ConfigError::new(&paths.conf_dir.join("policy.json"), "bad");
+        assert_eq!(error.to_string(), "conf/policy.json: bad");
     }
 }

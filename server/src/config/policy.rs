@@ -14,7 +14,7 @@ use ferridm_plugins::{CompiledScript, ScriptLimits};
 use serde_json::{Value, json};
 
 use super::scripts::config_error;
-use super::{ConfigError, ConfigPaths, ManagedTypes};
+use super::{ConfigError, ConfigPaths, ManagedTypes, file_name_in_project};
 
 /// One policy applied to a property, with its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -458,9 +458,14 @@ fn parse_condition(
                 .get("source")
                 .and_then(Value::as_str)
                 .ok_or_else(|| ConfigError::new(file, format!("{location}: a text/rhai condition needs \"source\"")))?;
-            CompiledScript::compile_text_with(limits, &format!("{} ({location})", file.display()), source, &["object"])
-                .map(|script| Condition::Script(Arc::new(script)))
-                .map_err(|error| config_error(&error))
+            CompiledScript::compile_text_with(
+                limits,
+                &format!("{} ({location})", file_name_in_project(file)),
+                source,
+                &["object"],
+            )
+            .map(|script| Condition::Script(Arc::new(script)))
+            .map_err(|error| config_error(&error))
         }
         other => Err(ConfigError::new(
             file,

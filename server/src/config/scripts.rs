@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferridm_plugins::{CompiledScript, ScriptError, ScriptLimits, ScriptSource};
 use serde_json::Value;
 
-use super::{ConfigError, ConfigPaths};
+use super::{ConfigError, ConfigPaths, file_name_in_project};
 
 /// Compiles a script config found at `location` in `file`; its top level may use `variables`.
 pub fn compile_config(
@@ -33,7 +33,7 @@ pub fn script_source(
 ) -> Result<ScriptSource, ConfigError> {
     if let Value::String(source) = config {
         return Ok(ScriptSource::Inline {
-            name: format!("{} ({location})", file.display()),
+            name: format!("{} ({location})", file_name_in_project(file)),
             source: source.clone(),
         });
     }
@@ -51,7 +51,7 @@ pub fn script_source(
     }
     if let Some(source) = config.get("source").and_then(Value::as_str) {
         return Ok(ScriptSource::Inline {
-            name: format!("{} ({location})", file.display()),
+            name: format!("{} ({location})", file_name_in_project(file)),
             source: source.to_owned(),
         });
     }

@@ -103,6 +103,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         416 => "Requested range not satisfiable",
         417 => "Expectation Failed",
         428 => "Precondition Required",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         502 => "Bad Gateway",

@@ -14,10 +14,21 @@
 //! To touch request lines only, the wrapper follows the HTTP/1 framing of the inbound bytes
 //! (request line, header lines, a `Content-Length` or chunked body, then the next pipelined
 //! request) the way actix-http does. Header lines and bodies pass through unchanged. Whenever the
-//! framing is not understood (a line over 64 KiB, a malformed `Content-Length` or chunk size,
-//! something that is not an HTTP/1 request line, a WebSocket upgrade or `CONNECT`), the wrapper
-//! stops interpreting and passes everything through for the rest of the connection, leaving the
-//! verdict to actix-http. The response direction is never touched.
+//! framing is not understood (a chunk line over 64 KiB, a malformed `Content-Length` or chunk
+//! size, something that is not an HTTP/1 request line, a WebSocket upgrade or `CONNECT`), the
+//! wrapper stops interpreting and passes everything through for the rest of the connection,
+//! leaving the verdict to actix-http.
+//!
+//! The wrapper is also where a request head is refused that actix-http would either accept
+//! although IDM's clients must not rely on it, or refuse with an empty body ([`Refusal`]): a
+//! request line or header line ending in a bare LF instead of CRLF (400), a request-target
+//! longer than the `http` crate takes (414), a head over [`MAX_HEAD_LEN`] bytes or with more
+//! than [`MAX_HEADERS`] header lines (431, actix-http's own limits being 128 KiB and 96). Each
+//! request head is held back until it is complete, so actix-http never sees a refused one; the
+//! requests before it are served as usual, then actix-http reads the end of the stream, and when
+//! it closes the connection the wrapper writes the refusal — IDM's
+//! `{"code", "reason", "message"}` body with `Connection: close` — after their responses.
+//! Apart from that the response direction is never touched.
 
 use std::fmt;
 use std::io;
@@ -26,9 +37,21 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Longest line (including its line ending) the wrapper buffers before giving up and passing the
-/// rest of the connection through.
+/// Longest chunk-size or trailer line (including its line ending) the wrapper buffers before
+/// giving up and passing the rest of the connection through.
 const MAX_LINE_LEN: usize = 64 * 1024;
+
+/// Longest request head (request line and header lines with their line endings, as handed to
+/// actix-http) that is accepted; a longer one is refused with 431. Below actix-http's 128 KiB,
+/// which it answers with an empty 431.
+pub const MAX_HEAD_LEN: usize = 96 * 1024;
+
+/// Most header lines a request may have (actix-http's limit, which it answers with an empty 431).
+pub const MAX_HEADERS: usize = 96;
+
+/// Longest request-target (after percent-encoding) the `http` crate parses; actix-http answers
+/// a longer one with an empty 400, the wrapper with 414.
+pub const MAX_TARGET_LEN: usize = u16::MAX as usize - 1;
 
 /// Size of the buffer used to read from the wrapped stream.
 const READ_BUF_LEN: usize = 8 * 1024;
@@ -37,14 +60,16 @@ const READ_BUF_LEN: usize = 8 * 1024;
 /// every byte the `http` crate would reject is percent-encoded (`"` → `%22`, raw UTF-8 → `%C3%A9`, …).
 /// Everything else (headers, bodies, the response direction) passes through unchanged.
 ///
-/// Request lines and header lines are held back until their line ending has arrived (actix-http
-/// cannot parse a request head before that anyway); body bytes are handed on as soon as they are
-/// read.
+/// Each request head is held back until it is complete (actix-http cannot parse it before that
+/// anyway); body bytes are handed on as soon as they are read. A refused head ends the inbound
+/// stream for actix-http, and the refusal is written when it shuts the connection down.
 pub struct RequestLineSanitizer<S> {
     inner: S,
     framer: Framer,
     read_buf: Box<[u8]>,
     eof: bool,
+    /// The refusal's response and how much of it has been written.
+    reply: Option<(Vec<u8>, usize)>,
 }
 
 impl<S> RequestLineSanitizer<S> {
@@ -55,6 +80,7 @@ impl<S> RequestLineSanitizer<S> {
             framer: Framer::default(),
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
             eof: false,
+            reply: None,
         }
     }
 
@@ -71,6 +97,7 @@ impl<S: fmt::Debug> fmt::Debug for RequestLineSanitizer<S> {
             .field("state", &self.framer.state)
             .field("buffered_line", &self.framer.line.len())
             .field("pending_output", &self.framer.pending().len())
+            .field("refusal", &self.framer.refusal)
             .field("eof", &self.eof)
             .finish_non_exhaustive()
     }
@@ -83,7 +110,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for RequestLineSanitizer<S> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if this.framer.drain_into(buf) || this.eof {
+            // After a refusal the stream ends here for actix-http, which then closes the
+            // connection (see `poll_shutdown`).
+            if this.framer.drain_into(buf) || this.eof || this.framer.refusal.is_some() {
                 return Poll::Ready(Ok(()));
             }
             match this.framer.direct_read() {
@@ -122,7 +151,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for RequestLineSanitizer<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for RequestLineSanitizer<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RequestLineSanitizer<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
@@ -143,8 +172,121 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for RequestLineSanitizer<S> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
+    /// actix-http shuts the connection down once it has written every response, so this is
+    /// where a refused request's response goes out, last.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.reply.is_none() {
+            this.reply = this
+                .framer
+                .refusal
+                .as_ref()
+                .and_then(Refusal::response)
+                .map(|bytes| (bytes, 0));
+        }
+        if let Some((bytes, written)) = &mut this.reply {
+            while *written < bytes.len() {
+                let count = ready!(Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]))?;
+                if count == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *written += count;
+            }
+            ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        }
+        ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+        if this.framer.refusal.is_some() {
+            discard_available(&mut this.inner, cx, &mut this.read_buf);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads and drops what the client has already sent after a refused head (at most 1 MiB), so
+/// closing the socket does not reset the connection under the refusal while unread data waits.
+fn discard_available<S: AsyncRead + Unpin>(inner: &mut S, cx: &mut Context<'_>, scratch: &mut [u8]) {
+    let mut discarded = 0;
+    while discarded < 1024 * 1024 {
+        let mut buf = ReadBuf::new(scratch);
+        match Pin::new(&mut *inner).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => discarded += buf.filled().len(),
+            _ => return,
+        }
+    }
+}
+
+/// A request head the wrapper refuses instead of handing it to actix-http.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status: 400, 414 or 431.
+    pub status: u16,
+    /// The message of the error body.
+    pub message: String,
+    /// Whether the response is written: not when an earlier request on the connection asked for
+    /// it to be closed after its response.
+    answered: bool,
+}
+
+impl Refusal {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            answered: true,
+        }
+    }
+
+    /// A line of the head ends with a bare LF.
+    fn bare_line_feed() -> Self {
+        Self::new(
+            400,
+            "The request is malformed: the request line and header lines must end with CRLF",
+        )
+    }
+
+    /// The request line is too long.
+    fn target_too_long() -> Self {
+        Self::new(
+            414,
+            format!("The request line is too long: the request target may have at most {MAX_TARGET_LEN} bytes"),
+        )
+    }
+
+    /// The head is too long.
+    fn head_too_long() -> Self {
+        Self::new(
+            431,
+            format!("The request headers are too large: the request head may have at most {MAX_HEAD_LEN} bytes"),
+        )
+    }
+
+    /// Too many header lines.
+    fn too_many_headers() -> Self {
+        Self::new(
+            431,
+            format!("The request headers are too large: a request may have at most {MAX_HEADERS} headers"),
+        )
+    }
+
+    /// The HTTP/1.1 response: IDM's error body, and the connection closes after it.
+    pub fn response(&self) -> Option<Vec<u8>> {
+        if !self.answered {
+            return None;
+        }
+        let body = super::error::ApiError::new(self.status, self.message.clone())
+            .body()
+            .to_string();
+        let reason = actix_web::http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|status| status.canonical_reason())
+            .unwrap_or("Error");
+        let head = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: application/json;charset=UTF-8\r\ncache-control: no-cache\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            self.status,
+            body.len()
+        );
+        Some([head.into_bytes(), body.into_bytes()].concat())
     }
 }
 
@@ -217,6 +359,8 @@ enum State {
     Trailers,
     /// Framing not understood (or not HTTP/1 any more): everything passes through unchanged.
     PassThrough,
+    /// A request head was refused: nothing more is read or handed on.
+    Refused,
 }
 
 /// What the headers of the current request say about its body.
@@ -226,6 +370,14 @@ struct Head {
     chunked: bool,
     websocket: bool,
     connect: bool,
+    /// An HTTP/1.0 request (the connection closes after it unless it asks for keep-alive).
+    http10: bool,
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    /// Header lines so far.
+    lines: usize,
 }
 
 impl Head {
@@ -246,12 +398,23 @@ impl Head {
             let last = value.rsplit(|&byte| byte == b',').next().map_or(value, trim);
             self.chunked = last.eq_ignore_ascii_case(b"chunked");
             true
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for option in value.split(|&byte| byte == b',').map(trim) {
+                self.close |= option.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+            true
         } else {
             if name.eq_ignore_ascii_case(b"upgrade") && value.eq_ignore_ascii_case(b"websocket") {
                 self.websocket = true;
             }
             true
         }
+    }
+
+    /// True when the connection closes after this request's response.
+    fn closes(self) -> bool {
+        self.close || (self.http10 && !self.keep_alive)
     }
 
     /// Where the framing goes once the head is complete (mirrors actix-http's decoder).
@@ -278,12 +441,19 @@ enum Direct {
     Everything,
 }
 
-/// The framing state machine plus its buffers: the line being assembled and the output that has
-/// not been handed to the reader yet.
+/// The framing state machine plus its buffers: the line being assembled, the head being held
+/// back and the output that has not been handed to the reader yet.
 #[derive(Debug, Default)]
 struct Framer {
     state: State,
     line: Vec<u8>,
+    /// The current request's request line and header lines (rewritten), until the head is
+    /// complete.
+    head: Vec<u8>,
+    /// Whether the last complete request closes the connection after its response.
+    closing: bool,
+    /// Why the current request head was refused.
+    refusal: Option<Refusal>,
     out: Vec<u8>,
     out_pos: usize,
 }
@@ -342,6 +512,7 @@ impl Framer {
     fn feed(&mut self, mut input: &[u8]) {
         while !input.is_empty() {
             match self.state {
+                State::Refused => return,
                 State::PassThrough => {
                     self.out.extend_from_slice(input);
                     return;
@@ -359,10 +530,10 @@ impl Framer {
                     };
                     input = &input[part.len()..];
                     self.line.extend_from_slice(part);
-                    if self.line.len() > MAX_LINE_LEN {
-                        self.out.append(&mut self.line);
-                        self.state = State::PassThrough;
-                    } else if complete {
+                    if self.line_too_long() {
+                        continue;
+                    }
+                    if complete {
                         self.end_line();
                     }
                 }
@@ -370,62 +541,145 @@ impl Framer {
         }
     }
 
-    /// At end of input: hands on a partial line unchanged.
+    /// Deals with a line (complete or not) that is too long: in a head it is refused, elsewhere
+    /// the framing is given up. Checked as the line grows, so nothing waits for a line ending
+    /// past the limit; `true` when the line was dealt with.
+    fn line_too_long(&mut self) -> bool {
+        match self.state {
+            State::RequestLine if self.line.len() > MAX_HEAD_LEN => self.refuse(Refusal::target_too_long()),
+            State::Headers(_) if self.head.len() + self.line.len() > MAX_HEAD_LEN => {
+                self.refuse(Refusal::head_too_long());
+            }
+            State::RequestLine | State::Headers(_) => return false,
+            _ if self.line.len() > MAX_LINE_LEN => {
+                self.out.append(&mut self.line);
+                self.state = State::PassThrough;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Refuses the current request head: it is dropped and nothing after it is read.
+    fn refuse(&mut self, mut refusal: Refusal) {
+        refusal.answered = !self.closing;
+        self.refusal = Some(refusal);
+        self.state = State::Refused;
+        self.head.clear();
+        self.line.clear();
+    }
+
+    /// Hands the held head on, followed by `line` (when the framing is given up in a head).
+    fn release_head(&mut self, line: &[u8]) {
+        self.out.append(&mut self.head);
+        self.out.extend_from_slice(line);
+    }
+
+    /// At end of input: hands on a partial head and line unchanged.
     fn finish(&mut self) {
+        self.out.append(&mut self.head);
         self.out.append(&mut self.line);
     }
 
     /// Handles the complete line in `self.line` (line ending included).
     fn end_line(&mut self) {
         let line = std::mem::take(&mut self.line);
-        let content = strip_line_ending(&line);
-        let rewritten = match self.state {
-            State::RequestLine if !content.is_empty() => split_request_line(content),
-            _ => None,
-        };
-        if let Some((method, target, version)) = rewritten {
-            self.out.extend_from_slice(method);
-            self.out.push(b' ');
-            sanitize_target_into(target, &mut self.out);
-            self.out.push(b' ');
-            self.out.extend_from_slice(version);
-            self.out.extend_from_slice(&line[content.len()..]);
-        } else {
-            self.out.extend_from_slice(&line);
-        }
-        self.state = match self.state {
-            State::RequestLine if content.is_empty() => State::RequestLine,
-            State::RequestLine => match rewritten {
-                Some((method, ..)) => State::Headers(Head {
-                    connect: method == b"CONNECT",
-                    ..Head::default()
-                }),
-                // Not an HTTP/1 request (garbage, or the HTTP/2 preface): actix-http decides.
-                None => State::PassThrough,
-            },
-            State::Headers(head) if content.is_empty() => head.next_state(),
-            State::Headers(mut head) => {
-                if head.record(content) {
-                    State::Headers(head)
-                } else {
-                    State::PassThrough
-                }
-            }
-            State::ChunkSize => match parse_chunk_size(content) {
-                Some(0) => State::Trailers,
-                Some(remaining) => State::ChunkData { remaining },
-                None => State::PassThrough,
-            },
-            State::ChunkDataEnd if content.is_empty() => State::ChunkSize,
-            State::Trailers if content.is_empty() => State::RequestLine,
-            State::Trailers => State::Trailers,
-            State::ChunkDataEnd | State::Body { .. } | State::ChunkData { .. } | State::PassThrough => {
-                State::PassThrough
-            }
-        };
+        self.state = self.next_after_line(&line);
         // Keep the allocation for the next line.
         self.line = line;
         self.line.clear();
+    }
+
+    /// Hands on (or holds back) the complete `line` and returns the state after it.
+    fn next_after_line(&mut self, line: &[u8]) -> State {
+        let content = strip_line_ending(line);
+        // In a head every line, the empty one that ends it included, must end with CRLF.
+        let bare_line_feed = !line.ends_with(b"\r\n");
+        match self.state {
+            // Empty lines before a request line are passed on.
+            State::RequestLine if content.is_empty() => {
+                self.out.extend_from_slice(line);
+                State::RequestLine
+            }
+            State::RequestLine => {
+                let Some((method, target, version)) = split_request_line(content) else {
+                    // Not an HTTP/1 request (garbage, or the HTTP/2 preface): actix-http decides.
+                    self.out.extend_from_slice(line);
+                    return State::PassThrough;
+                };
+                if bare_line_feed {
+                    self.refuse(Refusal::bare_line_feed());
+                    return State::Refused;
+                }
+                self.head.clear();
+                self.head.extend_from_slice(method);
+                self.head.push(b' ');
+                let target_start = self.head.len();
+                sanitize_target_into(target, &mut self.head);
+                let target_len = self.head.len() - target_start;
+                self.head.push(b' ');
+                self.head.extend_from_slice(version);
+                self.head.extend_from_slice(&line[content.len()..]);
+                if target_len > MAX_TARGET_LEN || self.head.len() > MAX_HEAD_LEN {
+                    self.refuse(Refusal::target_too_long());
+                    return State::Refused;
+                }
+                State::Headers(Head {
+                    connect: method == b"CONNECT",
+                    http10: version == b"HTTP/1.0",
+                    ..Head::default()
+                })
+            }
+            State::Headers(_) if bare_line_feed => {
+                self.refuse(Refusal::bare_line_feed());
+                State::Refused
+            }
+            State::Headers(head) if content.is_empty() => {
+                self.head.extend_from_slice(line);
+                self.out.append(&mut self.head);
+                self.closing = head.closes();
+                head.next_state()
+            }
+            State::Headers(mut head) => {
+                head.lines += 1;
+                if head.lines > MAX_HEADERS {
+                    self.refuse(Refusal::too_many_headers());
+                    return State::Refused;
+                }
+                if head.record(content) {
+                    self.head.extend_from_slice(line);
+                    State::Headers(head)
+                } else {
+                    self.release_head(line);
+                    State::PassThrough
+                }
+            }
+            State::ChunkSize => {
+                self.out.extend_from_slice(line);
+                match parse_chunk_size(content) {
+                    Some(0) => State::Trailers,
+                    Some(remaining) => State::ChunkData { remaining },
+                    None => State::PassThrough,
+                }
+            }
+            State::ChunkDataEnd if content.is_empty() => {
+                self.out.extend_from_slice(line);
+                State::ChunkSize
+            }
+            State::Trailers => {
+                self.out.extend_from_slice(line);
+                if content.is_empty() {
+                    State::RequestLine
+                } else {
+                    State::Trailers
+                }
+            }
+            State::Refused => State::Refused,
+            State::ChunkDataEnd | State::Body { .. } | State::ChunkData { .. } | State::PassThrough => {
+                self.out.extend_from_slice(line);
+                State::PassThrough
+            }
+        }
     }
 }
 
@@ -724,6 +978,84 @@ mod tests {
         assert_eq!(read_all(&mut whole, 1 << 20, 7).await.unwrap(), expected);
     }
 
+    /// A connection: reads from a [`PieceReader`], records what is written and the shutdown.
+    struct Connection {
+        reader: PieceReader,
+        written: Vec<u8>,
+        /// Most bytes one write takes (so that partial writes are exercised).
+        max_write: usize,
+        shut_down: bool,
+    }
+
+    impl Connection {
+        fn new(reader: PieceReader) -> Self {
+            Self {
+                reader,
+                written: Vec::new(),
+                max_write: 7,
+                shut_down: false,
+            }
+        }
+    }
+
+    impl AsyncRead for Connection {
+        fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().reader).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Connection {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            assert!(!this.shut_down, "written after the shutdown");
+            let len = buf.len().min(this.max_write);
+            this.written.extend_from_slice(&buf[..len]);
+            Poll::Ready(Ok(len))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().shut_down = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Runs `input` through the sanitizer with many read patterns: what is handed on must be
+    /// `handed_on`, then the end of the stream (a head was refused); at shutdown `refusal`'s
+    /// response (or nothing, for a silent refusal) is written before the connection is shut
+    /// down.
+    async fn assert_refused(input: &[u8], handed_on: &[u8], refusal: Option<&Refusal>) {
+        let patterns = [
+            (1, false, 1),
+            (3, true, 5),
+            (64, false, 70_000),
+            (1 << 20, false, 1 << 20),
+        ];
+        let expected_reply = refusal.and_then(Refusal::response).unwrap_or_default();
+        for (max_piece, pending_between, max_read) in patterns {
+            let reader = PieceReader::new(input, max_piece, pending_between, 3);
+            let mut sanitizer = RequestLineSanitizer::new(Connection::new(reader));
+            let output = read_all(&mut sanitizer, max_read, 5).await.unwrap();
+            assert!(
+                output == handed_on,
+                "pieces of up to {max_piece}: handed on\n{}\ninstead of\n{}",
+                String::from_utf8_lossy(&output),
+                String::from_utf8_lossy(handed_on)
+            );
+            assert!(sanitizer.framer.refusal.is_some(), "not refused");
+            poll_fn(|cx| Pin::new(&mut sanitizer).poll_shutdown(cx)).await.unwrap();
+            let connection = sanitizer.get_ref();
+            assert!(connection.shut_down);
+            assert_eq!(
+                String::from_utf8_lossy(&connection.written),
+                String::from_utf8_lossy(&expected_reply)
+            );
+        }
+    }
+
     async fn assert_unchanged(input: &[u8]) {
         assert_sanitizes(input, input).await;
     }
@@ -799,10 +1131,74 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn zero_length_bodies_and_bare_line_feeds() {
-        let input = "POST /a?b=\"c\" HTTP/1.1\nHost: h\nContent-Length: 0\n\nGET /d?e=<f> HTTP/1.0\n\n";
-        let expected = "POST /a?b=%22c%22 HTTP/1.1\nHost: h\nContent-Length: 0\n\nGET /d?e=%3Cf%3E HTTP/1.0\n\n";
+    async fn zero_length_bodies_are_followed_by_the_next_request() {
+        let input = "POST /a?b=\"c\" HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\nGET /d?e=<f> HTTP/1.0\r\n\r\n";
+        let expected =
+            "POST /a?b=%22c%22 HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\nGET /d?e=%3Cf%3E HTTP/1.0\r\n\r\n";
         assert_sanitizes(input.as_bytes(), expected.as_bytes()).await;
+    }
+
+    #[tokio::test]
+    async fn bare_line_feeds_in_a_head_are_refused() {
+        let first = "POST /a?b=\"c\" HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n";
+        let handed_on = "POST /a?b=%22c%22 HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n";
+        let refusal = Refusal::bare_line_feed();
+        for bad in [
+            "GET /d?e=<f> HTTP/1.0\n\n",
+            "GET /d HTTP/1.1\nHost: h\r\n\r\n",
+            "GET /d HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",
+            "GET /d HTTP/1.1\r\nHost: h\r\n\n",
+        ] {
+            // Alone, and after a request that is served: neither the refused head nor anything
+            // after it reaches actix-http.
+            let after = "GET /never HTTP/1.1\r\nHost: h\r\n\r\n";
+            assert_refused(format!("{bad}{after}").as_bytes(), b"", Some(&refusal)).await;
+            assert_refused(
+                format!("{first}{bad}{after}").as_bytes(),
+                handed_on.as_bytes(),
+                Some(&refusal),
+            )
+            .await;
+        }
+        assert_eq!(refusal.status, 400);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_after_a_request_that_closes_the_connection_is_silent() {
+        let bad = "GET /d HTTP/1.1\nHost: h\n\n";
+        for first in [
+            "GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: h\r\nConnection: TE, Close\r\n\r\n",
+            "GET /a HTTP/1.0\r\nHost: h\r\n\r\n",
+        ] {
+            assert_refused(format!("{first}{bad}").as_bytes(), first.as_bytes(), None).await;
+        }
+        let kept_alive = "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+        assert_refused(
+            format!("{kept_alive}{bad}").as_bytes(),
+            kept_alive.as_bytes(),
+            Some(&Refusal::bare_line_feed()),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn bare_line_feeds_outside_heads_pass() {
+        // Empty lines before a request line, bodies and chunk data are not heads.
+        assert_unchanged(b"\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        let body = "{\n\"a\": 1\n}\n";
+        assert_unchanged(
+            format!(
+                "PUT /a HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}GET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert_unchanged(
+            b"PUT /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n\n\n\n\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -828,12 +1224,109 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn overlong_lines_fall_back_to_pass_through() {
-        let long_target = format!("/a?q={}", "\"x".repeat(35 * 1024));
+    async fn overlong_request_lines_and_heads_are_refused() {
         let next = "GET /b?c=\"d\" HTTP/1.1\r\n\r\n";
-        assert_unchanged(format!("GET {long_target} HTTP/1.1\r\nHost: h\r\n\r\n{next}").as_bytes()).await;
+        let first = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+        // The target as actix-http would get it counts: 35 Ki `"x` become 140 KiB.
+        let encoded_too_long = format!("/a?q={}", "\"x".repeat(35 * 1024));
+        let too_long = format!("/a?q={}", "x".repeat(MAX_TARGET_LEN));
         let long_header = format!("X-Long: {}", "y".repeat(70 * 1024));
-        assert_unchanged(format!("GET /a HTTP/1.1\r\n{long_header}\r\n\r\n{next}").as_bytes()).await;
+        let many_headers: String = (0..=MAX_HEADERS).map(|index| format!("X-{index}: v\r\n")).collect();
+        for (head, refusal) in [
+            (
+                format!("GET {encoded_too_long} HTTP/1.1\r\nHost: h\r\n\r\n"),
+                Refusal::target_too_long(),
+            ),
+            (
+                format!("GET {too_long} HTTP/1.1\r\nHost: h\r\n\r\n"),
+                Refusal::target_too_long(),
+            ),
+            // A request line that never ends.
+            (format!("GET /{}", "z".repeat(MAX_HEAD_LEN)), Refusal::target_too_long()),
+            (
+                format!("GET /a HTTP/1.1\r\n{long_header}\r\n{long_header}\r\n\r\n"),
+                Refusal::head_too_long(),
+            ),
+            // A header line that never ends.
+            (
+                format!("GET /a HTTP/1.1\r\nX: {}", "y".repeat(MAX_HEAD_LEN)),
+                Refusal::head_too_long(),
+            ),
+            (
+                format!("GET /a HTTP/1.1\r\n{many_headers}\r\n"),
+                Refusal::too_many_headers(),
+            ),
+        ] {
+            assert_refused(format!("{head}{next}").as_bytes(), b"", Some(&refusal)).await;
+            assert_refused(
+                format!("{first}{head}{next}").as_bytes(),
+                first.as_bytes(),
+                Some(&refusal),
+            )
+            .await;
+        }
+        // Right at the limits: handed on.
+        let longest = format!("/a?q={}", "x".repeat(MAX_TARGET_LEN - 5));
+        assert_unchanged(format!("GET {longest} HTTP/1.1\r\nHost: h\r\n\r\n{first}").as_bytes()).await;
+        let most_headers: String = (2..MAX_HEADERS).map(|index| format!("X-{index}: v\r\n")).collect();
+        assert_unchanged(format!("GET /a HTTP/1.1\r\nHost: h\r\n{most_headers}{long_header}\r\n\r\n").as_bytes()).await;
+    }
+
+    #[tokio::test]
+    async fn overlong_chunk_lines_fall_back_to_pass_through() {
+        let next = "GET /b?c=\"d\" HTTP/1.1\r\n\r\n";
+        let extension = "e".repeat(70 * 1024);
+        assert_unchanged(
+            format!(
+                "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;{extension}\r\nx\r\n0\r\n\r\n{next}"
+            )
+            .as_bytes(),
+        )
+        .await;
+    }
+
+    #[test]
+    fn refusals_are_idm_error_responses_that_close_the_connection() {
+        let response = Refusal::bare_line_feed().response().unwrap();
+        let text = String::from_utf8(response).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert_eq!(
+            head,
+            format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json;charset=UTF-8\r\ncache-control: no-cache\r\n\
+                 content-length: {}\r\nconnection: close",
+                body.len()
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(body).unwrap(),
+            serde_json::json!({"code": 400, "reason": "Bad Request",
+                               "message": "The request is malformed: the request line and header lines must end with CRLF"})
+        );
+        for (refusal, status_line, reason) in [
+            (
+                Refusal::target_too_long(),
+                "HTTP/1.1 414 URI Too Long",
+                "Request-URI Too Large",
+            ),
+            (
+                Refusal::head_too_long(),
+                "HTTP/1.1 431 Request Header Fields Too Large",
+                "Request Header Fields Too Large",
+            ),
+            (
+                Refusal::too_many_headers(),
+                "HTTP/1.1 431 Request Header Fields Too Large",
+                "Request Header Fields Too Large",
+            ),
+        ] {
+            let text = String::from_utf8(refusal.response().unwrap()).unwrap();
+            assert!(text.starts_with(&format!("{status_line}\r\n")), "{text}");
+            let body: serde_json::Value = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+            assert_eq!(body["code"], refusal.status);
+            assert_eq!(body["reason"], reason);
+            assert_eq!(body["message"], refusal.message.as_str());
+        }
     }
 
     #[tokio::test]
@@ -915,7 +1408,12 @@ mod tests {
 
     #[tokio::test]
     async fn read_errors_are_propagated() {
-        let mut reader = PieceReader::new(b"GET /a?b=\"c\" HTTP/1.1\r\nHost", 4, true, 13);
+        let mut reader = PieceReader::new(
+            b"GET /a?b=\"c\" HTTP/1.1\r\nHost: h\r\n\r\nGET /d HTTP/1.1\r\nHost",
+            4,
+            true,
+            13,
+        );
         reader.end = End::Error;
         let mut sanitizer = RequestLineSanitizer::new(reader);
         let mut output = Vec::new();
@@ -934,18 +1432,22 @@ mod tests {
             }
         };
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
-        assert_eq!(output, b"GET /a?b=%22c%22 HTTP/1.1\r\n");
+        // The unfinished head of the second request is still held back.
+        assert_eq!(output, b"GET /a?b=%22c%22 HTTP/1.1\r\nHost: h\r\n\r\n");
     }
 
     #[tokio::test]
     async fn writes_go_to_the_inner_stream() {
-        let mut sanitizer = RequestLineSanitizer::new(Vec::new());
+        let mut connection = Connection::new(PieceReader::new(b"", 1, false, 1));
+        connection.max_write = usize::MAX;
+        let mut sanitizer = RequestLineSanitizer::new(connection);
         let written = poll_fn(|cx| Pin::new(&mut sanitizer).poll_write(cx, b"HTTP/1.1 200 OK\r\n\"x\""))
             .await
             .unwrap();
         poll_fn(|cx| Pin::new(&mut sanitizer).poll_flush(cx)).await.unwrap();
         poll_fn(|cx| Pin::new(&mut sanitizer).poll_shutdown(cx)).await.unwrap();
         assert_eq!(written, 20);
-        assert_eq!(sanitizer.get_ref(), b"HTTP/1.1 200 OK\r\n\"x\"");
+        assert_eq!(sanitizer.get_ref().written, b"HTTP/1.1 200 OK\r\n\"x\"");
+        assert!(sanitizer.get_ref().shut_down);
     }
 }
