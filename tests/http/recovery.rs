@@ -35,6 +35,18 @@ fn account(server: &TestServer, name: &str) -> String {
         .to_owned()
 }
 
+/// Replaces one field of `managed/user/<id>` as the administrator.
+fn admin_patch(server: &TestServer, id: &str, field: &str, value: &str) {
+    let reply = server
+        .admin()
+        .post(
+            &format!("/openidm/managed/user/{id}?_action=patch"),
+            &json!([{"operation": "replace", "field": field, "value": value}]),
+        )
+        .send();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
 fn by_user_name(name: &str) -> String {
     format!(r#"userName eq "{name}""#)
 }
@@ -186,14 +198,7 @@ fn a_reset_answers_the_same_whether_or_not_the_account_exists() {
         account(&server, &real);
         let inactive = format!("{tag}-inactive");
         let inactive_id = account(&server, &inactive);
-        let patched = server
-            .admin()
-            .post(
-                &format!("/openidm/managed/user/{inactive_id}?_action=patch"),
-                &json!([{"operation": "replace", "field": "/accountStatus", "value": "inactive"}]),
-            )
-            .send();
-        assert_eq!(patched.status, 200, "{}", patched.text);
+        admin_patch(&server, &inactive_id, "/accountStatus", "inactive");
         let twins = format!("{tag}-twin");
         for index in 0..2 {
             let reply = server
@@ -256,14 +261,7 @@ fn revealing_account_existence_restores_idm_answers() {
     assert_eq!(assert_end(&done, "retrieveUsername"), json!({"userName": name}));
     assert!(next_mail(&smtp, 0).body.contains(&name));
 
-    let patched = server
-        .admin()
-        .post(
-            &format!("/openidm/managed/user/{id}?_action=patch"),
-            &json!([{"operation": "replace", "field": "/accountStatus", "value": "inactive"}]),
-        )
-        .send();
-    assert_eq!(patched.status, 200, "{}", patched.text);
+    admin_patch(&server, &id, "/accountStatus", "inactive");
     assert_bad_request(
         &find(&server, "reset", &by_user_name(&name)),
         "You do not have permissions to reset password. Please contact administrator",
@@ -663,16 +661,6 @@ fn the_reset_pages_follow_the_ui_flags() {
 fn sessions_end_with_the_account_state_they_were_issued_for() {
     on_each_backend(|builder| {
         let server = builder.start();
-        let admin_patch = |id: &str, field: &str, value: &str| {
-            let reply = server
-                .admin()
-                .post(
-                    &format!("/openidm/managed/user/{id}?_action=patch"),
-                    &json!([{"operation": "replace", "field": field, "value": value}]),
-                )
-                .send();
-            assert_eq!(reply.status, 200, "{}", reply.text);
-        };
 
         let name = unique("logout");
         account(&server, &name);
@@ -690,20 +678,20 @@ fn sessions_end_with_the_account_state_they_were_issued_for() {
         let name = unique("changed");
         let id = account(&server, &name);
         let session = session_of(&server, &name, OLD_PASSWORD);
-        admin_patch(&id, "/givenName", "Renamed");
+        admin_patch(&server, &id, "/givenName", "Renamed");
         assert_eq!(
             with_session(&server, &session).status,
             200,
             "other changes keep sessions"
         );
-        admin_patch(&id, "/password", NEW_PASSWORD);
+        admin_patch(&server, &id, "/password", NEW_PASSWORD);
         assert_eq!(with_session(&server, &session).status, 401, "after a password change");
         session_of(&server, &name, NEW_PASSWORD);
 
         let name = unique("inactive");
         let id = account(&server, &name);
         let session = session_of(&server, &name, OLD_PASSWORD);
-        admin_patch(&id, "/accountStatus", "inactive");
+        admin_patch(&server, &id, "/accountStatus", "inactive");
         assert_eq!(with_session(&server, &session).status, 401, "after deactivation");
         let write = server
             .nobody()
@@ -775,14 +763,7 @@ fn a_session_ended_on_one_node_is_refused_by_another() {
         let id = account(&first, &name);
         let session = session_of(&first, &name, OLD_PASSWORD);
         assert_eq!(with_session(&second, &session).status, 200);
-        let reply = first
-            .admin()
-            .post(
-                &format!("/openidm/managed/user/{id}?_action=patch"),
-                &json!([{"operation": "replace", "field": "/password", "value": NEW_PASSWORD}]),
-            )
-            .send();
-        assert_eq!(reply.status, 200, "{}", reply.text);
+        admin_patch(&first, &id, "/password", NEW_PASSWORD);
         assert_eq!(with_session(&second, &session).status, 401);
     });
 }
