@@ -5,6 +5,8 @@
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use ferridm_core::{Error, Result};
+
 /// At most `limit` turns at once.
 #[derive(Debug)]
 pub struct Gate {
@@ -48,6 +50,12 @@ impl Gate {
     pub fn configure(&self, limit: usize) {
         self.turns.lock().unwrap_or_else(PoisonError::into_inner).limit = limit.max(1);
         self.freed.notify_all();
+    }
+
+    /// Waits up to `wait_millis` for a turn; without one, a 503 with `busy` as its message.
+    pub fn turn(&self, wait_millis: u64, busy: &str) -> Result<Turn<'_>> {
+        self.acquire(Duration::from_millis(wait_millis))
+            .ok_or_else(|| Error::Unavailable(busy.to_owned()))
     }
 
     /// Waits up to `wait` for a turn; `None` when none came.

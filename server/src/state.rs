@@ -143,14 +143,14 @@ impl Drop for WriteTurn<'_> {
 }
 
 impl WriteTurns {
-    /// Waits for the turn of `key` (an object's path); a thread already holding a turn gets an
-    /// empty one.
-    pub fn take(&self, key: &str) -> WriteTurn<'_> {
+    /// Waits for the turn of the object `type_name`/`id`; a thread already holding a turn gets
+    /// an empty one.
+    pub fn take(&self, type_name: &str, id: &str) -> WriteTurn<'_> {
         if HOLDS_TURN.with(std::cell::Cell::get) {
             return WriteTurn { guard: None };
         }
         let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(key, &mut hasher);
+        std::hash::Hash::hash(&(type_name, id), &mut hasher);
         let stripe = (std::hash::Hasher::finish(&hasher) % TURN_STRIPES as u64) as usize;
         let guard = self.stripes[stripe]
             .lock()

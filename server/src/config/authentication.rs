@@ -52,6 +52,16 @@ pub struct LockoutSettings {
 }
 
 impl LockoutSettings {
+    /// True when failed logins of an internal user connecting from `peer` count towards the
+    /// lockout (the lockout is on and `peer` is not one of the exempt addresses).
+    pub fn counts_internal_user_from(&self, peer: &str) -> bool {
+        self.enabled
+            && !self
+                .internal_user_exempt_addresses
+                .iter()
+                .any(|address| address == peer)
+    }
+
     /// The counting window in milliseconds.
     pub fn window_ms(&self) -> i64 {
         minutes_to_ms(self.window_minutes)

@@ -290,46 +290,34 @@ impl PolicySet {
                 None => resources.push(derived),
             }
         }
-        // The registration form's fields, what the schema requires, and the password (IDM
-        // computes this resource from the user schema so that anonymous UIs can validate).
-        if let (Some(names), Some(users), Some(user_type)) = (
-            registration,
+        // What self-service validates without writing: the registration form's fields, what the
+        // schema requires and the password (IDM computes this from the user schema so that
+        // anonymous UIs can validate), and the new password of a reset.
+        if let (Some(users), Some(user_type)) = (
             resources.iter().find(|r| r.resource == "managed/user/*"),
             managed.get("user"),
         ) {
-            let required = &user_type.schema.schema.required;
-            let properties = users
-                .properties
-                .iter()
-                .filter(|property| {
-                    names.contains(&property.name)
-                        || required.contains(&property.name)
-                        || user_type.is_hashed(&property.name)
-                })
-                .cloned()
-                .collect();
-            resources.push(ResourcePolicies {
-                resource: "selfservice/registration".to_owned(),
-                properties,
+            let derive = |resource: &str, keep: &dyn Fn(&str) -> bool| ResourcePolicies {
+                resource: resource.to_owned(),
+                properties: users
+                    .properties
+                    .iter()
+                    .filter(|property| keep(&property.name))
+                    .cloned()
+                    .collect(),
                 backing: Some("managed/user/*".to_owned()),
-            });
-        }
-        // The new password of a reset, validated as it is typed.
-        if let (Some(field), Some(users)) = (
-            reset_password_field,
-            resources.iter().find(|r| r.resource == "managed/user/*"),
-        ) {
-            let properties = users
-                .properties
-                .iter()
-                .filter(|property| property.name == field)
-                .cloned()
-                .collect();
-            resources.push(ResourcePolicies {
-                resource: "selfservice/reset".to_owned(),
-                properties,
-                backing: Some("managed/user/*".to_owned()),
-            });
+            };
+            let mut derived = Vec::new();
+            if let Some(names) = registration {
+                let required = &user_type.schema.schema.required;
+                derived.push(derive("selfservice/registration", &|name| {
+                    names.iter().any(|n| n == name) || required.iter().any(|r| r == name) || user_type.is_hashed(name)
+                }));
+            }
+            if let Some(field) = reset_password_field {
+                derived.push(derive("selfservice/reset", &|name| name == field));
+            }
+            resources.extend(derived);
         }
         let mut all = explicit;
         all.extend(resources);

@@ -3,14 +3,13 @@
 //! a burst of guesses must queue rather than exhaust the machine).
 
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::config::settings::PasswordHashSettings;
-use crate::gate::{Gate, Turn};
+use crate::gate::Gate;
 
 /// Hashes and verifies passwords.
 #[derive(Debug, Clone)]
@@ -61,6 +60,14 @@ pub struct HashingGate {
     decoy: Mutex<Option<(PasswordHashSettings, String)>>,
 }
 
+impl std::ops::Deref for HashingGate {
+    type Target = Gate;
+
+    fn deref(&self) -> &Gate {
+        &self.gate
+    }
+}
+
 impl HashingGate {
     /// A gate letting `limit` runs through at once.
     pub fn new(limit: usize) -> Self {
@@ -68,16 +75,6 @@ impl HashingGate {
             gate: Gate::new(limit),
             decoy: Mutex::new(None),
         }
-    }
-
-    /// Applies a new bound (after a reload).
-    pub fn configure(&self, limit: usize) {
-        self.gate.configure(limit);
-    }
-
-    /// Waits up to `wait` for a turn; `None` when none came.
-    pub fn acquire(&self, wait: Duration) -> Option<Turn<'_>> {
-        self.gate.acquire(wait)
     }
 
     /// A hash of a random password made with `settings`, made once per cost.

@@ -129,11 +129,10 @@ impl RequestContext {
     /// 503.
     fn hashing<T>(&self, work: impl FnOnce(PasswordHasher) -> T) -> Result<T> {
         let settings = self.generation.settings.password_hashing;
-        let _permit = self
-            .state
-            .hashing
-            .acquire(std::time::Duration::from_millis(settings.queue_timeout_millis))
-            .ok_or_else(|| Error::Unavailable("Too many password checks at once; try again later".into()))?;
+        let _turn = self.state.hashing.turn(
+            settings.queue_timeout_millis,
+            "Too many password checks at once; try again later",
+        )?;
         Ok(work(PasswordHasher::new(settings)))
     }
 

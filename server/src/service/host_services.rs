@@ -147,7 +147,8 @@ fn filter_uses_only(text: &str, fields: &[&str]) -> bool {
 /// limit (and always when the process sets none).
 fn rate_limit(ctx: &RequestContext, scope: &SelfServiceScope, arguments: &Value) -> HostResult<Value> {
     let limits = &scope.process.rate_limits;
-    let (rule, subject) = match text(arguments, "scope")? {
+    let kind = text(arguments, "scope")?;
+    let (rule, subject) = match kind {
         "clientAddress" => (limits.per_client_address, scope.client_address.as_str()),
         "account" => (limits.per_account, text(arguments, "key")?),
         other => {
@@ -159,11 +160,7 @@ fn rate_limit(ctx: &RequestContext, scope: &SelfServiceScope, arguments: &Value)
     let Some(rule) = rule else {
         return Ok(Value::Bool(true));
     };
-    let bucket = format!(
-        "selfservice/{}:{}:{subject}",
-        scope.process.name,
-        text(arguments, "scope")?
-    );
+    let bucket = format!("selfservice/{}:{kind}:{subject}", scope.process.name);
     ctx.state
         .store
         .hit_rate_limit(&bucket, ctx.now_millis(), rule)

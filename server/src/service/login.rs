@@ -108,7 +108,9 @@ pub fn verify(state: &Arc<AppState>, generation: &Arc<Generation>, unverified: U
     let context = verify_credentials(&ctx, &unverified.credentials, Some(&unverified.presented.peer_ip))?
         .ok_or(Error::Unauthorized)?;
     let mut session = Session::start(context, &generation.authentication.session, state.clock.now_seconds());
-    session.epoch = session_epoch(state, &session.context)?;
+    if !unverified.presented.no_session {
+        session.epoch = session_epoch(state, &session.context)?;
+    }
     Ok(client(unverified.presented, session, true))
 }
 
@@ -238,13 +240,7 @@ fn try_without_blocking(
                 if credentials.username != ADMIN_USER {
                     continue;
                 }
-                let lockout = &generation.authentication.lockout;
-                if lockout.enabled
-                    && !lockout
-                        .internal_user_exempt_addresses
-                        .iter()
-                        .any(|address| address == peer)
-                {
+                if generation.authentication.lockout.counts_internal_user_from(peer) {
                     return None;
                 }
                 let stored = &state.secrets.admin_password_hash;
@@ -424,8 +420,8 @@ fn internal_admin(
     credentials: &Credentials,
     peer: Option<&str>,
 ) -> Result<Option<SecurityContext>> {
-    let exempt = &ctx.generation.authentication.lockout.internal_user_exempt_addresses;
-    let lockout_applies = peer.is_some_and(|peer| !exempt.iter().any(|address| address == peer));
+    let lockout = &ctx.generation.authentication.lockout;
+    let lockout_applies = peer.is_some_and(|peer| lockout.counts_internal_user_from(peer));
     let principal = format!("{}/{ADMIN_USER}", module.resource);
     let stored = ctx.state.secrets.admin_password_hash.clone();
     Ok(

@@ -19,10 +19,12 @@ pub struct RateLimit {
 
 impl Store {
     /// Records that the flow's valid token is now the one carrying `step` (until `expires`,
-    /// seconds), and forgets flows that expired before `now`.
+    /// seconds); a flow's first step also forgets the flows that expired before `now`.
     pub fn record_flow_step(&self, flow: &str, step: i64, expires: i64, now: i64) -> Result<(), StoreError> {
         self.write(|conn| {
-            diesel::delete(selfservice_flows::table.filter(selfservice_flows::expires.lt(now))).execute(conn)?;
+            if step == 1 {
+                diesel::delete(selfservice_flows::table.filter(selfservice_flows::expires.lt(now))).execute(conn)?;
+            }
             let mut upsert = Sql::cached("INSERT INTO selfservice_flows (flow, step, expires) VALUES (");
             upsert
                 .bind_text(flow)

@@ -66,17 +66,15 @@ pub fn collection(ctx: &RequestContext, request: &Request, operation: &Operation
             // Client queries take turns, so that a flood of expensive ones leaves the pool and
             // the cores to everything else (scripts' queries run inside requests that already
             // have theirs).
-            let settings = ctx.generation.settings.queries;
-            let _turn = if ctx.is_client() {
-                Some(
+            let wait = ctx.generation.settings.queries.queue_timeout_millis;
+            let _turn = ctx
+                .is_client()
+                .then(|| {
                     ctx.state
                         .queries
-                        .acquire(std::time::Duration::from_millis(settings.queue_timeout_millis))
-                        .ok_or_else(|| Error::Unavailable("Too many queries at once; try again later".into()))?,
-                )
-            } else {
-                None
-            };
+                        .turn(wait, "Too many queries at once; try again later")
+                })
+                .transpose()?;
             let response = ManagedObjects::new(ctx, type_name)?.query(&query, &fields)?;
             Ok(Reply::ok(response.to_json()))
         }

@@ -220,7 +220,11 @@ impl<'a> ManagedObjects<'a> {
     /// Ends the sessions of an account whose credentials (hashed properties) or
     /// `accountStatus` changed, or that was deleted (`after` is `None`), so no cookie issued
     /// before keeps working, on any node, nor for an account re-created under the same id.
+    /// Objects of a type without credentials cannot log in, so they have no sessions to end.
     fn end_sessions_on_change(&self, id: &str, before: &Object, after: Option<&Object>) -> Result<()> {
+        if self.object_type.hashed.is_empty() {
+            return Ok(());
+        }
         let changed = after.is_none_or(|after| {
             self.object_type
                 .hashed

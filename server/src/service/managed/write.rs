@@ -42,7 +42,7 @@ impl ManagedObjects<'_> {
         // Unconditional writers of one object take turns on this node rather than race.
         let _turn = conditional
             .is_none()
-            .then(|| self.ctx.state.write_turns.take(&self.resource_path(Some(id))));
+            .then(|| self.ctx.state.write_turns.take(self.object_type.name(), id));
         for _ in 0..WRITE_RETRIES {
             let current = self.load(id)?;
             if let Some(expected) = conditional
