@@ -225,7 +225,13 @@ impl ModuleResolver for ScriptsDirResolver {
         let mut ast = engine
             .compile(text)
             .map_err(|error| Box::new(EvalAltResult::ErrorInModule(path.to_owned(), error.into(), position)))?;
-        ast.set_source(canonical.display().to_string());
+        // Named as conf files name scripts (`scripts/lib/mail.rhai`), never by where they live.
+        let relative = canonical.strip_prefix(&self.base).unwrap_or(&canonical);
+        let shown = self
+            .base
+            .file_name()
+            .map_or_else(|| relative.to_path_buf(), |dir| Path::new(dir).join(relative));
+        ast.set_source(shown.display().to_string());
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)?;
         Ok(module.into())
     }

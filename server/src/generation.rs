@@ -151,10 +151,14 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
     let settings: Settings = typed(&files, "ferridm", &mut errors);
     let managed = match files.get("managed") {
         None => {
-            errors.push(ConfigError::new(
+            // A managed.json that could not be read has its own error already.
+            let missing = ConfigError::new(
                 &paths.conf_dir.join("managed.json"),
                 "missing: managed.json declares the managed object types",
-            ));
+            );
+            if !errors.iter().any(|error| error.file == missing.file) {
+                errors.push(missing);
+            }
             None
         }
         Some(file) => match ManagedConfig::from_json(&file.resolved) {

@@ -47,6 +47,8 @@ pub struct ServerOptions {
     pub ui_dir: Option<PathBuf>,
     /// The clock (the system's unless a test brings one it can move).
     pub clock: Option<Arc<dyn Clock>>,
+    /// This node's id among the nodes sharing the database (default: host name and port).
+    pub node_id: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +60,7 @@ impl Default for ServerOptions {
             workers: None,
             ui_dir: None,
             clock: None,
+            node_id: None,
         }
     }
 }
@@ -72,7 +75,8 @@ pub fn check(conf_dir: &std::path::Path) -> Result<generation::Generation, Vec<C
     generation::load(&ConfigPaths::new(conf_dir), 1)
 }
 
-/// Loads configuration, secrets and the store: everything before listening.
+/// Loads configuration, secrets and the store (with the configuration shared by the nodes of a
+/// PostgreSQL database applied): everything before listening.
 pub fn prepare(options: &ServerOptions) -> anyhow::Result<Arc<AppState>> {
     let paths = ConfigPaths::new(&options.conf_dir);
     let generation = generation::load(&paths, 1).map_err(ConfigErrors)?;
@@ -92,7 +96,10 @@ pub fn prepare(options: &ServerOptions) -> anyhow::Result<Arc<AppState>> {
         .with_context(|| format!("cannot open the database {}", redact_url(&options.db)))?;
     tracing::info!(backend = ?store.backend(), generation = generation.number, "configuration loaded");
     let clock = options.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
-    Ok(Arc::new(AppState::new(paths, store, secrets, generation, clock)))
+    let state = Arc::new(AppState::new(paths, store, secrets, generation, clock));
+    // Configuration changed over REST on other nodes wins over these files.
+    service::shared_config::catch_up(&state);
+    Ok(state)
 }
 
 /// A database URL without its password, for messages.
@@ -162,6 +169,7 @@ pub struct RunningServer {
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
     _watch: Option<ferridm_plugins::watch::DirectoryWatch>,
+    membership: Option<service::cluster::Membership>,
 }
 
 impl RunningServer {
@@ -181,6 +189,7 @@ impl RunningServer {
             let _ = std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false))).join();
             let _ = thread.join();
         }
+        drop(self.membership.take());
     }
 }
 
@@ -219,12 +228,18 @@ pub fn start(options: &ServerOptions) -> anyhow::Result<RunningServer> {
     let handle = receiver.recv().context("the server thread stopped early")??;
     let watch = reload::watch(&state);
     reload::reconcile_completeness(&state);
+    let node_id = options
+        .node_id
+        .clone()
+        .unwrap_or_else(|| service::cluster::default_node_id(addr.port()));
+    let membership = service::cluster::join(&state, node_id);
     Ok(RunningServer {
         addr,
         state,
         handle,
         thread: Some(thread),
         _watch: watch,
+        membership: Some(membership),
     })
 }
 

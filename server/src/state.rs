@@ -1,7 +1,8 @@
 //! Process-wide state shared by every request: the store, the current configuration generation
 //! (swapped atomically on reload), the secrets, the credential cache and the clock.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use ferridm_store::Store;
@@ -31,6 +32,12 @@ pub struct AppState {
     pub write_turns: WriteTurns,
     /// The time everything that expires goes by.
     pub clock: Arc<dyn Clock>,
+    /// This node's id among the nodes sharing the database (set once it has joined them).
+    pub node_id: OnceLock<String>,
+    /// Held while this node runs work that must run once across the nodes (rescoring).
+    pub work_running: Mutex<()>,
+    /// The newest shared configuration change this node has applied (PostgreSQL; 0 before any).
+    pub config_version: AtomicI64,
     generation: ArcSwap<Generation>,
     last_errors: Mutex<Vec<ConfigError>>,
     reloading: Mutex<()>,
@@ -57,6 +64,9 @@ impl AppState {
             queries,
             write_turns: WriteTurns::default(),
             clock,
+            node_id: OnceLock::new(),
+            work_running: Mutex::new(()),
+            config_version: AtomicI64::new(0),
             generation: ArcSwap::from_pointee(generation),
             last_errors: Mutex::new(Vec::new()),
             reloading: Mutex::new(()),
@@ -113,8 +123,8 @@ thread_local! {
 
 /// Per-object turns for unconditional writes on this node: writers of one object (an increment
 /// from forty clients at once) queue here instead of racing and retrying on the revision. The
-/// objects share [`TURN_STRIPES`] locks by hash. Writers on other nodes still meet through the
-/// revision check.
+/// objects share [`TURN_STRIPES`] locks by hash. Writers on other nodes of a PostgreSQL
+/// database take turns there too (`Store::object_turn`).
 #[derive(Debug)]
 pub struct WriteTurns {
     stripes: Vec<Mutex<()>>,
@@ -132,6 +142,14 @@ impl Default for WriteTurns {
 #[derive(Debug)]
 pub struct WriteTurn<'a> {
     guard: Option<std::sync::MutexGuard<'a, ()>>,
+}
+
+impl WriteTurn<'_> {
+    /// Whether this turn holds the object's lock (false for a write nested in another write on
+    /// the same thread).
+    pub fn is_held(&self) -> bool {
+        self.guard.is_some()
+    }
 }
 
 impl Drop for WriteTurn<'_> {

@@ -591,3 +591,125 @@ fn a_rule_changed_while_stopped_is_applied_at_the_next_start() {
         assert_eq!(stored_score(&after, &second.id).as_f64(), Some(100.0));
     });
 }
+
+/// The stored scores of `people`, as `figure`s.
+fn stored_scores(server: &TestServer, people: &[Person]) -> Vec<Option<f64>> {
+    people
+        .iter()
+        .map(|person| stored_score(server, &person.id).as_f64())
+        .collect()
+}
+
+/// Issue 21, point 3: three nodes see the rule change at once; exactly one rescores (every
+/// user's metadata is written once), through the rescoring lease in the database.
+#[test]
+fn a_changed_rule_is_rescored_once_across_three_nodes() {
+    ferridm_tests::on_postgres(|builder| {
+        let first = builder.start();
+        let second = TestServer::builder().sharing(&first).start();
+        let third = TestServer::builder().sharing(&first).start();
+        let people: Vec<Person> = (0..6).map(|_| person(&first)).collect();
+        let store = &first.state().store;
+        let writes = |people: &[Person]| -> Vec<i64> {
+            people
+                .iter()
+                .map(|person| store.metadata_writes("user", &person.id))
+                .collect()
+        };
+        let before = writes(&people);
+        save_conf(
+            &first,
+            "selfservice-profile.json",
+            &profile_with_rule(&json!({"attributes": ["userName", "telephoneNumber"]})),
+        );
+        for node in [&first, &second, &third] {
+            node.wait_until(RELOAD, "every node to rescore or leave it to another", || {
+                stored_scores(node, &people).iter().all(|score| *score == Some(50.0))
+                    && !ferridm::service::completeness::rule_changed(&node.state())
+            });
+        }
+        let after: Vec<i64> = writes(&people);
+        let once: Vec<i64> = before.iter().map(|count| count + 1).collect();
+        assert_eq!(after, once, "each user's score was written exactly once");
+    });
+}
+
+/// Issue 21, point 3: a rescoring whose node died (its lease runs out with progress recorded)
+/// is resumed by another node from that progress, on a heartbeat.
+#[test]
+fn a_rescoring_left_by_a_dead_node_is_resumed_where_it_stopped() {
+    on_each_backend(|builder| {
+        let server = builder
+            .manual_clock()
+            .conf_file("ferridm.json", r#"{"cluster": {"heartbeatMillis": 20}}"#)
+            .start();
+        let people: Vec<Person> = (0..6).map(|_| person(&server)).collect();
+        let state = server.state();
+        let old_scores = stored_scores(&server, &people);
+
+        // A node that died after the first three users: its lease, for the new rule, with its
+        // progress (the cookie after three users in creation order).
+        let rule = json!({"attributes": ["userName", "telephoneNumber"]});
+        let staged = tempfile::tempdir().unwrap();
+        let staged_conf = staged.path().join("conf");
+        std::fs::create_dir_all(&staged_conf).unwrap();
+        for entry in std::fs::read_dir(server.conf()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), staged_conf.join(entry.file_name())).unwrap();
+        }
+        std::fs::write(staged_conf.join("selfservice-profile.json"), profile_with_rule(&rule)).unwrap();
+        std::os::unix::fs::symlink(server.project().join("scripts"), staged.path().join("scripts")).unwrap();
+        let fingerprint = ferridm::check(&staged_conf).unwrap().completeness.fingerprint();
+        let generation = state.generation();
+        let index = &generation.managed.get("user").unwrap().index;
+        let three = state
+            .store
+            .query(&ferridm_store::ObjectQuery {
+                object_type: "user",
+                filter: &ferridm_core::filter::Filter::True,
+                sort: &[],
+                page_size: Some(3),
+                offset: 0,
+                cookie: None,
+                count: false,
+                with_content: false,
+                limit: 3,
+                index,
+                time_limit: None,
+            })
+            .unwrap();
+        let now = state.clock.now_millis();
+        let job = "completeness-rescoring";
+        state
+            .store
+            .claim_work(job, &fingerprint, "gone:1", now, now + 30_000)
+            .unwrap()
+            .unwrap();
+        assert!(
+            state
+                .store
+                .record_work_progress(job, "gone:1", &three.cookie.unwrap(), now + 30_000)
+                .unwrap()
+        );
+
+        // The rule arrives; the dead node's lease still runs, so nobody rescores yet.
+        save_conf(&server, "selfservice-profile.json", &profile_with_rule(&rule));
+        server.wait_until(RELOAD, "the new rule on the endpoint", || {
+            figure(&server, &people[0].id).as_f64() == Some(50.0)
+        });
+        assert_eq!(
+            stored_scores(&server, &people),
+            old_scores,
+            "the lease is another node's"
+        );
+
+        // Its lease runs out: the next heartbeat resumes after the third user.
+        server.advance_clock(Duration::from_secs(31));
+        server.wait_until(RELOAD, "the rescoring to be resumed and finished", || {
+            !ferridm::service::completeness::rule_changed(&state)
+        });
+        let scores = stored_scores(&server, &people);
+        assert_eq!(scores[..3], old_scores[..3], "the dead node's part is not redone");
+        assert_eq!(scores[3..], [Some(50.0); 3], "the rest is rescored");
+    });
+}

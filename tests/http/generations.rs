@@ -116,9 +116,10 @@ fn a_request_spanning_a_reload_sees_one_generation_throughout() {
         let role = read(&mut started, &role_path);
         assert_eq!(role["stamp"], 1, "the nested script call ran on generation 1: {role}");
 
-        // A request that starts now runs entirely on the new generation.
+        // A request that starts now runs entirely on the new generation (or a later one: the
+        // file watcher may reload the same files once more after the explicit reload).
         let mut now = admin_context(&state);
-        assert_eq!(now.generation.number, installed.number);
+        assert!(now.generation.number >= installed.number);
         assert_eq!(
             create_user(&mut now).unwrap_err(),
             Error::Forbidden("Access denied".to_owned()),

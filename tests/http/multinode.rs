@@ -1,8 +1,8 @@
 //! Two ferridm nodes on one PostgreSQL database and one project directory (so one generated
 //! session key): a session cookie issued by either node authenticates on the other, failed
 //! logins and locks are counted in the database so both nodes agree, and a password changed on
-//! one node is what the other checks. Skipped quietly when no PostgreSQL is reachable (set
-//! `FERRIDM_TEST_REQUIRE_POSTGRES=1` to make that a failure).
+//! one node is what the other checks, and every node lists the others (`openidm/cluster`). Skipped quietly when no PostgreSQL is reachable
+//! (set `FERRIDM_TEST_REQUIRE_POSTGRES=1` to make that a failure).
 
 use ferridm_tests::{TestServer, on_postgres};
 use serde_json::json;
@@ -145,5 +145,163 @@ fn parallel_guesses_on_two_nodes_stop_at_the_limit() {
         assert_locked_until(&seen);
         assert_unauthorized(&login(&user.actor(&first)), "the right password on the first node");
         assert_unauthorized(&login(&user.actor(&second)), "the right password on the second node");
+    });
+}
+
+/// The cluster view as a node lists it: instance id → (state, shutdown).
+fn cluster_states(server: &TestServer) -> std::collections::BTreeMap<String, (String, String)> {
+    let reply = server.admin().get("/openidm/cluster?_queryFilter=true").send();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            (
+                node["instanceId"].as_str().unwrap().to_owned(),
+                (
+                    node["state"].as_str().unwrap().to_owned(),
+                    node["shutdown"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A node's default id: the host name and the port it serves.
+fn node_id(server: &TestServer) -> String {
+    let port = server.base().rsplit(':').next().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    format!("{}:{port}", host.trim())
+}
+
+/// Issue 21, point 4: every node lists the nodes of the database with their state; a node that
+/// stops is down with its shutdown time, and one whose heartbeat is older than
+/// `cluster.downAfterMillis` by the reader's clock is down too.
+#[test]
+fn the_cluster_view_lists_the_nodes_and_marks_stopped_and_silent_ones_down() {
+    on_postgres(|builder| {
+        let first = builder.manual_clock().start();
+        let mut second = TestServer::builder().sharing(&first).start();
+        let third = TestServer::builder().sharing(&first).start();
+        let (first_id, second_id, third_id) = (node_id(&first), node_id(&second), node_id(&third));
+        let running = (String::from("running"), String::new());
+        for server in [&first, &second, &third] {
+            let states = cluster_states(server);
+            for id in [&first_id, &second_id, &third_id] {
+                assert_eq!(
+                    states.get(id),
+                    Some(&running),
+                    "{id} as {} sees it: {states:?}",
+                    server.base()
+                );
+            }
+        }
+        let one = first.admin().get(&format!("/openidm/cluster/{second_id}")).send();
+        assert_eq!(one.status, 200, "{}", one.text);
+        assert_eq!(one.body["_id"], json!(second_id));
+        assert_eq!(one.body["state"], json!("running"));
+        assert!(one.body["startup"].as_str().unwrap().ends_with('Z'), "{}", one.text);
+        assert_eq!(one.body["configGeneration"], json!(1));
+
+        second.stop();
+        let states = cluster_states(&first);
+        assert_eq!(states[&second_id].0, "down", "{states:?}");
+        assert!(
+            states[&second_id].1.ends_with('Z'),
+            "the shutdown is recorded: {states:?}"
+        );
+
+        // The third node's heartbeats go by the system clock; the first node's clock moves on
+        // past `downAfterMillis` (15 s by default), so by it the third has gone silent.
+        first.advance_clock(std::time::Duration::from_secs(60));
+        let states = cluster_states(&first);
+        assert_eq!(states[&third_id], (String::from("down"), String::new()), "{states:?}");
+        assert_eq!(states[&first_id], running, "a node always sees itself running");
+        assert_eq!(
+            first.admin().get("/openidm/cluster/nowhere:1").send().assert_error(404),
+            "Node nowhere:1 not found"
+        );
+        assert_eq!(
+            first
+                .anonymous()
+                .get("/openidm/cluster?_queryFilter=true")
+                .send()
+                .status,
+            403
+        );
+    });
+}
+
+/// A single node on either backend lists itself, running, serving its generation.
+#[test]
+fn a_single_node_lists_itself() {
+    ferridm_tests::on_each_backend(|builder| {
+        let server = builder.start();
+        let reply = server
+            .admin()
+            .get("/openidm/cluster?_queryFilter=state+eq+\"running\"")
+            .send();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body["resultCount"], json!(1), "{}", reply.text);
+        let node = &reply.body["result"][0];
+        assert_eq!(node["_id"], json!(node_id(&server)));
+        assert_eq!(node["shutdown"], json!(""));
+        assert_eq!(node["configGeneration"], json!(1));
+    });
+}
+
+/// `GET /openidm/config/<id>` on `server`.
+fn config(server: &TestServer, id: &str) -> serde_json::Value {
+    let reply = server.admin().get(&format!("/openidm/config/{id}")).send();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body
+}
+
+fn config_version(server: &TestServer) -> serde_json::Value {
+    server.admin().get("/openidm/config/status").send().body["configVersion"].clone()
+}
+
+/// Issue 21, point 2: nodes with conf directories of their own on one PostgreSQL database. A
+/// change over REST on one node is live on the others (and in their files); a refused change
+/// is refused everywhere; a node started later with stale files starts with the change.
+#[test]
+fn a_configuration_change_over_rest_reaches_every_node() {
+    on_postgres(|builder| {
+        let first = builder.start();
+        let second = TestServer::builder().sharing_database(&first).start();
+        let third = TestServer::builder().sharing_database(&first).start();
+        let mut ui = config(&first, "ui/configuration");
+        assert_eq!(ui["configuration"]["passwordReset"], json!(true));
+        ui["configuration"]["passwordReset"] = json!(false);
+        let reply = first.admin().put("/openidm/config/ui/configuration", &ui).send();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let version = config_version(&first);
+        assert!(version.as_i64().is_some_and(|version| version > 0), "{version}");
+        for node in [&second, &third] {
+            node.wait_until(std::time::Duration::from_secs(10), "the change on every node", || {
+                config(node, "ui/configuration")["configuration"]["passwordReset"] == json!(false)
+                    && config_version(node) == version
+            });
+            let file = std::fs::read_to_string(node.conf().join("ui-configuration.json")).unwrap();
+            let on_disk: serde_json::Value = serde_json::from_str(&file).unwrap();
+            assert_eq!(on_disk["configuration"]["passwordReset"], json!(false), "written to its files");
+        }
+
+        // A change the first node refuses is stored nowhere and changes no node.
+        let reply = first
+            .admin()
+            .put("/openidm/config/managed", &json!({"objects": "not a list"}))
+            .send();
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        for node in [&first, &second, &third] {
+            assert_eq!(config_version(node), version);
+            assert!(config(node, "managed")["objects"].is_array());
+        }
+
+        // A node whose files never saw the change starts with it.
+        let fourth = TestServer::builder().sharing_database(&first).start();
+        assert_eq!(config(&fourth, "ui/configuration")["configuration"]["passwordReset"], json!(false));
+        assert_eq!(config_version(&fourth), version);
     });
 }

@@ -124,6 +124,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Starts a second server on the same database as `other`, with a project directory of its
+    /// own (a separate node with its own conf files).
+    pub fn sharing_database(mut self, other: &TestServer) -> Self {
+        self.database = None;
+        self.shared_url = Some(other.db_url.clone());
+        self
+    }
+
     /// Starts the server.
     pub fn start(self) -> TestServer {
         let (project, dir) = match self.project {
@@ -162,6 +170,7 @@ impl ServerBuilder {
             workers: Some(2),
             ui_dir: self.ui_dir,
             clock: self.clock.clone().map(|clock| clock as Arc<dyn ferridm::clock::Clock>),
+            node_id: None,
         })
         .unwrap_or_else(|error| panic!("the test server did not start: {error:#}"));
         let client = Client::builder()

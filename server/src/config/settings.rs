@@ -100,6 +100,26 @@ impl Default for WatchSettings {
     }
 }
 
+/// Nodes sharing a database: how often each records that it is alive, and after how long
+/// without a heartbeat the others list it as down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Milliseconds between heartbeats.
+    pub heartbeat_millis: u64,
+    /// Milliseconds without a heartbeat after which a node is down.
+    pub down_after_millis: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_millis: 5_000,
+            down_after_millis: 15_000,
+        }
+    }
+}
+
 /// The verified-credential cache (header authentication without a KDF run per request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -120,7 +140,7 @@ impl Default for CredentialCacheSettings {
 }
 
 /// Client queries of managed objects: how many run at once, so that cheap requests stay fast
-/// however many expensive queries arrive.
+/// however many expensive queries arrive, and how long each may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct QuerySettings {
@@ -128,6 +148,15 @@ pub struct QuerySettings {
     pub max_concurrent: u32,
     /// How long a query waits for its turn before the request is a 503.
     pub queue_timeout_millis: u64,
+    /// How long a query may run before it is cancelled and the request is a 503 (0: no limit).
+    pub time_limit_millis: u64,
+}
+
+impl QuerySettings {
+    /// The time limit of one query, if there is one.
+    pub fn time_limit(&self) -> Option<std::time::Duration> {
+        (self.time_limit_millis > 0).then(|| std::time::Duration::from_millis(self.time_limit_millis))
+    }
 }
 
 impl Default for QuerySettings {
@@ -135,6 +164,7 @@ impl Default for QuerySettings {
         Self {
             max_concurrent: 0,
             queue_timeout_millis: 10_000,
+            time_limit_millis: 10_000,
         }
     }
 }
@@ -158,6 +188,8 @@ pub struct Settings {
     pub queries: QuerySettings,
     /// Conf and script watching.
     pub watch: WatchSettings,
+    /// Cluster membership.
+    pub cluster: ClusterSettings,
     /// Verified-credential cache.
     pub credential_cache: CredentialCacheSettings,
     /// Whether policies are enforced on writes (IDM's `openidm.policy.enforcement.enabled`).
@@ -177,6 +209,7 @@ impl Default for Settings {
             password_hashing: PasswordHashSettings::default(),
             queries: QuerySettings::default(),
             watch: WatchSettings::default(),
+            cluster: ClusterSettings::default(),
             credential_cache: CredentialCacheSettings::default(),
             policy_enforcement: true,
             data_dir: "data".to_owned(),

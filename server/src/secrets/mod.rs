@@ -140,7 +140,7 @@ fn generated_keys(data_dir: &Path) -> Result<(Key, Key), ConfigError> {
     let body = json!({"sessionKey": keys.0.encode(), "tokenKey": keys.1.encode()});
     write_private(&path, &body.to_string()).map_err(|error| ConfigError::new(&path, error.to_string()))?;
     tracing::warn!(
-        path = %path.display(),
+        path = %crate::config::file_name_in_project(&path),
         "no sessionKey/tokenKey configured in boot.json: generated keys into the data directory; \
          give every node the same keys (FERRIDM_SESSION_KEY, FERRIDM_TOKEN_KEY) to share sessions"
     );

@@ -1,9 +1,10 @@
 //! Profile completeness over the store: reading a user's score, and rescoring every user when
-//! the rule changes (the rule itself is `config::profile`'s).
+//! the rule changes, once across the nodes sharing the database (the rule itself is
+//! `config::profile`'s).
 
 use ferridm_core::filter::Filter;
 use ferridm_core::{Error, Result};
-use ferridm_store::ObjectQuery;
+use ferridm_store::{ObjectQuery, Store, StoreError};
 use serde_json::{Value, json};
 
 use super::context::RequestContext;
@@ -29,37 +30,120 @@ pub fn read(ctx: &RequestContext, target: Option<(&str, &str)>) -> Result<Value>
     Ok(json!({"_id": format!("managed/{type_name}/{id}"), "_rev": stored.rev.to_string(), "completeness": score}))
 }
 
-/// Rows recomputed per batch when the completeness rule changes.
-const RECOMPUTE_PAGE: u32 = 500;
+/// Rows rescored per page when the completeness rule changes.
+const RESCORE_PAGE: u32 = 500;
 
-/// Recomputes `_meta.profileCompleteness` for every user with `generation`'s rule (after the
-/// rule changed).
-pub fn recompute_all(state: &AppState, generation: &Generation) {
-    let Some(user_type) = generation.managed.get("user") else {
+/// The store setting naming the completeness rule the stored scores follow.
+const RULE_SETTING: &str = "completeness-rule";
+
+/// The job name of rescoring among the nodes' leases.
+const RESCORING_JOB: &str = "completeness-rescoring";
+
+/// How long a rescoring lease lasts unless its holder renews it (after every page).
+const LEASE_MILLIS: i64 = 30_000;
+
+/// Records that every stored score follows `generation`'s rule. Kept in the database, so the
+/// nodes sharing it agree and a new node does not rescore what is current.
+pub fn record_rule(store: &Store, generation: &Generation) -> std::result::Result<(), StoreError> {
+    store.put_setting(RULE_SETTING, &generation.completeness.fingerprint())
+}
+
+/// Whether the stored scores follow another rule than the running one.
+pub fn rule_changed(state: &AppState) -> bool {
+    let rule = state.generation().completeness.fingerprint();
+    match state.store.setting(RULE_SETTING) {
+        Ok(recorded) => recorded.as_deref() != Some(rule.as_str()),
+        Err(error) => {
+            tracing::error!(%error, "cannot read which completeness rule the stored scores follow");
+            false
+        }
+    }
+}
+
+/// Brings the stored scores in line with the running rule, once across the nodes sharing the
+/// database: this node claims the rescoring lease (or leaves the work to the node holding it),
+/// rescores page by page from where the previous holder stopped, recording its progress and
+/// renewing the lease after every page, and finally records the rule. Every node retries on
+/// its heartbeat, so the work resumes when its holder dies.
+pub fn rescore_if_needed(state: &AppState) {
+    let Ok(_running) = state.work_running.try_lock() else {
         return;
     };
-    let mut cookie: Option<String> = None;
+    if !rule_changed(state) {
+        return;
+    }
+    let generation = state.generation();
+    let rule = generation.completeness.fingerprint();
+    let holder = state.node_id.get().map_or("local", String::as_str);
+    let now = state.clock.now_millis();
+    let lease = match state
+        .store
+        .claim_work(RESCORING_JOB, &rule, holder, now, now + LEASE_MILLIS)
+    {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            tracing::debug!("another node is rescoring profile completeness");
+            return;
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot claim the rescoring of profile completeness");
+            return;
+        }
+    };
+    if !rule_changed(state) {
+        // Another node finished while this one was claiming.
+        if let Err(error) = state.store.finish_work(RESCORING_JOB, holder) {
+            tracing::warn!(%error, "cannot release the rescoring lease");
+        }
+        return;
+    }
+    if lease.progress.is_some() {
+        tracing::info!("resuming the rescoring of profile completeness where another node stopped");
+    }
+    match rescore(state, &generation, holder, lease.progress) {
+        Ok(Some(updated)) => {
+            if let Err(error) = record_rule(&state.store, &generation) {
+                tracing::warn!(%error, "cannot record the completeness rule");
+            }
+            if let Err(error) = state.store.finish_work(RESCORING_JOB, holder) {
+                tracing::warn!(%error, "cannot release the rescoring lease");
+            }
+            tracing::info!(
+                users.updated = updated,
+                "profile completeness recomputed for the new rule"
+            );
+        }
+        Ok(None) => tracing::info!("another node took over rescoring profile completeness"),
+        Err(error) => tracing::error!(%error, "rescoring profile completeness stopped"),
+    }
+}
+
+/// Rescores every user after `progress` (a page cookie); the number of users updated, or
+/// `None` when the lease was lost to another node.
+fn rescore(
+    state: &AppState,
+    generation: &Generation,
+    holder: &str,
+    mut progress: Option<String>,
+) -> std::result::Result<Option<u64>, StoreError> {
+    let Some(user_type) = generation.managed.get("user") else {
+        return Ok(Some(0));
+    };
     let mut updated = 0_u64;
     loop {
         let page = state.store.query(&ObjectQuery {
             object_type: "user",
             filter: &Filter::True,
             sort: &[],
-            page_size: Some(RECOMPUTE_PAGE),
+            page_size: Some(RESCORE_PAGE),
             offset: 0,
-            cookie: cookie.as_deref(),
+            cookie: progress.as_deref(),
             count: false,
             with_content: true,
-            limit: u64::from(RECOMPUTE_PAGE),
+            limit: u64::from(RESCORE_PAGE),
             index: &user_type.index,
-        });
-        let page = match page {
-            Ok(page) => page,
-            Err(error) => {
-                tracing::error!(%error, "recomputing profile completeness stopped");
-                return;
-            }
-        };
+            time_limit: None,
+        })?;
         for user in &page.objects {
             let Ok(score) = generation.completeness.score(&Value::Object(user.content.clone())) else {
                 continue;
@@ -74,13 +158,17 @@ pub fn recompute_all(state: &AppState, generation: &Generation) {
                 updated += 1;
             }
         }
-        match page.cookie {
-            Some(next) => cookie = Some(next),
-            None => break,
+        let Some(next) = page.cookie else {
+            return Ok(Some(updated));
+        };
+        let expires = state.clock.now_millis() + LEASE_MILLIS;
+        if !state
+            .store
+            .record_work_progress(RESCORING_JOB, holder, &next, expires)?
+        {
+            return Ok(None);
         }
+        tracing::info!(users.updated = updated, "rescoring profile completeness");
+        progress = Some(next);
     }
-    tracing::info!(
-        users.updated = updated,
-        "profile completeness recomputed for the new rule"
-    );
 }

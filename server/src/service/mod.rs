@@ -6,6 +6,7 @@
 //! configuration changes and reloads.
 
 pub mod access;
+pub mod cluster;
 pub mod completeness;
 pub mod context;
 pub mod endpoints;
@@ -18,6 +19,7 @@ pub mod process;
 pub mod profile;
 pub mod reload;
 pub mod router;
+pub mod shared_config;
 pub mod validation;
 
 use ferridm_core::Error;
@@ -43,6 +45,11 @@ pub fn storage_error(error: StoreError) -> Error {
             ]}),
         },
         StoreError::InvalidCookie => Error::bad_request("Invalid paged results cookie"),
+        StoreError::TimedOut { limit } => {
+            tracing::warn!(limit_ms = limit.as_millis(), "query cancelled at its time limit");
+            Error::Unavailable(format!("The query exceeded its time limit of {} ms", limit.as_millis()))
+        }
+        StoreError::TooLarge(limit) => Error::bad_request(limit.to_string()),
         StoreError::Pool(cause) => {
             tracing::error!(error = %cause, "no database connection available");
             Error::Unavailable("The database is unavailable".into())

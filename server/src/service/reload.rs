@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use ferridm_core::{Error, Result};
 use ferridm_plugins::watch::{self, DirectoryWatch, WatchMode};
-use ferridm_store::{Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::config::settings::WatchMode as ConfiguredMode;
@@ -33,7 +32,7 @@ pub fn reload(
             state.install(generation);
             tracing::info!(generation = number, cause, "configuration reloaded");
             if rule_changed {
-                recompute_completeness(state);
+                reconcile_completeness(state);
             }
             Ok(state.generation())
         }
@@ -52,39 +51,19 @@ pub fn reload(
     }
 }
 
-/// The store setting naming the completeness rule the stored scores were computed with.
-const COMPLETENESS_RULE_SETTING: &str = "completeness-rule";
-
-/// Records that every stored score follows `generation`'s completeness rule. Kept in the
-/// database, so nodes sharing it agree and a new node does not recompute what is current.
-pub fn record_completeness_rule(store: &Store, generation: &Generation) -> std::result::Result<(), StoreError> {
-    store.put_setting(COMPLETENESS_RULE_SETTING, &generation.completeness.fingerprint())
-}
-
-/// At start: recomputes stored completeness if the rule changed while the server was down.
+/// Rescores stored completeness in the background when the stored scores follow another rule
+/// than the running one (at start, after a reload, and on every heartbeat, so a rescoring left
+/// by a node that died is resumed).
 pub fn reconcile_completeness(state: &Arc<AppState>) {
-    let current = state.generation().completeness.fingerprint();
-    match state.store.setting(COMPLETENESS_RULE_SETTING) {
-        Ok(recorded) if recorded.as_deref() == Some(current.as_str()) => {}
-        Ok(_) => recompute_completeness(state),
-        Err(error) => tracing::error!(%error, "cannot read which completeness rule the stored scores follow"),
+    if !super::completeness::rule_changed(state) {
+        return;
     }
-}
-
-/// Recomputes every user's stored completeness in the background (the rule changed).
-pub fn recompute_completeness(state: &Arc<AppState>) {
     let shared = Arc::clone(state);
     let spawned = std::thread::Builder::new()
         .name("ferridm-completeness".to_owned())
-        .spawn(move || {
-            let generation = shared.generation();
-            super::completeness::recompute_all(&shared, &generation);
-            if let Err(error) = record_completeness_rule(&shared.store, &generation) {
-                tracing::warn!(%error, "cannot record the completeness rule");
-            }
-        });
+        .spawn(move || super::completeness::rescore_if_needed(&shared));
     if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start recomputing profile completeness");
+        tracing::error!(%error, "cannot start rescoring profile completeness");
     }
 }
 
@@ -122,18 +101,26 @@ pub fn watch(state: &Arc<AppState>) -> Option<DirectoryWatch> {
 /// Replaces (`Some`) or removes (`None`) the conf file of config `id`: the whole generation is
 /// validated with the change first, so a refused change leaves both the file and the running
 /// configuration untouched; then the file is written atomically and the generation reloaded.
+///
+/// On PostgreSQL the change is recorded in the database first, for every node to apply
+/// (`service::shared_config`); a change the database cannot take changes nothing.
 pub fn change_file(state: &Arc<AppState>, id: &str, replacement: Option<&Value>) -> Result<()> {
     let path = state.paths.conf_dir.join(file_name(id));
     let mut overrides = Overrides::new();
     overrides.insert(id.to_owned(), replacement.cloned());
     generation::load_with(&state.paths, 0, &overrides).map_err(|errors| refused(&errors))?;
-    match replacement {
-        Some(content) => write_atomically(&path, content)?,
+    let text = replacement.map(file_text).transpose()?;
+    let version = super::shared_config::publish(state, id, text.as_deref())?;
+    match &text {
+        Some(text) => write_text_atomically(&path, text)?,
         None => {
             std::fs::remove_file(&path).map_err(|_| Error::internal("The configuration file could not be removed"))?
         }
     }
     reload(state, &Overrides::new(), "config endpoint").map_err(|errors| refused(&errors))?;
+    if let Some(version) = version {
+        state.config_version.fetch_max(version, std::sync::atomic::Ordering::SeqCst);
+    }
     Ok(())
 }
 
@@ -150,13 +137,20 @@ fn refused(errors: &[ConfigError]) -> Error {
     }
 }
 
-fn write_atomically(path: &std::path::Path, content: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(content).map_err(|_| Error::internal("Internal Server Error"))?;
+/// A conf file's text as the config endpoint writes it.
+fn file_text(content: &Value) -> Result<String> {
+    serde_json::to_string_pretty(content)
+        .map(|text| text + "\n")
+        .map_err(|_| Error::internal("Internal Server Error"))
+}
+
+/// Writes a conf file through a temporary file and a rename, so no reader sees half of it.
+pub(super) fn write_text_atomically(path: &std::path::Path, text: &str) -> Result<()> {
     let temporary = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name().and_then(|name| name.to_str()).unwrap_or("config")
     ));
-    std::fs::write(&temporary, text + "\n")
+    std::fs::write(&temporary, text)
         .and_then(|()| std::fs::rename(&temporary, path))
         .map_err(|error| {
             tracing::error!(path = %path.display(), %error, "cannot write a config file");

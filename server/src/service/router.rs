@@ -6,7 +6,7 @@
 use ferridm_core::{Error, Result};
 
 use super::context::{Caller, RequestContext};
-use super::endpoints::{authentication, client, config, info, managed, policy, selfservice};
+use super::endpoints::{authentication, client, cluster, config, info, managed, policy, selfservice};
 use super::{access, login, profile};
 use crate::resource::{Operation, Reply, Request};
 
@@ -53,6 +53,8 @@ pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operati
         ["selfservice", "kba"] if read => client::read_kba(&ctx.generation),
         ["consent"] if query => Ok(client::query_consent()),
         ["authentication"] => authentication::handle(ctx, operation),
+        ["cluster"] if query => cluster::query(ctx, request),
+        ["cluster", node] if read => cluster::read(ctx, node),
         ["managed", type_name] => managed::collection(ctx, request, operation, type_name),
         ["managed", type_name, id] => managed::instance(ctx, request, operation, type_name, id),
         ["managed", _, _, ..] => Err(managed::sub_object()),

@@ -3,13 +3,15 @@
 //! `MultiConnection` type, SQLite gets its pragmas on every connection, and migrations for the
 //! chosen backend run once at open.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel::sqlite::ProgressDecision;
 
 use crate::StoreError;
 use crate::migrate;
@@ -133,6 +135,11 @@ pub struct Store {
     /// SQLite has one writer: our own writers queue here rather than in SQLite's busy wait.
     /// PostgreSQL needs no such lock.
     sqlite_writer: Option<Mutex<()>>,
+    /// PostgreSQL: connections that hold writers' turns on objects across the nodes, apart from
+    /// the main pool so that a turn never waits for a connection its own write needs.
+    pub(crate) turn_pool: Option<r2d2::Pool<Manager>>,
+    /// PostgreSQL: the URL, for connections of their own (configuration notifications).
+    pub(crate) postgres_url: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -165,6 +172,23 @@ impl Store {
             target,
             busy_timeout_ms: options.busy_timeout.as_millis(),
         };
+        let postgres_url = match &manager.target {
+            DbTarget::Postgres(url) => Some(url.clone()),
+            DbTarget::Sqlite(_) => None,
+        };
+        let turn_pool = match &manager.target {
+            DbTarget::Postgres(_) => Some(
+                r2d2::Pool::builder()
+                    .max_size(TURN_CONNECTIONS)
+                    .min_idle(Some(0))
+                    .connection_timeout(options.connection_timeout)
+                    .build_unchecked(Manager {
+                        target: manager.target.clone(),
+                        busy_timeout_ms: manager.busy_timeout_ms,
+                    }),
+            ),
+            DbTarget::Sqlite(_) => None,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(1))
@@ -174,6 +198,8 @@ impl Store {
             pool,
             backend,
             sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
+            turn_pool,
+            postgres_url,
         })
     }
 
@@ -198,17 +224,7 @@ impl Store {
         let mut pooled = self.connection()?;
         let conn: &mut DbConnection = &mut pooled;
         begin_write(conn)?;
-        match work(conn) {
-            Ok(value) => {
-                <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
-                Ok(value)
-            }
-            Err(error) => {
-                // A failed rollback leaves the connection broken; the pool then drops it.
-                let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
-                Err(error)
-            }
-        }
+        finish_transaction(conn, work)
     }
 
     /// Runs `work` on a pooled connection without an explicit transaction.
@@ -218,6 +234,118 @@ impl Store {
     ) -> Result<T, StoreError> {
         let mut pooled = self.connection()?;
         work(&mut pooled)
+    }
+
+    /// Runs `work` like [`Store::read`], but within `deadline` when there is one. On PostgreSQL,
+    /// `work` runs in a transaction whose `statement_timeout` is what remains of the budget
+    /// (`SET LOCAL`, so it ends with the transaction): the server cancels a statement that
+    /// outlives it, and a statement failing once the deadline has passed is reported as
+    /// [`StoreError::TimedOut`]. On SQLite a progress handler interrupts a statement once the
+    /// deadline passes; it is removed again before the connection goes back to the pool.
+    pub(crate) fn read_within<T>(
+        &self,
+        deadline: Option<Deadline>,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(deadline) = deadline else {
+            return self.read(work);
+        };
+        let mut pooled = self.connection()?;
+        let conn: &mut DbConnection = &mut pooled;
+        let bounded_work = |conn: &mut DbConnection| {
+            deadline.bound_next_statements(conn)?;
+            work(conn)
+        };
+        let outcome = if matches!(conn, DbConnection::Postgres(_)) {
+            <DbConnection as Connection>::TransactionManager::begin_transaction(conn)?;
+            finish_transaction(conn, bounded_work)
+        } else {
+            let outcome = bounded_work(conn);
+            if let DbConnection::Sqlite(sqlite) = conn {
+                sqlite.remove_progress_handler();
+            }
+            outcome
+        };
+        outcome.map_err(|error| match error {
+            StoreError::Database(_) if deadline.has_passed() => deadline.exceeded(),
+            other => other,
+        })
+    }
+}
+
+/// Most connections holding writers' turns on objects at once (PostgreSQL).
+const TURN_CONNECTIONS: u32 = 8;
+
+/// How many SQLite virtual-machine steps run between two looks at the clock.
+const SQLITE_PROGRESS_STEPS: NonZeroU32 = NonZeroU32::new(10_000).unwrap();
+
+/// A time budget for one read, counted from when it was made.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    limit: Duration,
+    at: Instant,
+}
+
+impl Deadline {
+    /// A budget of `limit` from now (none when `limit` reaches beyond what the clock can tell).
+    pub(crate) fn after(limit: Duration) -> Option<Self> {
+        Instant::now().checked_add(limit).map(|at| Self { limit, at })
+    }
+
+    /// Bounds the statements `conn` runs next by what remains of the budget: an error once it is
+    /// spent; on PostgreSQL (inside [`Store::read_within`]'s transaction) the remainder becomes
+    /// the `statement_timeout`; on SQLite a progress handler interrupts the statement running
+    /// when the deadline passes.
+    pub(crate) fn bound_next_statements(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        let remaining = self.at.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(self.exceeded());
+        }
+        match conn {
+            DbConnection::Postgres(postgres) => {
+                // Rounded up (0 would mean no timeout) and capped at PostgreSQL's largest value.
+                let millis = remaining.as_micros().div_ceil(1000).min(i32::MAX as u128);
+                postgres.batch_execute(&format!("SET LOCAL statement_timeout = {millis}"))?;
+            }
+            DbConnection::Sqlite(sqlite) => {
+                let at = self.at;
+                sqlite.on_progress(SQLITE_PROGRESS_STEPS, move || {
+                    if Instant::now() >= at {
+                        ProgressDecision::Interrupt
+                    } else {
+                        ProgressDecision::Continue
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn has_passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    fn exceeded(&self) -> StoreError {
+        StoreError::TimedOut { limit: self.limit }
+    }
+}
+
+/// Ends the transaction `conn` has begun around `work`: committed when `work` succeeds, rolled
+/// back when it fails.
+fn finish_transaction<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match work(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // A failed rollback leaves the connection broken; the pool then drops it.
+            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(error)
+        }
     }
 }
 
@@ -253,6 +381,82 @@ mod tests {
             DbTarget::parse("postgresql://u@h/db").unwrap().backend(),
             Backend::Postgres
         );
+    }
+
+    /// Counting to a hundred million: many seconds of SQLite work in one statement.
+    const SQLITE_SLOW: &str =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) SELECT count(*) FROM n";
+
+    /// A statement that runs for seconds on `backend`.
+    fn slow_statement(backend: Backend) -> &'static str {
+        match backend {
+            Backend::Postgres => "SELECT pg_sleep(10)",
+            Backend::Sqlite => SQLITE_SLOW,
+        }
+    }
+
+    /// The `statement_timeout` a plain read on `store`'s next connection runs with (PostgreSQL).
+    fn statement_timeout(store: &Store) -> String {
+        store
+            .read(|conn| {
+                Ok(crate::sql::Sql::uncached("SELECT current_setting('statement_timeout')")
+                    .typed::<diesel::sql_types::Text>()
+                    .get_result::<String>(conn)?)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_read_past_its_deadline_times_out_and_leaves_the_connection_clean() {
+        for database in crate::testing::TestDatabase::all() {
+            // One connection, so every read below runs on the one the timed-out read used.
+            let options = StoreOptions {
+                pool_size: 1,
+                ..StoreOptions::default()
+            };
+            let store = Store::open(database.url(), &options).unwrap();
+            let backend = store.backend();
+            let limit = Duration::from_millis(1);
+            let deadline = Deadline::after(limit).unwrap();
+            let started = Instant::now();
+            let outcome = store.read_within(Some(deadline), |conn| {
+                conn.batch_execute(slow_statement(backend))?;
+                deadline.bound_next_statements(conn)?;
+                conn.batch_execute("SELECT 1")?;
+                Ok(())
+            });
+            assert!(
+                matches!(outcome, Err(StoreError::TimedOut { limit: reported }) if reported == limit),
+                "{backend:?}: {outcome:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{backend:?}: the database interrupted the statement itself"
+            );
+            match backend {
+                Backend::Postgres => assert_eq!(statement_timeout(&store), "0"),
+                Backend::Sqlite => {
+                    // The progress handler went with the read: an unbounded read runs on.
+                    let counted = store.read(|conn| {
+                        Ok(crate::sql::Sql::uncached(&SQLITE_SLOW.replace("100000000", "300000"))
+                            .typed::<diesel::sql_types::BigInt>()
+                            .get_result::<i64>(conn)?)
+                    });
+                    assert_eq!(counted.unwrap(), 300_000);
+                }
+            }
+            let count = store
+                .read_within(Deadline::after(Duration::from_secs(60)), |conn| {
+                    Ok(crate::sql::Sql::uncached("SELECT COUNT(*) FROM objects")
+                        .typed::<diesel::sql_types::BigInt>()
+                        .get_result::<i64>(conn)?)
+                })
+                .unwrap();
+            assert_eq!(count, 0, "{backend:?}");
+            if backend == Backend::Postgres {
+                assert_eq!(statement_timeout(&store), "0", "after a read that kept its limit");
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,16 @@ pub enum StoreError {
         /// The property whose value is taken.
         property: String,
     },
+    /// The object would add more to the property index than one write may.
+    #[error(transparent)]
+    TooLarge(#[from] crate::flatten::IndexLimitExceeded),
+    /// A query ran out of its time limit (cancelled by PostgreSQL; on SQLite, stopped at its next
+    /// statement).
+    #[error("query exceeded its time limit of {} ms", .limit.as_millis())]
+    TimedOut {
+        /// The limit the query was given.
+        limit: std::time::Duration,
+    },
     /// A paged-results cookie that this store did not issue.
     #[error("invalid paged results cookie")]
     InvalidCookie,

@@ -5,9 +5,17 @@
 //! are listed under the array's own pointer (element-wise matching) and again under their
 //! positional pointers (`/a/0`). The core's in-memory evaluator defines the semantics this
 //! layout must reproduce.
+//!
+//! Index keys are bounded so that every row fits a B-tree entry on both backends: a string of
+//! more than [`SHORT_CHARS`] characters is keyed by its first `SHORT_CHARS + 1` characters (so
+//! keys still order exactly like the strings, except among strings that agree on all of them)
+//! with the whole text kept beside the key for exact comparisons. What one object may add to
+//! the index is bounded too ([`IndexLimitExceeded`]), so that no single write holds the writer
+//! for long.
 
 use ferridm_core::{JsonPointer, Object};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Row kinds, ordered as sorting orders them (booleans, then numbers, then strings).
 pub(crate) const KIND_NULL: i16 = 0;
@@ -27,9 +35,80 @@ pub struct IndexSpec {
     pub unique: Vec<String>,
 }
 
+/// Strings of at most this many characters are their own index key; longer ones are keyed by
+/// their first `SHORT_CHARS + 1` characters, so that no key of a long string equals a short one.
+pub(crate) const SHORT_CHARS: usize = 256;
+
+/// Most index rows one object may have (each scalar is a row; array elements two).
+pub const MAX_INDEX_ROWS: usize = 20_000;
+/// Most elements one array may hold.
+pub const MAX_ARRAY_ITEMS: usize = 5_000;
+/// Deepest nesting of objects and arrays.
+pub const MAX_DEPTH: usize = 32;
+/// Longest JSON pointer (as text) of a stored property, in bytes.
+pub const MAX_POINTER_BYTES: usize = 1_024;
+
+/// Why an object cannot be stored: it would add more to the index than one write may.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexLimitExceeded {
+    /// An array holds too many elements.
+    #[error("The array {pointer} holds {items} elements; at most {MAX_ARRAY_ITEMS} are accepted")]
+    ArrayItems {
+        /// The array's JSON pointer.
+        pointer: String,
+        /// How many elements it holds.
+        items: usize,
+    },
+    /// Objects and arrays are nested too deeply.
+    #[error("The value at {pointer} is nested more than {MAX_DEPTH} levels deep")]
+    Depth {
+        /// The first pointer that is too deep.
+        pointer: String,
+    },
+    /// A property path is too long.
+    #[error("The property path {pointer}… is longer than {MAX_POINTER_BYTES} bytes")]
+    PointerLength {
+        /// The start of the pointer.
+        pointer: String,
+    },
+    /// The object holds too many values altogether.
+    #[error("The object holds more than {MAX_INDEX_ROWS} values")]
+    Values,
+}
+
 /// The comparable form of a string value: lower-cased, then [`index_text`].
 pub fn fold_string(text: &str) -> String {
     index_text(&text.to_lowercase())
+}
+
+/// Splits folded text into its index key and, when the text is longer than [`SHORT_CHARS`]
+/// characters, the whole text, which is kept beside the key.
+pub(crate) fn split_key(folded: String) -> (String, Option<String>) {
+    if folded.len() <= SHORT_CHARS || folded.char_indices().nth(SHORT_CHARS).is_none() {
+        return (folded, None);
+    }
+    let end = folded
+        .char_indices()
+        .nth(SHORT_CHARS + 1)
+        .map_or(folded.len(), |(index, _)| index);
+    (folded[..end].to_owned(), Some(folded))
+}
+
+/// The value `unique_values` holds for folded text: the text itself, or for text longer than
+/// [`SHORT_CHARS`] characters its start and a SHA-256 digest of the whole (`\u{1}\u{3}` never
+/// occurs in [`index_text`] output, so the two forms cannot collide).
+pub(crate) fn unique_key(folded: &str) -> String {
+    let Some((end, _)) = folded.char_indices().nth(SHORT_CHARS) else {
+        return folded.to_owned();
+    };
+    let digest = Sha256::digest(folded.as_bytes());
+    let mut key = String::with_capacity(end + 2 + 64);
+    key.push_str(&folded[..end]);
+    key.push_str("\u{1}\u{3}");
+    for byte in digest {
+        key.push_str(&format!("{byte:02x}"));
+    }
+    key
 }
 
 /// Text as the index stores it. PostgreSQL text cannot hold NUL, so NUL becomes `\u{1}\u{1}`
@@ -62,18 +141,23 @@ pub(crate) struct PropRow {
     pub(crate) prop: String,
     pub(crate) kind: i16,
     pub(crate) num: f64,
+    /// The string's key (see [`split_key`]).
     pub(crate) str: String,
+    /// The whole string, when it is longer than its key.
+    pub(crate) full_str: Option<String>,
     pub(crate) sorted: bool,
 }
 
 impl PropRow {
     fn scalar(prop: &str, value: &Value, sorted: bool) -> Option<Self> {
-        let (kind, num, str) = scalar_key(value)?;
+        let (kind, num, text) = scalar_value(value)?;
+        let (str, full_str) = split_key(text);
         Some(Self {
             prop: prop.to_owned(),
             kind,
             num,
             str,
+            full_str,
             sorted: sorted && kind != KIND_NULL,
         })
     }
@@ -84,13 +168,14 @@ impl PropRow {
             kind,
             num: 0.0,
             str: String::new(),
+            full_str: None,
             sorted: false,
         }
     }
 }
 
-/// The `(kind, num, str)` of a scalar; `None` for objects and arrays.
-pub(crate) fn scalar_key(value: &Value) -> Option<(i16, f64, String)> {
+/// The `(kind, num, folded text)` of a scalar; `None` for objects and arrays.
+fn scalar_value(value: &Value) -> Option<(i16, f64, String)> {
     match value {
         Value::Null => Some((KIND_NULL, 0.0, String::new())),
         Value::Bool(flag) => Some((KIND_BOOLEAN, f64::from(u8::from(*flag)), String::new())),
@@ -100,63 +185,158 @@ pub(crate) fn scalar_key(value: &Value) -> Option<(i16, f64, String)> {
     }
 }
 
-/// Every index row for an object: its id, its content (minus hidden properties) and its
-/// metadata under `/_meta`.
-pub(crate) fn index_rows(id: &str, content: &Object, meta: &Object, spec: &IndexSpec) -> Vec<PropRow> {
-    let mut rows = Vec::with_capacity(content.len() + meta.len() + 4);
-    rows.push(PropRow {
-        prop: "/_id".to_owned(),
-        kind: KIND_STRING,
-        num: 0.0,
-        str: fold_string(id),
-        sorted: true,
-    });
-    for (key, value) in content {
-        if key == "_id" || key == "_rev" || key == "_meta" || spec.hidden.iter().any(|hidden| hidden == key) {
-            continue;
-        }
-        flatten_value(&JsonPointer::from_segments([key.as_str()]), value, &mut rows);
-    }
-    if !meta.is_empty() {
-        flatten_value(
-            &JsonPointer::from_segments(["_meta"]),
-            &Value::Object(meta.clone()),
-            &mut rows,
-        );
-    }
-    rows
+/// The `(kind, num, str)` key of a scalar as the index orders it; `None` for objects and arrays.
+pub(crate) fn scalar_key(value: &Value) -> Option<(i16, f64, String)> {
+    scalar_value(value).map(|(kind, num, text)| (kind, num, split_key(text).0))
 }
 
-fn flatten_value(pointer: &JsonPointer, value: &Value, rows: &mut Vec<PropRow>) {
-    let prop = prop_key(pointer);
-    match value {
-        Value::Object(map) => {
-            rows.push(PropRow::marker(&prop, KIND_OBJECT));
-            for (key, child) in map {
-                flatten_value(&pointer.child(key.as_str()), child, rows);
+/// Whether [`index_rows`] refuses objects beyond the limits (content writes) or indexes what it
+/// is given (objects already stored, whose metadata changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limits {
+    /// Refuse objects beyond the limits.
+    Enforced,
+    /// Index whatever is stored.
+    Waived,
+}
+
+/// Every index row for an object: its id, its content (minus hidden properties) and its
+/// metadata under `/_meta`.
+pub(crate) fn index_rows(
+    id: &str,
+    content: &Object,
+    meta: &Object,
+    spec: &IndexSpec,
+    limits: Limits,
+) -> Result<Vec<PropRow>, IndexLimitExceeded> {
+    let mut flattener = Flattener {
+        rows: Vec::with_capacity(content.len() + meta.len() + 4),
+        counted: 0,
+        collect: true,
+        limits,
+    };
+    let (str, full_str) = split_key(fold_string(id));
+    flattener.push(|| {
+        Some(PropRow {
+            prop: "/_id".to_owned(),
+            kind: KIND_STRING,
+            num: 0.0,
+            str,
+            full_str,
+            sorted: true,
+        })
+    })?;
+    flattener.content(content, spec)?;
+    if !meta.is_empty() {
+        flattener.value(&JsonPointer::from_segments(["_meta"]), &Value::Object(meta.clone()), 1)?;
+    }
+    Ok(flattener.rows)
+}
+
+/// Checks that an object's content is within what one object may add to the index, without
+/// building its rows (so a write can be refused before any costly work on it).
+pub fn check_index_limits(content: &Object, spec: &IndexSpec) -> Result<(), IndexLimitExceeded> {
+    Flattener {
+        rows: Vec::new(),
+        counted: 1,
+        collect: false,
+        limits: Limits::Enforced,
+    }
+    .content(content, spec)
+}
+
+/// Collects (or only counts) index rows, checking the limits as it goes, so a huge object is
+/// refused before its rows are built.
+struct Flattener {
+    rows: Vec<PropRow>,
+    counted: usize,
+    collect: bool,
+    limits: Limits,
+}
+
+impl Flattener {
+    fn content(&mut self, content: &Object, spec: &IndexSpec) -> Result<(), IndexLimitExceeded> {
+        for (key, value) in content {
+            if key == "_id" || key == "_rev" || key == "_meta" || spec.hidden.iter().any(|hidden| hidden == key) {
+                continue;
             }
+            self.value(&JsonPointer::from_segments([key.as_str()]), value, 1)?;
         }
-        Value::Array(items) => {
-            rows.push(PropRow::marker(&prop, KIND_ARRAY));
-            let smallest = items
-                .iter()
-                .enumerate()
-                .filter_map(|(index, item)| scalar_key(item).map(|key| (index, key)))
-                .filter(|(_, (kind, _, _))| *kind != KIND_NULL)
-                .min_by(|(_, a), (_, b)| compare_keys(a, b))
-                .map(|(index, _)| index);
-            for (index, item) in items.iter().enumerate() {
-                if let Some(row) = PropRow::scalar(&prop, item, Some(index) == smallest) {
-                    rows.push(row);
+        Ok(())
+    }
+
+    fn push(&mut self, row: impl FnOnce() -> Option<PropRow>) -> Result<(), IndexLimitExceeded> {
+        if self.limits == Limits::Enforced && self.counted >= MAX_INDEX_ROWS {
+            return Err(IndexLimitExceeded::Values);
+        }
+        if self.collect {
+            let Some(row) = row() else { return Ok(()) };
+            self.rows.push(row);
+        }
+        self.counted += 1;
+        Ok(())
+    }
+
+    fn value(&mut self, pointer: &JsonPointer, value: &Value, depth: usize) -> Result<(), IndexLimitExceeded> {
+        let prop = prop_key(pointer);
+        if self.limits == Limits::Enforced {
+            check_limits(&prop, value, depth)?;
+        }
+        match value {
+            Value::Object(map) => {
+                self.push(|| Some(PropRow::marker(&prop, KIND_OBJECT)))?;
+                for (key, child) in map {
+                    self.value(&pointer.child(key.as_str()), child, depth + 1)?;
                 }
-                flatten_value(&pointer.child(index.to_string()), item, rows);
             }
-        }
-        scalar => {
-            if let Some(row) = PropRow::scalar(&prop, scalar, true) {
-                rows.push(row);
+            Value::Array(items) => {
+                self.push(|| Some(PropRow::marker(&prop, KIND_ARRAY)))?;
+                let smallest = if self.collect {
+                    items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, item)| scalar_key(item).map(|key| (index, key)))
+                        .filter(|(_, (kind, _, _))| *kind != KIND_NULL)
+                        .min_by(|(_, a), (_, b)| compare_keys(a, b))
+                        .map(|(index, _)| index)
+                } else {
+                    None
+                };
+                for (index, item) in items.iter().enumerate() {
+                    if !item.is_object() && !item.is_array() {
+                        self.push(|| PropRow::scalar(&prop, item, Some(index) == smallest))?;
+                    }
+                    self.value(&pointer.child(index.to_string()), item, depth + 1)?;
+                }
             }
+            scalar => self.push(|| PropRow::scalar(&prop, scalar, true))?,
         }
+        Ok(())
+    }
+}
+
+/// The limits one value is checked against before it is indexed.
+fn check_limits(prop: &str, value: &Value, depth: usize) -> Result<(), IndexLimitExceeded> {
+    if prop.len() > MAX_POINTER_BYTES {
+        let mut end = 64;
+        while !prop.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Err(IndexLimitExceeded::PointerLength {
+            pointer: prop[..end].to_owned(),
+        });
+    }
+    if depth > MAX_DEPTH {
+        return Err(IndexLimitExceeded::Depth {
+            pointer: prop.to_owned(),
+        });
+    }
+    match value {
+        Value::Array(items) if items.len() > MAX_ARRAY_ITEMS => Err(IndexLimitExceeded::ArrayItems {
+            pointer: prop.to_owned(),
+            items: items.len(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -167,12 +347,13 @@ pub(crate) fn compare_keys(a: &(i16, f64, String), b: &(i16, f64, String)) -> st
         .then_with(|| a.2.as_bytes().cmp(b.2.as_bytes()))
 }
 
-/// The unique-property values of an object, lower-cased (non-empty strings only).
+/// The unique-property values of an object as `unique_values` holds them (non-empty strings
+/// only; see [`unique_key`]).
 pub(crate) fn unique_values(content: &Object, spec: &IndexSpec) -> Vec<(String, String)> {
     spec.unique
         .iter()
         .filter_map(|property| match content.get(property) {
-            Some(Value::String(text)) if !text.is_empty() => Some((property.clone(), fold_string(text))),
+            Some(Value::String(text)) if !text.is_empty() => Some((property.clone(), unique_key(&fold_string(text)))),
             _ => None,
         })
         .collect()
@@ -189,7 +370,8 @@ mod tests {
             hidden: vec!["password".into()],
             unique: vec![],
         };
-        index_rows("Id1", &content, &Object::new(), &spec)
+        index_rows("Id1", &content, &Object::new(), &spec, Limits::Enforced)
+            .unwrap()
             .into_iter()
             .map(|row| (row.prop, row.kind, row.num, row.str, row.sorted))
             .collect()

@@ -7,6 +7,7 @@
 //!
 //! This is the only crate that imports diesel. Callers speak in core types.
 
+mod cluster;
 mod connection;
 mod error;
 mod flatten;
@@ -16,15 +17,25 @@ mod objects;
 mod query;
 mod schema;
 mod settings;
+mod shared_config;
 mod shared_state;
 mod sql;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod turns;
+mod work;
 
+pub use cluster::NodeRecord;
 pub use connection::{Backend, DbTarget, Store, StoreOptions};
 pub use error::StoreError;
-pub use flatten::{IndexSpec, fold_string};
+pub use flatten::{
+    IndexLimitExceeded, IndexSpec, MAX_ARRAY_ITEMS, MAX_DEPTH, MAX_INDEX_ROWS, MAX_POINTER_BYTES, check_index_limits,
+    fold_string,
+};
 pub use login::{LockoutRule, LoginFailure};
 pub use objects::{NewObject, ObjectUpdate, StoredObject};
 pub use query::{ObjectQuery, QueryPage};
+pub use shared_config::{ConfigEntry, ConfigListener};
 pub use shared_state::RateLimit;
+pub use turns::ObjectTurn;
+pub use work::WorkLease;

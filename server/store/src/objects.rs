@@ -8,7 +8,7 @@ use ferridm_core::{Object, Revision};
 use serde_json::Value;
 
 use crate::connection::DbConnection;
-use crate::flatten::{IndexSpec, PropRow, index_rows, unique_values};
+use crate::flatten::{IndexSpec, Limits, PropRow, index_rows, unique_values};
 use crate::schema::objects;
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
@@ -105,16 +105,17 @@ fn is_unique_violation(error: &DieselError) -> bool {
     matches!(error, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
 }
 
-fn insert_index(
-    conn: &mut DbConnection,
-    pk: i64,
-    object_type: &str,
-    id: &str,
-    content: &Object,
-    meta: &Object,
-    spec: &IndexSpec,
-) -> Result<(), StoreError> {
-    let rows = index_rows(id, content, meta, spec);
+/// Writes the index rows and unique values of `object` (whose `meta` is the stored metadata,
+/// login count included) under key `pk`.
+fn insert_index(conn: &mut DbConnection, pk: i64, object: &NewObject<'_>, limits: Limits) -> Result<(), StoreError> {
+    let NewObject {
+        object_type,
+        id,
+        content,
+        meta,
+        index: spec,
+    } = *object;
+    let rows = index_rows(id, content, meta, spec, limits)?;
     insert_prop_rows(conn, pk, object_type, &rows)?;
     for (property, value) in unique_values(content, spec) {
         let mut insert = Sql::cached("INSERT INTO unique_values (otype, prop, value, obj_pk) VALUES (");
@@ -143,7 +144,8 @@ pub(crate) fn insert_prop_rows(
     rows: &[PropRow],
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(PROP_ROWS_PER_INSERT) {
-        let mut insert = Sql::cached("INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, sorted) VALUES ");
+        let mut insert =
+            Sql::cached("INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, full_str, sorted) VALUES ");
         // The text depends on the chunk length; lengths are bounded by the chunk size.
         for (index, row) in chunk.iter().enumerate() {
             insert.push(if index == 0 { "(" } else { ", (" });
@@ -159,6 +161,8 @@ pub(crate) fn insert_prop_rows(
                 .bind(Bind::Double(row.num))
                 .push(", ")
                 .bind_text(row.str.clone())
+                .push(", ")
+                .bind(Bind::NullableText(row.full_str.clone()))
                 .push(", ")
                 .bind(Bind::SmallInt(i16::from(row.sorted)))
                 .push(")");
@@ -208,7 +212,7 @@ impl Store {
                 Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
                 Err(error) => return Err(error.into()),
             };
-            insert_index(conn, pk, new.object_type, new.id, new.content, &meta, new.index)?;
+            insert_index(conn, pk, &NewObject { meta: &meta, ..new }, Limits::Enforced)?;
             Ok(pk)
         })?;
         Ok(StoredObject {
@@ -252,7 +256,7 @@ impl Store {
                     Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
                     Err(error) => return Err(error.into()),
                 };
-                insert_index(conn, pk, new.object_type, new.id, new.content, meta, new.index)?;
+                insert_index(conn, pk, &NewObject { meta, ..*new }, Limits::Enforced)?;
             }
             Ok(objects.len())
         })
@@ -295,15 +299,14 @@ impl Store {
                 "loginCount".to_owned(),
                 current.meta.get("loginCount").cloned().unwrap_or(Value::from(0)),
             );
-            insert_index(
-                conn,
-                current.pk,
+            let indexed = NewObject {
                 object_type,
                 id,
-                update.content,
-                &indexed_meta,
-                update.index,
-            )?;
+                content: update.content,
+                meta: &indexed_meta,
+                index: update.index,
+            };
+            insert_index(conn, current.pk, &indexed, Limits::Enforced)?;
             Ok(StoredObject {
                 pk: current.pk,
                 id: id.to_owned(),
@@ -390,15 +393,14 @@ impl Store {
                 .set(objects::meta.eq(stored_meta(&current.meta)?))
                 .execute(conn)?;
             delete_index(conn, current.pk)?;
-            insert_index(
-                conn,
-                current.pk,
+            let indexed = NewObject {
                 object_type,
                 id,
-                &current.content,
-                &current.meta,
+                content: &current.content,
+                meta: &current.meta,
                 index,
-            )?;
+            };
+            insert_index(conn, current.pk, &indexed, Limits::Waived)?;
             Ok(current)
         })
     }

@@ -17,9 +17,10 @@ use ferridm_core::filter::{ComparisonOp, Filter, Literal};
 use ferridm_core::query::SortKey;
 use serde::{Deserialize, Serialize};
 
-use crate::connection::DbConnection;
+use crate::connection::{DbConnection, Deadline};
 use crate::flatten::{
-    IndexSpec, KIND_BOOLEAN, KIND_NULL, KIND_NUMBER, KIND_STRING, fold_string, index_rows, index_text, prop_key,
+    IndexSpec, KIND_BOOLEAN, KIND_NULL, KIND_NUMBER, KIND_STRING, Limits, fold_string, index_rows, index_text,
+    prop_key, split_key,
 };
 use crate::objects::{StoredObject, object_from_columns};
 use crate::sql::{Bind, Sql};
@@ -51,6 +52,9 @@ pub struct ObjectQuery<'a> {
     pub limit: u64,
     /// Indexing rules of the type (needed to compute cookies exactly as the index sorts).
     pub index: &'a IndexSpec,
+    /// How long the query may run before it is cancelled with [`StoreError::TimedOut`]
+    /// (`None`: no limit).
+    pub time_limit: Option<std::time::Duration>,
 }
 
 /// One page of results.
@@ -211,6 +215,25 @@ fn push_leaf(sql: &mut Sql, object_type: &str, prop: &str, rest: impl FnOnce(&mu
     rest(sql);
 }
 
+/// A leaf over string keys: `… AND str` followed by what `compare` appends.
+fn push_string_leaf(sql: &mut Sql, object_type: &str, prop: &str, compare: impl FnOnce(&mut Sql)) {
+    push_leaf(sql, object_type, prop, |sql| {
+        sql.push(" AND kind = ")
+            .bind(Bind::SmallInt(KIND_STRING))
+            .push(" AND num = 0 AND str");
+        compare(sql);
+    });
+}
+
+/// A leaf over the long strings whose key is `key`: `… AND full_str` followed by what
+/// `compare` appends.
+fn push_long_tie(sql: &mut Sql, object_type: &str, prop: &str, key: String, compare: impl FnOnce(&mut Sql)) {
+    push_string_leaf(sql, object_type, prop, |sql| {
+        sql.push(" = ").bind_text(key).push(" AND full_str");
+        compare(sql);
+    });
+}
+
 fn comparison_sql(op: ComparisonOp) -> &'static str {
     match op {
         ComparisonOp::Eq | ComparisonOp::Co | ComparisonOp::Sw => " = ",
@@ -238,29 +261,58 @@ fn push_comparison(sql: &mut Sql, object_type: &str, prop: &str, op: ComparisonO
         }
         Literal::Null => push_set(sql, &Filter::False, object_type, depth),
         Literal::String(text) => {
-            let folded = fold_string(text);
-            push_leaf(sql, object_type, prop, |sql| {
-                sql.push(" AND kind = ")
-                    .bind(Bind::SmallInt(KIND_STRING))
-                    .push(" AND num = 0 AND str");
-                match op {
-                    ComparisonOp::Co => {
-                        sql.push(" LIKE ")
-                            .bind_text(format!("%{}%", like_escape(&folded)))
+            let (key, full) = split_key(fold_string(text));
+            match (op, full) {
+                (ComparisonOp::Co, full) => {
+                    // The key holds the start of a long string; the rest is searched in the
+                    // long strings' own rows (a partial index keeps that part small).
+                    let pattern = format!("%{}%", like_escape(full.as_deref().unwrap_or(&key)));
+                    push_string_leaf(sql, object_type, prop, |sql| {
+                        sql.push(" LIKE ").bind_text(pattern.clone()).push(" ESCAPE '\\'");
+                    });
+                    sql.push(" UNION ");
+                    push_leaf(sql, object_type, prop, |sql| {
+                        sql.push(" AND full_str IS NOT NULL AND full_str LIKE ")
+                            .bind_text(pattern)
                             .push(" ESCAPE '\\'");
-                    }
-                    ComparisonOp::Sw => {
-                        let successor = prefix_successor(&folded);
-                        sql.push(" >= ").bind_text(folded);
-                        if let Some(successor) = successor {
-                            sql.push(" AND str < ").bind_text(successor);
-                        }
-                    }
-                    _ => {
-                        sql.push(comparison_sql(op)).bind_text(folded);
-                    }
+                    });
                 }
-            });
+                (ComparisonOp::Sw, None) => push_string_leaf(sql, object_type, prop, |sql| {
+                    let successor = prefix_successor(&key);
+                    sql.push(" >= ").bind_text(key);
+                    if let Some(successor) = successor {
+                        sql.push(" AND str < ").bind_text(successor);
+                    }
+                }),
+                (_, None) => push_string_leaf(sql, object_type, prop, |sql| {
+                    sql.push(comparison_sql(op)).bind_text(key);
+                }),
+                (ComparisonOp::Eq, Some(full)) => push_long_tie(sql, object_type, prop, key, |sql| {
+                    sql.push(" = ").bind_text(full);
+                }),
+                (ComparisonOp::Sw, Some(full)) => push_long_tie(sql, object_type, prop, key, |sql| {
+                    let successor = prefix_successor(&full);
+                    sql.push(" >= ").bind_text(full);
+                    if let Some(successor) = successor {
+                        sql.push(" AND full_str < ").bind_text(successor);
+                    }
+                }),
+                (_, Some(full)) => {
+                    // A long operand: strings whose keys differ compare as their keys do;
+                    // those with the same key compare whole.
+                    let strict = match op {
+                        ComparisonOp::Gt | ComparisonOp::Ge => " > ",
+                        _ => " < ",
+                    };
+                    push_string_leaf(sql, object_type, prop, |sql| {
+                        sql.push(strict).bind_text(key.clone());
+                    });
+                    sql.push(" UNION ");
+                    push_long_tie(sql, object_type, prop, key, |sql| {
+                        sql.push(comparison_sql(op)).bind_text(full);
+                    });
+                }
+            }
         }
         Literal::Integer(_) | Literal::Float(_) | Literal::Boolean(_) => {
             let (kind, number) = match value {
@@ -298,7 +350,7 @@ const ID_COLUMNS: &str = "o.pk, o.oid, o.rev, '{}', '{}', o.login_count";
 
 /// The sort values (as the index holds them) of an object for each key.
 fn sort_values(object: &StoredObject, keys: &[SortKey], spec: &IndexSpec) -> Vec<Option<(i16, f64, String)>> {
-    let rows = index_rows(&object.id, &object.content, &object.meta, spec);
+    let rows = index_rows(&object.id, &object.content, &object.meta, spec, Limits::Waived).unwrap_or_default();
     keys.iter()
         .map(|key| {
             let prop = prop_key(&key.field);
@@ -383,7 +435,8 @@ impl Store {
             .map(|text| Cookie::decode(text, query.sort.len()))
             .transpose()?;
         let cacheable = leaf_count(query.filter) <= CACHEABLE_LEAVES;
-        self.read(|conn| {
+        let deadline = query.time_limit.and_then(Deadline::after);
+        self.read_within(deadline, |conn| {
             // With a count, a paged query reads one row ahead, so a page that ends the results
             // (however it was reached) carries no cookie; without one, IDM's rule is a cookie
             // on every full page.
@@ -397,6 +450,9 @@ impl Store {
                 _ => general_page(conn, query, cookie.as_ref(), limit, cacheable)?,
             };
             let total = if query.count {
+                if let Some(deadline) = &deadline {
+                    deadline.bound_next_statements(conn)?;
+                }
                 let mut sql = Sql::uncached("SELECT COUNT(*) FROM objects o WHERE ");
                 sql.set_cacheable(cacheable);
                 push_condition(&mut sql, query.filter, query.object_type);

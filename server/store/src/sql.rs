@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use diesel::QueryResult;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Double, SmallInt, Text};
+use diesel::sql_types::{BigInt, Double, Nullable, SmallInt, Text};
 
 use crate::connection::{DbConnection, MultiBackend};
 
@@ -14,6 +14,7 @@ use crate::connection::{DbConnection, MultiBackend};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Bind {
     Text(String),
+    NullableText(Option<String>),
     BigInt(i64),
     SmallInt(i16),
     Double(f64),
@@ -99,6 +100,9 @@ impl QueryFragment<MultiBackend> for Sql {
             match part {
                 Part::Sql(text) => out.push_sql(text),
                 Part::Bind(Bind::Text(value)) => out.push_bind_param::<Text, String>(value)?,
+                Part::Bind(Bind::NullableText(value)) => {
+                    out.push_bind_param::<Nullable<Text>, Option<String>>(value)?
+                }
                 Part::Bind(Bind::BigInt(value)) => out.push_bind_param::<BigInt, i64>(value)?,
                 Part::Bind(Bind::SmallInt(value)) => out.push_bind_param::<SmallInt, i16>(value)?,
                 Part::Bind(Bind::Double(value)) => out.push_bind_param::<Double, f64>(value)?,

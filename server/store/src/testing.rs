@@ -84,3 +84,21 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+impl crate::Store {
+    /// How many times an object's metadata was written without a new revision (tests count
+    /// rescoring writes with it).
+    pub fn metadata_writes(&self, object_type: &str, id: &str) -> i64 {
+        use diesel::prelude::*;
+
+        use crate::schema::objects;
+        self.read(|conn| {
+            Ok(objects::table
+                .filter(objects::otype.eq(object_type))
+                .filter(objects::oid.eq(id))
+                .select(objects::meta_rev)
+                .first::<i64>(conn)?)
+        })
+        .unwrap_or_else(|error| panic!("cannot read the metadata writes of {object_type}/{id}: {error}"))
+    }
+}

@@ -5,7 +5,10 @@
 
 use ferridm_core::{Object, Revision};
 use ferridm_store::testing::TestDatabase;
-use ferridm_store::{IndexSpec, NewObject, ObjectUpdate, Store, StoreError, StoreOptions};
+use ferridm_store::{
+    IndexLimitExceeded, IndexSpec, MAX_ARRAY_ITEMS, MAX_DEPTH, MAX_INDEX_ROWS, MAX_POINTER_BYTES, NewObject,
+    ObjectUpdate, Store, StoreError, StoreOptions,
+};
 use serde_json::{Value, json};
 
 fn object(value: Value) -> Object {
@@ -322,5 +325,93 @@ fn bulk_inserts_are_all_or_nothing() {
             Err(StoreError::UniqueViolation { .. })
         ));
         assert!(store.get("user", "b9").unwrap().is_none());
+    });
+}
+
+#[test]
+fn long_strings_are_stored_and_unique_values_compare_whole() {
+    on_every_backend(|store| {
+        // Far beyond PostgreSQL's B-tree entry limit (2,704 bytes), in multi-byte text too.
+        let description = "é".repeat(3_000);
+        let long_name = |last: char| format!("{}{last}", "u".repeat(2_047));
+        let first = insert(
+            store,
+            "long-1",
+            json!({"userName": long_name('1'), "description": description}),
+        )
+        .unwrap();
+        assert_eq!(first.content["description"], json!(description));
+        // Differs from the first only in its last character: not a duplicate.
+        insert(store, "long-2", json!({"userName": long_name('2')})).unwrap();
+        // The same name in other case is.
+        assert!(matches!(
+            insert(store, "long-3", json!({"userName": long_name('1').to_uppercase()})),
+            Err(StoreError::UniqueViolation { property }) if property == "userName"
+        ));
+        assert!(store.get("user", "long-3").unwrap().is_none());
+        // Once the holder is gone, the value is free again.
+        store.delete("user", "long-1", first.rev).unwrap();
+        insert(store, "long-3", json!({"userName": long_name('1').to_uppercase()})).unwrap();
+    });
+}
+
+#[test]
+fn objects_beyond_the_index_limits_are_refused_and_store_nothing() {
+    on_every_backend(|store| {
+        let at_limit: Vec<usize> = (0..MAX_ARRAY_ITEMS).collect();
+        let stored = insert(store, "big", json!({"userName": "big", "tags": at_limit})).unwrap();
+
+        let refused = |content: Value| match insert(store, "too-big", content) {
+            Err(StoreError::TooLarge(limit)) => limit,
+            other => panic!("expected TooLarge, got {other:?}"),
+        };
+        let over: Vec<usize> = (0..=MAX_ARRAY_ITEMS).collect();
+        assert_eq!(
+            refused(json!({"prefs": {"list": over}})),
+            IndexLimitExceeded::ArrayItems {
+                pointer: "/prefs/list".into(),
+                items: MAX_ARRAY_ITEMS + 1
+            }
+        );
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep = json!({"a": deep});
+        }
+        assert!(matches!(
+            refused(json!({"deep": deep})),
+            IndexLimitExceeded::Depth { .. }
+        ));
+        let long_key = "k".repeat(MAX_POINTER_BYTES);
+        assert!(matches!(
+            refused(json!({ long_key: 1 })),
+            IndexLimitExceeded::PointerLength { pointer } if pointer.len() == 64
+        ));
+        // Each array is within its limit; together they hold more values than one object may.
+        let part: Vec<usize> = (0..MAX_ARRAY_ITEMS.min(MAX_INDEX_ROWS / 5)).collect();
+        assert_eq!(
+            refused(json!({"a": part, "b": part, "c": part})),
+            IndexLimitExceeded::Values
+        );
+        assert!(store.get("user", "too-big").unwrap().is_none());
+
+        // An update beyond the limits leaves the object as it was.
+        let update = object(json!({"userName": "big", "tags": over}));
+        assert!(matches!(
+            store.update(
+                "user",
+                "big",
+                stored.rev,
+                ObjectUpdate {
+                    content: &update,
+                    meta: None,
+                    index: &spec()
+                }
+            ),
+            Err(StoreError::TooLarge(IndexLimitExceeded::ArrayItems { .. }))
+        ));
+        assert_eq!(
+            store.get("user", "big").unwrap().unwrap().content["tags"],
+            json!(at_limit)
+        );
     });
 }

@@ -162,7 +162,7 @@ fn seed(db: &str, conf: &Path, users: u64) -> anyhow::Result<()> {
             );
         }
     }
-    ferridm::service::reload::record_completeness_rule(&store, &generation)?;
+    ferridm::service::completeness::record_rule(&store, &generation)?;
     Ok(())
 }
 
@@ -434,6 +434,7 @@ fn main() -> anyhow::Result<()> {
                 workers: Some(workers),
                 ui_dir: None,
                 clock: None,
+                node_id: None,
             })
         };
         let servers = [

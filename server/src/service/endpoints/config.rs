@@ -39,7 +39,8 @@ fn status(ctx: &RequestContext) -> Value {
         .iter()
         .map(|error| json!({"file": error.file, "message": error.to_string()}))
         .collect();
-    json!({"generation": generation.number, "loadedAt": generation.loaded_at, "errors": errors})
+    let shared = ctx.state.config_version.load(std::sync::atomic::Ordering::SeqCst);
+    json!({"generation": generation.number, "loadedAt": generation.loaded_at, "errors": errors, "configVersion": shared})
 }
 
 /// `/openidm/config[/<id>]` operations.

@@ -4,6 +4,7 @@
 
 pub mod authentication;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod info;
 pub mod managed;

@@ -144,6 +144,13 @@ impl<'a> ManagedObjects<'a> {
         }
     }
 
+    /// Refuses content beyond what one object may add to the property index (400), before any
+    /// policy, trigger or hashing works on it.
+    fn check_size(&self, content: &Object) -> Result<()> {
+        ferridm_store::check_index_limits(content, &self.object_type.index)
+            .map_err(|limit| Error::bad_request(limit.to_string()))
+    }
+
     /// Runs `validateObject` on a whole new object (create, update).
     fn enforce_object(&self, id: Option<&str>, content: &Object) -> Result<()> {
         let policies = &self.ctx.generation.policies;
@@ -271,6 +278,7 @@ impl<'a> ManagedObjects<'a> {
         for virtual_property in &self.object_type.virtuals {
             content.remove(&virtual_property.name);
         }
+        self.check_size(&content)?;
         let id = chosen.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         if let Some(on_validate) = &self.object_type.triggers.on_validate {
             self.run_trigger(on_validate, &id, &content, None)?;
@@ -342,6 +350,7 @@ impl<'a> ManagedObjects<'a> {
         for virtual_property in &self.object_type.virtuals {
             content.remove(&virtual_property.name);
         }
+        self.check_size(&content)?;
         let written = self.write_loop(id, if_match, "Update", POLICY_FAILED_WRITE, |current| {
             let mut next = content.clone();
             for private in &self.object_type.private {
@@ -394,6 +403,7 @@ impl<'a> ManagedObjects<'a> {
             if !modified || next == current.content {
                 return Ok(Attempt::Unchanged);
             }
+            self.check_size(&next)?;
             let touched = patch::touched_properties(operations);
             self.enforce_patch(id, &self.without_unchanged_secrets(&next, &current.content), &touched)?;
             self.store_update(id, current, next)
@@ -455,6 +465,7 @@ impl<'a> ManagedObjects<'a> {
                 with_content: !request.ids_only,
                 limit,
                 index: &self.object_type.index,
+                time_limit: self.ctx.generation.settings.queries.time_limit(),
             })
             .map_err(storage_error)?;
         if page_size.is_none() && page.objects.len() as u64 > limit {

@@ -2,7 +2,8 @@
 //! current object, check `If-Match`, let the operation compute and store its change, and when an
 //! unconditional write loses a race with another writer, start again from the new current
 //! object. A stale `If-Match` is 412 and loses nothing. Unconditional writers of one object
-//! take turns on this node (`AppState::write_turns`), so they rarely race at all.
+//! take turns on this node (`AppState::write_turns`) and, on PostgreSQL, among the nodes
+//! (`Store::object_turn`), so they rarely race at all.
 
 use ferridm_core::{Error, Result, Revision};
 use ferridm_store::{StoreError, StoredObject};
@@ -39,10 +40,21 @@ impl ManagedObjects<'_> {
         mut attempt: impl FnMut(&StoredObject) -> Result<Attempt>,
     ) -> Result<Written> {
         let conditional = if_match.filter(|rev| *rev != "*");
-        // Unconditional writers of one object take turns on this node rather than race.
-        let _turn = conditional
+        // Unconditional writers of one object take turns rather than race: on this node, then
+        // (PostgreSQL) among the nodes.
+        let turn = conditional
             .is_none()
             .then(|| self.ctx.state.write_turns.take(self.object_type.name(), id));
+        // Never for a write nested in another on this thread: it cannot wait on its caller.
+        let _nodes_turn = match &turn {
+            Some(turn) if turn.is_held() => self
+                .ctx
+                .state
+                .store
+                .object_turn(self.object_type.name(), id)
+                .map_err(storage_error)?,
+            _ => None,
+        };
         for _ in 0..WRITE_RETRIES {
             let current = self.load(id)?;
             if let Some(expected) = conditional

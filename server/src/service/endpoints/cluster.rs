@@ -1,0 +1,41 @@
+//! `cluster` and `cluster/<node>`: the nodes serving this database (IDM's cluster resource).
+
+use ferridm_core::query::QueryResponse;
+use ferridm_core::{Error, Result, filter};
+use serde_json::Value;
+
+use crate::resource::{Reply, Request};
+use crate::service::cluster::node_view;
+use crate::service::context::RequestContext;
+use crate::service::storage_error;
+
+fn views(ctx: &RequestContext) -> Result<Vec<Value>> {
+    let nodes = ctx.state.store.nodes().map_err(storage_error)?;
+    Ok(nodes.iter().map(|node| node_view(&ctx.state, node)).collect())
+}
+
+/// `GET /openidm/cluster?_queryFilter=…`: every node, filtered.
+pub fn query(ctx: &RequestContext, request: &Request) -> Result<Reply> {
+    let query = crate::service::managed::query::from_params(&request.params)?;
+    let result: Vec<Value> = views(ctx)?
+        .into_iter()
+        .filter(|node| filter::matches(&query.filter, node))
+        .collect();
+    Ok(Reply::ok(
+        QueryResponse {
+            result,
+            paged_results_cookie: None,
+            total: None,
+        }
+        .to_json(),
+    ))
+}
+
+/// `GET /openidm/cluster/<node>`.
+pub fn read(ctx: &RequestContext, node: &str) -> Result<Reply> {
+    views(ctx)?
+        .into_iter()
+        .find(|view| view["_id"] == node)
+        .map(Reply::ok)
+        .ok_or_else(|| Error::NotFound(format!("Node {node} not found")))
+}
