@@ -484,7 +484,10 @@ fn the_startup_log_names_files_relative_to_the_project() {
     let project = shipped_project();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = spawn(&["--conf", "conf", "--listen", &listen, "--workers", "1"], project.path());
+    let child = spawn(
+        &["--conf", "conf", "--listen", &listen, "--workers", "1"],
+        project.path(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !matches!(ping(port), Ok((200, _))) {
         assert!(Instant::now() < deadline, "ferridm was not ready within a minute");

@@ -285,7 +285,11 @@ fn a_configuration_change_over_rest_reaches_every_node() {
             });
             let file = std::fs::read_to_string(node.conf().join("ui-configuration.json")).unwrap();
             let on_disk: serde_json::Value = serde_json::from_str(&file).unwrap();
-            assert_eq!(on_disk["configuration"]["passwordReset"], json!(false), "written to its files");
+            assert_eq!(
+                on_disk["configuration"]["passwordReset"],
+                json!(false),
+                "written to its files"
+            );
         }
 
         // A change the first node refuses is stored nowhere and changes no node.
@@ -301,7 +305,10 @@ fn a_configuration_change_over_rest_reaches_every_node() {
 
         // A node whose files never saw the change starts with it.
         let fourth = TestServer::builder().sharing_database(&first).start();
-        assert_eq!(config(&fourth, "ui/configuration")["configuration"]["passwordReset"], json!(false));
+        assert_eq!(
+            config(&fourth, "ui/configuration")["configuration"]["passwordReset"],
+            json!(false)
+        );
         assert_eq!(config_version(&fourth), version);
     });
 }

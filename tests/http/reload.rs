@@ -621,7 +621,11 @@ fn config_status_reports_generation_load_time_and_no_errors() {
     let server = TestServer::start();
     let body = status(&server);
     assert_eq!(keys(&body), ["generation", "loadedAt", "errors", "configVersion"]);
-    assert_eq!(body["configVersion"], json!(0), "no configuration shared through SQLite");
+    assert_eq!(
+        body["configVersion"],
+        json!(0),
+        "no configuration shared through SQLite"
+    );
     assert!(body["generation"].as_u64().is_some_and(|g| g >= 1), "{body}");
     let loaded_at = body["loadedAt"].as_str().expect("loadedAt");
     assert!(

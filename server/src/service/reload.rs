@@ -119,7 +119,9 @@ pub fn change_file(state: &Arc<AppState>, id: &str, replacement: Option<&Value>)
     }
     reload(state, &Overrides::new(), "config endpoint").map_err(|errors| refused(&errors))?;
     if let Some(version) = version {
-        state.config_version.fetch_max(version, std::sync::atomic::Ordering::SeqCst);
+        state
+            .config_version
+            .fetch_max(version, std::sync::atomic::Ordering::SeqCst);
     }
     Ok(())
 }

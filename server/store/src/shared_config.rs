@@ -64,11 +64,8 @@ impl Store {
     pub fn config_entries_after(&self, version: i64) -> Result<Vec<ConfigEntry>, StoreError> {
         let mut sql = Sql::cached("SELECT id, content, version FROM config_entries WHERE version > ");
         sql.bind_i64(version).push(" ORDER BY version");
-        let rows: Vec<(String, Option<String>, i64)> = self.read(|conn| {
-            Ok(sql
-                .typed::<(Text, Nullable<Text>, BigInt)>()
-                .load(conn)?)
-        })?;
+        let rows: Vec<(String, Option<String>, i64)> =
+            self.read(|conn| Ok(sql.typed::<(Text, Nullable<Text>, BigInt)>().load(conn)?))?;
         Ok(rows
             .into_iter()
             .map(|(id, content, version)| ConfigEntry { id, content, version })

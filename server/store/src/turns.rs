@@ -60,7 +60,10 @@ impl Store {
         let Some(turn_pool) = &self.turn_pool else {
             return Ok(None);
         };
-        let Some(mut conn) = turn_pool.try_get().or_else(|| turn_pool.get_timeout(TURN_CHECKOUT).ok()) else {
+        let Some(mut conn) = turn_pool
+            .try_get()
+            .or_else(|| turn_pool.get_timeout(TURN_CHECKOUT).ok())
+        else {
             tracing::debug!("no connection free for a writer's turn");
             return Ok(None);
         };
