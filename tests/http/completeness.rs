@@ -688,9 +688,14 @@ fn a_rescoring_left_by_a_dead_node_is_resumed_where_it_stopped() {
         assert!(
             state
                 .store
-                .record_work_progress(job, "gone:1", &three.cookie.unwrap(), now + 30_000)
+                .record_work_progress(job, "gone:1", (&three.cookie.unwrap(), 3), now + 30_000)
                 .unwrap()
         );
+        let work = server.admin().get("/openidm/cluster/work?_queryFilter=true").send();
+        assert_eq!(work.status, 200, "{}", work.text);
+        assert_eq!(work.body["result"][0]["_id"], json!(job));
+        assert_eq!(work.body["result"][0]["holder"], json!("gone:1"));
+        assert_eq!(work.body["result"][0]["done"], json!(3));
 
         // The rule arrives; the dead node's lease still runs, so nobody rescores yet.
         save_conf(&server, "selfservice-profile.json", &profile_with_rule(&rule));
@@ -708,6 +713,13 @@ fn a_rescoring_left_by_a_dead_node_is_resumed_where_it_stopped() {
         server.wait_until(RELOAD, "the rescoring to be resumed and finished", || {
             !ferridm::service::completeness::rule_changed(&state)
         });
+        let work = server.admin().get("/openidm/cluster/work?_queryFilter=true").send();
+        assert_eq!(
+            work.body["resultCount"],
+            json!(0),
+            "the finished job's lease is gone: {}",
+            work.text
+        );
         let scores = stored_scores(&server, &people);
         assert_eq!(scores[..3], old_scores[..3], "the dead node's part is not redone");
         assert_eq!(scores[3..], [Some(50.0); 3], "the rest is rescored");

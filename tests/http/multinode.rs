@@ -312,3 +312,34 @@ fn a_configuration_change_over_rest_reaches_every_node() {
         assert_eq!(config_version(&fourth), version);
     });
 }
+
+/// Issue 21, point 1: three nodes started at the same instant on a fresh database all come up
+/// (one applies the migrations while the others wait) and serve it.
+#[test]
+fn three_nodes_started_together_on_a_fresh_database_all_come_up() {
+    let Some(database) = ferridm_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    let starts = std::sync::Barrier::new(3);
+    let nodes: Vec<TestServer> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (starts, url) = (&starts, database.url());
+                scope.spawn(move || {
+                    starts.wait();
+                    TestServer::builder().on_database(url).start()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a node failed to start"))
+            .collect()
+    });
+    let user = nodes[0].create_user(&ferridm_tests::unique("together"), None);
+    for node in &nodes {
+        let path = format!("/openidm/managed/user/{}", user["_id"].as_str().unwrap());
+        assert_eq!(node.admin().get(&path).send().status, 200, "{}", node.base());
+        assert_eq!(cluster_states(node).len(), 3, "{}", node.base());
+    }
+}

@@ -126,9 +126,15 @@ impl ServerBuilder {
 
     /// Starts a second server on the same database as `other`, with a project directory of its
     /// own (a separate node with its own conf files).
-    pub fn sharing_database(mut self, other: &TestServer) -> Self {
+    pub fn sharing_database(self, other: &TestServer) -> Self {
+        self.on_database(&other.db_url)
+    }
+
+    /// Starts the server on the database at `url` (kept by the caller), with a project
+    /// directory of its own.
+    pub fn on_database(mut self, url: &str) -> Self {
         self.database = None;
-        self.shared_url = Some(other.db_url.clone());
+        self.shared_url = Some(url.to_owned());
         self
     }
 

@@ -102,11 +102,6 @@ pub fn node_view(state: &AppState, node: &NodeRecord) -> Value {
     let is_self = state.node_id.get().is_some_and(|id| *id == node.instance_id);
     let running =
         node.shutdown == 0 && (is_self || state.clock.now_millis().saturating_sub(node.heartbeat) <= down_after);
-    let iso = |millis: i64| {
-        chrono::DateTime::from_timestamp_millis(millis)
-            .map(ferridm_core::time::format_iso)
-            .unwrap_or_default()
-    };
     json!({
         "_id": node.instance_id,
         "instanceId": node.instance_id,
@@ -116,4 +111,11 @@ pub fn node_view(state: &AppState, node: &NodeRecord) -> Value {
         "lastHeartbeat": iso(node.heartbeat),
         "configGeneration": node.generation,
     })
+}
+
+/// Milliseconds since the epoch as IDM writes dates.
+pub fn iso(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(ferridm_core::time::format_iso)
+        .unwrap_or_default()
 }

@@ -4,7 +4,7 @@
 
 use ferridm_core::filter::Filter;
 use ferridm_core::{Error, Result};
-use ferridm_store::{ObjectQuery, Store, StoreError};
+use ferridm_store::{ObjectQuery, Store, StoreError, WorkLease};
 use serde_json::{Value, json};
 
 use super::context::RequestContext;
@@ -100,7 +100,7 @@ pub fn rescore_if_needed(state: &AppState) {
     if lease.progress.is_some() {
         tracing::info!("resuming the rescoring of profile completeness where another node stopped");
     }
-    match rescore(state, &generation, holder, lease.progress) {
+    match rescore(state, &generation, holder, lease) {
         Ok(Some(updated)) => {
             if let Err(error) = record_rule(&state.store, &generation) {
                 tracing::warn!(%error, "cannot record the completeness rule");
@@ -118,17 +118,18 @@ pub fn rescore_if_needed(state: &AppState) {
     }
 }
 
-/// Rescores every user after `progress` (a page cookie); the number of users updated, or
-/// `None` when the lease was lost to another node.
+/// Rescores every user after the lease's progress (a page cookie); the number of users updated,
+/// or `None` when the lease was lost to another node.
 fn rescore(
     state: &AppState,
     generation: &Generation,
     holder: &str,
-    mut progress: Option<String>,
+    lease: WorkLease,
 ) -> std::result::Result<Option<u64>, StoreError> {
     let Some(user_type) = generation.managed.get("user") else {
         return Ok(Some(0));
     };
+    let (mut progress, mut done) = (lease.progress, lease.done);
     let mut updated = 0_u64;
     loop {
         let page = state.store.query(&ObjectQuery {
@@ -161,14 +162,19 @@ fn rescore(
         let Some(next) = page.cookie else {
             return Ok(Some(updated));
         };
+        done += i64::try_from(page.objects.len()).unwrap_or(i64::MAX);
         let expires = state.clock.now_millis() + LEASE_MILLIS;
         if !state
             .store
-            .record_work_progress(RESCORING_JOB, holder, &next, expires)?
+            .record_work_progress(RESCORING_JOB, holder, (&next, done), expires)?
         {
             return Ok(None);
         }
-        tracing::info!(users.updated = updated, "rescoring profile completeness");
+        tracing::info!(
+            users.done = done,
+            users.updated = updated,
+            "rescoring profile completeness"
+        );
         progress = Some(next);
     }
 }

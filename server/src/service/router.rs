@@ -54,6 +54,7 @@ pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operati
         ["consent"] if query => Ok(client::query_consent()),
         ["authentication"] => authentication::handle(ctx, operation),
         ["cluster"] if query => cluster::query(ctx, request),
+        ["cluster", "work"] if query => cluster::query_work(ctx, request),
         ["cluster", node] if read => cluster::read(ctx, node),
         ["managed", type_name] => managed::collection(ctx, request, operation, type_name),
         ["managed", type_name, id] => managed::instance(ctx, request, operation, type_name, id),

@@ -38,4 +38,4 @@ pub use query::{ObjectQuery, QueryPage};
 pub use shared_config::{ConfigEntry, ConfigListener};
 pub use shared_state::RateLimit;
 pub use turns::ObjectTurn;
-pub use work::WorkLease;
+pub use work::{WorkLease, WorkRecord};

@@ -1,11 +1,13 @@
-//! `cluster` and `cluster/<node>`: the nodes serving this database (IDM's cluster resource).
+//! `cluster` and `cluster/<node>`: the nodes serving this database (IDM's cluster resource);
+//! `cluster/work`: the work that must run once and is in progress, with who holds it and how
+//! far it got.
 
 use ferridm_core::query::QueryResponse;
 use ferridm_core::{Error, Result, filter};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::resource::{Reply, Request};
-use crate::service::cluster::node_view;
+use crate::service::cluster::{iso, node_view};
 use crate::service::context::RequestContext;
 use crate::service::storage_error;
 
@@ -38,4 +40,31 @@ pub fn read(ctx: &RequestContext, node: &str) -> Result<Reply> {
         .find(|view| view["_id"] == node)
         .map(Reply::ok)
         .ok_or_else(|| Error::NotFound(format!("Node {node} not found")))
+}
+
+/// `GET /openidm/cluster/work?_queryFilter=…`: the run-once jobs in progress.
+pub fn query_work(ctx: &RequestContext, request: &Request) -> Result<Reply> {
+    let query = crate::service::managed::query::from_params(&request.params)?;
+    let jobs = ctx.state.store.work_in_progress().map_err(storage_error)?;
+    let result: Vec<Value> = jobs
+        .iter()
+        .map(|job| {
+            json!({
+                "_id": job.job,
+                "holder": job.holder,
+                "target": job.target,
+                "leaseExpires": iso(job.expires),
+                "done": job.done,
+            })
+        })
+        .filter(|job| filter::matches(&query.filter, job))
+        .collect();
+    Ok(Reply::ok(
+        QueryResponse {
+            result,
+            paged_results_cookie: None,
+            total: None,
+        }
+        .to_json(),
+    ))
 }

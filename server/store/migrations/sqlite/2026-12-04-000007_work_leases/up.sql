@@ -5,5 +5,6 @@ CREATE TABLE work_leases (
     target TEXT NOT NULL,
     holder TEXT NOT NULL,
     expires BIGINT NOT NULL,
-    progress TEXT NOT NULL DEFAULT ''
+    progress TEXT NOT NULL DEFAULT '',
+    done BIGINT NOT NULL DEFAULT 0
 );
