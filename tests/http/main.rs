@@ -12,6 +12,7 @@ mod crest;
 mod crud;
 mod generations;
 mod hardening;
+mod idm_hashes;
 mod index_limits;
 mod multinode;
 mod paging;

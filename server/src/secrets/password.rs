@@ -1,15 +1,62 @@
-//! Password hashing: argon2id PHC strings with the cost from `ferridm.json`, and the gate that
-//! bounds how many run at once (each argon2id run takes `memoryKib` of memory and a core, so
-//! a burst of guesses must queue rather than exhaust the machine).
+//! Password hashing: argon2id PHC strings with the cost from `ferridm.json`, the stored forms a
+//! password is read from (ferridm's argon2id, IDM's salted hashes), and the gate that bounds how
+//! many checks run at once (each argon2id run takes `memoryKib` of memory and a core, so a burst
+//! of guesses must queue rather than exhaust the machine).
+
+pub mod idm_hash;
 
 use std::sync::{Mutex, PoisonError};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use serde_json::{Value, json};
 
+use self::idm_hash::{IdmHash, SALTED_HASH};
 use crate::config::settings::PasswordHashSettings;
 use crate::gate::Gate;
+
+/// The `$crypto` type of ferridm's own password hashes.
+pub const ARGON2ID: &str = "argon2id";
+/// The `$crypto` type of values IDM encrypted with its own keys.
+const IDM_ENCRYPTION: &str = "x-simple-encryption";
+
+/// ferridm's stored form of an argon2id PHC string.
+pub fn argon2id_crypto(phc: String) -> Value {
+    json!({"$crypto": {"type": ARGON2ID, "value": phc}})
+}
+
+/// A stored password, as read from its `$crypto` value.
+#[derive(Debug, Clone)]
+pub enum StoredPassword {
+    /// ferridm's argon2id PHC string.
+    Argon2id(String),
+    /// A hash IDM made; after a successful login it is replaced by argon2id.
+    Idm(IdmHash),
+    /// A value no password can match here, with the reason (IDM's encryption, whose keys
+    /// ferridm does not hold, or a form it does not know).
+    Unusable(String),
+}
+
+impl StoredPassword {
+    /// Reads a stored value; `None` when it is not a `$crypto` object.
+    pub fn from_crypto(value: &Value) -> Option<Self> {
+        let crypto = value.get("$crypto")?;
+        let kind = crypto.get("type").and_then(Value::as_str).unwrap_or_default();
+        let inner = crypto.get("value").unwrap_or(&Value::Null);
+        Some(match (kind, inner) {
+            (SALTED_HASH, _) => match IdmHash::parse(inner) {
+                Ok(hash) => Self::Idm(hash),
+                Err(reason) => Self::Unusable(format!("its IDM salted hash cannot be read: {reason}")),
+            },
+            (IDM_ENCRYPTION, _) => {
+                Self::Unusable("its password is encrypted with IDM's keys, which ferridm does not hold".to_owned())
+            }
+            (_, Value::String(phc)) => Self::Argon2id(phc.clone()),
+            _ => Self::Unusable(format!("its password is stored as an unknown $crypto type \"{kind}\"")),
+        })
+    }
+}
 
 /// Hashes and verifies passwords.
 #[derive(Debug, Clone)]
@@ -110,6 +157,24 @@ mod tests {
         assert!(!hasher.verify("passw0rd", &phc));
         assert!(!hasher.verify("Passw0rd", "not a hash"));
         assert_ne!(phc, hasher.hash("Passw0rd").unwrap());
+    }
+
+    #[test]
+    fn stored_forms_are_told_apart() {
+        let read = |value: Value| StoredPassword::from_crypto(&value);
+        assert!(matches!(
+            read(json!({"$crypto": {"type": "argon2id", "value": "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA"}})),
+            Some(StoredPassword::Argon2id(phc)) if phc.starts_with("$argon2id$")
+        ));
+        let sha256 = json!({"$crypto": {"type": "salted-hash", "value": {"algorithm": "SHA-256",
+            "data": "OUuixco3XpxtAVzkkfVlyHGcrgNUUokF+XdMUL2CVmYAAQIDBAUGBwgJCgsMDQ4P"}}});
+        assert!(matches!(read(sha256), Some(StoredPassword::Idm(hash)) if hash.verify("Passw0rd")));
+        let encrypted =
+            json!({"$crypto": {"type": "x-simple-encryption", "value": {"cipher": "AES/CBC/PKCS5Padding"}}});
+        assert!(matches!(read(encrypted), Some(StoredPassword::Unusable(why)) if why.contains("IDM's keys")));
+        let broken = json!({"$crypto": {"type": "salted-hash", "value": {"algorithm": "SHA-256"}}});
+        assert!(matches!(read(broken), Some(StoredPassword::Unusable(why)) if why.contains("data")));
+        assert!(read(json!("Passw0rd")).is_none());
     }
 
     #[test]

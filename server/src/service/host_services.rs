@@ -3,14 +3,11 @@
 //! captcha verifier, sealing auto-login credentials, reading schemas, running policies,
 //! progressive-profile bookkeeping, checking `userQuery` filters and counting rate limits.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use ferridm_core::filter::{self, Filter};
 use ferridm_core::{Error, JsonPointer, Object};
 use ferridm_plugins::{HostError, HostResult};
 use rand::Rng as _;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::context::RequestContext;
 use super::host::SelfServiceScope;
@@ -19,6 +16,7 @@ use super::storage_error;
 use crate::resource::error::to_host;
 use crate::resource::path::ResourcePath;
 use crate::sealed;
+use crate::secrets::password::idm_hash;
 
 /// How long an auto-login credential token lives, in seconds.
 const CREDENTIAL_LIFETIME: u64 = 300;
@@ -37,31 +35,13 @@ fn text<'a>(arguments: &'a Value, name: &str) -> HostResult<&'a str> {
 
 /// A security answer as IDM stores it: lower-cased, salted SHA-256, in a `$crypto` envelope.
 pub fn hash_answer(answer: &str) -> Value {
-    let salt: [u8; 16] = rand::random();
-    let mut digest = Sha256::new();
-    digest.update(answer.to_lowercase().as_bytes());
-    digest.update(salt);
-    let mut data = digest.finalize().to_vec();
-    data.extend_from_slice(&salt);
-    json!({"$crypto": {"value": {"algorithm": "SHA-256", "data": STANDARD.encode(data)}, "type": "salted-hash"}})
+    idm_hash::salted_sha256(&answer.to_lowercase())
 }
 
-/// True when `answer` matches a hash made by [`hash_answer`].
+/// True when `answer` matches a stored answer: one made by [`hash_answer`], or by IDM with any
+/// of its salted-hash algorithms.
 pub fn answer_matches(answer: &str, stored: &Value) -> bool {
-    let Some(data) = stored.pointer("/$crypto/value/data").and_then(Value::as_str) else {
-        return false;
-    };
-    let Ok(bytes) = STANDARD.decode(data) else {
-        return false;
-    };
-    if bytes.len() != 48 {
-        return false;
-    }
-    let (expected, salt) = bytes.split_at(32);
-    let mut digest = Sha256::new();
-    digest.update(answer.to_lowercase().as_bytes());
-    digest.update(salt);
-    digest.finalize().as_slice() == expected
+    idm_hash::matches(&answer.to_lowercase(), stored)
 }
 
 fn verify_captcha(arguments: &Value) -> HostResult<Value> {

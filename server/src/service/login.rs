@@ -23,6 +23,8 @@ use crate::auth::{
 use crate::config::authentication::{AuthModule, ModuleKind};
 use crate::generation::Generation;
 use crate::resource::path::managed_type;
+use crate::secrets::password::idm_hash::IdmHash;
+use crate::secrets::password::{StoredPassword, argon2id_crypto};
 use crate::state::AppState;
 
 /// The purpose auto-login credential tokens (`X-OpenIDM-Jwt`) are sealed for.
@@ -257,26 +259,26 @@ fn try_without_blocking(
     Some(None)
 }
 
-/// The stored password hash (PHC string) of an object's credential property.
-fn stored_hash(content: &Value, property: &str) -> Option<String> {
-    let value = content.get(property)?;
-    value
-        .get("$crypto")
-        .and_then(|crypto| crypto.get("value"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+/// Checks `password` against a hash IDM made, in a turn at the hashing gate like argon2id.
+fn verify_idm_hash(ctx: &RequestContext, hash: &IdmHash, password: &str) -> Result<bool> {
+    let settings = ctx.generation.settings.password_hashing;
+    let _turn = ctx.state.hashing.turn(
+        settings.queue_timeout_millis,
+        "Too many password checks at once; try again later",
+    )?;
+    Ok(hash.verify(password))
 }
 
-/// Checks `credentials` against `stored` (a PHC string; `None` for an account without one,
-/// checked against the decoy so that it costs the same) for `principal`, under the lockout
-/// when `lockout_applies`: credentials that verified recently need no new check; any other check
+/// Checks `credentials` against `stored` for `principal` (no stored password, or one that
+/// cannot be checked, costs a decoy check and fails), under the lockout when
+/// `lockout_applies`: credentials that verified recently need no new check; any other check
 /// counts as a failed attempt first, atomically, so parallel guesses cannot outrun the lockout,
 /// and a success clears the count.
 fn check_password(
     ctx: &RequestContext,
     principal: &str,
     credentials: &Credentials,
-    stored: Option<&str>,
+    stored: Option<&StoredPassword>,
     lockout_applies: bool,
 ) -> Result<bool> {
     let (state, lockout) = (&ctx.state, &ctx.generation.authentication.lockout);
@@ -291,7 +293,11 @@ fn check_password(
         return Ok(false);
     }
     let cache = &state.credentials;
-    let cached = stored.is_some_and(|stored| cache.contains(&credentials.username, &credentials.password, stored));
+    let phc = match stored {
+        Some(StoredPassword::Argon2id(phc)) => Some(phc.as_str()),
+        _ => None,
+    };
+    let cached = phc.is_some_and(|phc| cache.contains(&credentials.username, &credentials.password, phc));
     let mut attempt = None;
     if counted && !cached {
         let rule = LockoutRule {
@@ -313,8 +319,9 @@ fn check_password(
     }
     let verified = cached
         || match stored {
-            Some(stored) => ctx.verify_password(&credentials.password, stored)?,
-            None => {
+            Some(StoredPassword::Argon2id(phc)) => ctx.verify_password(&credentials.password, phc)?,
+            Some(StoredPassword::Idm(hash)) => verify_idm_hash(ctx, hash, &credentials.password)?,
+            Some(StoredPassword::Unusable(_)) | None => {
                 ctx.verify_decoy(&credentials.password)?;
                 false
             }
@@ -325,8 +332,8 @@ fn check_password(
         }
         return Ok(false);
     }
-    if let Some(stored) = stored.filter(|_| !cached) {
-        cache.insert(&credentials.username, &credentials.password, stored);
+    if let Some(phc) = phc.filter(|_| !cached) {
+        cache.insert(&credentials.username, &credentials.password, phc);
     }
     if failures.is_some() || attempt.is_some() {
         state.store.clear_login_failures(principal).map_err(storage_error)?;
@@ -372,9 +379,16 @@ fn managed_user(
     };
     let id = user.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let principal = format!("{}/{id}", module.resource);
-    let stored = stored_hash(&user, &module.credential_property);
-    if !check_password(ctx, &principal, credentials, stored.as_deref(), true)? {
+    let stored_value = user.get(&module.credential_property);
+    let stored = stored_value.and_then(StoredPassword::from_crypto);
+    if let Some(StoredPassword::Unusable(reason)) = &stored {
+        tracing::warn!(user = %principal, "login refused: {reason}; the password must be set again");
+    }
+    if !check_password(ctx, &principal, credentials, stored.as_ref(), true)? {
         return Ok(None);
+    }
+    if let (Some(StoredPassword::Idm(_)), Some(previous)) = (&stored, stored_value) {
+        upgrade_idm_hash(ctx, module, &id, previous, credentials);
     }
     let mut roles: Vec<String> = user
         .get(&module.roles_property)
@@ -411,6 +425,37 @@ fn managed_user(
     }))
 }
 
+/// Replaces a verified IDM hash with an argon2id hash of the same password, leaving the
+/// revision alone (the user did not change). A concurrent change of the password wins: the
+/// replacement only lands while the stored value is still `previous`. The login stands either
+/// way; a replacement that fails is logged and tried again at the next login.
+fn upgrade_idm_hash(ctx: &RequestContext, module: &AuthModule, id: &str, previous: &Value, credentials: &Credentials) {
+    let type_name = managed_type(&module.resource).unwrap_or("user");
+    let Some(object_type) = ctx.generation.managed.get(type_name) else {
+        return;
+    };
+    let user = format!("{}/{id}", module.resource);
+    let store = &ctx.state.store;
+    let replaced = ctx.hash_password(&credentials.password).and_then(|phc| {
+        let replacement = argon2id_crypto(phc.clone());
+        let property = &module.credential_property;
+        let replaced = store
+            .replace_secret(type_name, id, property, previous, &replacement, &object_type.index)
+            .map_err(storage_error)?;
+        Ok(replaced.then_some(phc))
+    });
+    match replaced {
+        Ok(Some(phc)) => {
+            tracing::info!(user = %user, "IDM password hash replaced by argon2id");
+            ctx.state
+                .credentials
+                .insert(&credentials.username, &credentials.password, &phc);
+        }
+        Ok(None) => tracing::info!(user = %user, "IDM password hash changed meanwhile; left as it is"),
+        Err(error) => tracing::warn!(user = %user, %error, "IDM password hash kept until the next login"),
+    }
+}
+
 /// Checks `openidm-admin`'s password, locked out like a managed user unless the connection
 /// comes from one of `internalUserExemptAddresses` (`peer` is `None` for re-authentication of
 /// an already authenticated caller, which is never counted).
@@ -423,7 +468,7 @@ fn internal_admin(
     let lockout = &ctx.generation.authentication.lockout;
     let lockout_applies = peer.is_some_and(|peer| lockout.counts_internal_user_from(peer));
     let principal = format!("{}/{ADMIN_USER}", module.resource);
-    let stored = ctx.state.secrets.admin_password_hash.clone();
+    let stored = StoredPassword::Argon2id(ctx.state.secrets.admin_password_hash.clone());
     Ok(
         check_password(ctx, &principal, credentials, Some(&stored), lockout_applies)?
             .then(|| admin_context(module, credentials)),

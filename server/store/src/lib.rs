@@ -15,6 +15,7 @@ mod login;
 mod migrate;
 mod objects;
 mod query;
+mod rehash;
 mod schema;
 mod settings;
 mod shared_config;

@@ -26,7 +26,8 @@ use self::write::Attempt;
 use crate::config::ManagedType;
 use crate::policy::{PolicyFailure, PolicyResult};
 use crate::resource::error::from_script;
-use crate::service::context::RequestContext;
+use crate::secrets::password::argon2id_crypto;
+use crate::service::context::{Caller, RequestContext};
 use crate::service::host::ServerHost;
 use crate::service::storage_error;
 
@@ -117,7 +118,8 @@ impl<'a> ManagedObjects<'a> {
         Rc::new(ServerHost::new(self.ctx.as_internal(), Some(resource.to_owned())))
     }
 
-    /// Stores secrets as argon2id hashes (values already in `$crypto` form are kept).
+    /// Stores secrets as argon2id hashes. Values already in `$crypto` form (ferridm's, or an
+    /// IDM salted hash an administrator brings along) are stored as given, as IDM does.
     fn hash_secrets(&self, content: &mut Object, previous: Option<&Object>) -> Result<()> {
         for property in &self.object_type.hashed {
             let Some(Value::String(plain)) = content.get(property) else {
@@ -128,7 +130,7 @@ impl<'a> ManagedObjects<'a> {
                 continue;
             }
             let phc = self.ctx.hash_password(plain)?;
-            content.insert(property.clone(), json!({"$crypto": {"type": "argon2id", "value": phc}}));
+            content.insert(property.clone(), argon2id_crypto(phc));
         }
         Ok(())
     }
@@ -177,12 +179,19 @@ impl<'a> ManagedObjects<'a> {
         self.policy_outcome(outcome, POLICY_FAILED_PATCH)
     }
 
-    /// The object a policy sees: hashed values that did not change are left out (they cannot
-    /// be checked again once hashed).
-    fn without_unchanged_secrets(&self, next: &Object, previous: &Object) -> Object {
+    /// The object a policy sees: secrets that did not change, and secrets an administrator
+    /// submits already hashed (a `$crypto` value), are left out: a hash cannot be checked for
+    /// length or content. Anyone else's `$crypto` value is checked like any value (and fails a
+    /// `string` type), so a user cannot skip the password policies by hashing a weak password.
+    fn without_hashed_secrets(&self, next: &Object, previous: Option<&Object>) -> Object {
+        let admin = matches!(&self.ctx.caller, Caller::Client(caller) if caller.session.context.is_admin());
         let mut checked = next.clone();
         for property in &self.object_type.hashed {
-            if checked.get(property).is_some() && checked.get(property) == previous.get(property) {
+            let Some(value) = checked.get(property) else {
+                continue;
+            };
+            let unchanged = previous.and_then(|p| p.get(property)) == Some(value);
+            if unchanged || (admin && value.get("$crypto").is_some()) {
                 checked.remove(property);
             }
         }
@@ -283,7 +292,7 @@ impl<'a> ManagedObjects<'a> {
         if let Some(on_validate) = &self.object_type.triggers.on_validate {
             self.run_trigger(on_validate, &id, &content, None)?;
         }
-        self.enforce_object(chosen.as_deref(), &content)?;
+        self.enforce_object(chosen.as_deref(), &self.without_hashed_secrets(&content, None))?;
         for (property, default) in &self.object_type.defaults {
             if !content.contains_key(property) {
                 content.insert(property.clone(), default.clone());
@@ -366,7 +375,7 @@ impl<'a> ManagedObjects<'a> {
             if let Some(on_validate) = &self.object_type.triggers.on_validate {
                 self.run_trigger(on_validate, id, &next, Some(&current.content))?;
             }
-            self.enforce_object(Some(id), &self.without_unchanged_secrets(&next, &current.content))?;
+            self.enforce_object(Some(id), &self.without_hashed_secrets(&next, Some(&current.content)))?;
             self.store_update(id, current, next)
         })?;
         self.updated(id, written, fields)
@@ -405,7 +414,11 @@ impl<'a> ManagedObjects<'a> {
             }
             self.check_size(&next)?;
             let touched = patch::touched_properties(operations);
-            self.enforce_patch(id, &self.without_unchanged_secrets(&next, &current.content), &touched)?;
+            self.enforce_patch(
+                id,
+                &self.without_hashed_secrets(&next, Some(&current.content)),
+                &touched,
+            )?;
             self.store_update(id, current, next)
         })?;
         self.updated(id, written, fields)
