@@ -11,6 +11,7 @@ use ferridm_core::{Error, Result};
 use crate::auth::session::Session;
 use crate::generation::Generation;
 use crate::secrets::PasswordHasher;
+use crate::secrets::password::idm_hash::IdmHash;
 use crate::state::AppState;
 
 /// Who is calling.
@@ -147,6 +148,12 @@ impl RequestContext {
     /// True when `plain` matches the stored PHC string.
     pub fn verify_password(&self, plain: &str, phc: &str) -> Result<bool> {
         self.hashing(|hasher| hasher.verify(plain, phc))
+    }
+
+    /// True when `plain` matches a password hash imported from IDM (checked in turn like
+    /// argon2id: some of IDM's algorithms cost as much).
+    pub fn verify_idm_hash(&self, hash: &IdmHash, plain: &str) -> Result<bool> {
+        self.hashing(|_| hash.verify(plain))
     }
 
     /// Spends on `plain` what checking a real account's password costs (for accounts that do

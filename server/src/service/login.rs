@@ -23,7 +23,6 @@ use crate::auth::{
 use crate::config::authentication::{AuthModule, ModuleKind};
 use crate::generation::Generation;
 use crate::resource::path::managed_type;
-use crate::secrets::password::idm_hash::IdmHash;
 use crate::secrets::password::{StoredPassword, argon2id_crypto};
 use crate::state::AppState;
 
@@ -259,16 +258,6 @@ fn try_without_blocking(
     Some(None)
 }
 
-/// Checks `password` against a hash IDM made, in a turn at the hashing gate like argon2id.
-fn verify_idm_hash(ctx: &RequestContext, hash: &IdmHash, password: &str) -> Result<bool> {
-    let settings = ctx.generation.settings.password_hashing;
-    let _turn = ctx.state.hashing.turn(
-        settings.queue_timeout_millis,
-        "Too many password checks at once; try again later",
-    )?;
-    Ok(hash.verify(password))
-}
-
 /// Checks `credentials` against `stored` for `principal` (no stored password, or one that
 /// cannot be checked, costs a decoy check and fails), under the lockout when
 /// `lockout_applies`: credentials that verified recently need no new check; any other check
@@ -320,7 +309,7 @@ fn check_password(
     let verified = cached
         || match stored {
             Some(StoredPassword::Argon2id(phc)) => ctx.verify_password(&credentials.password, phc)?,
-            Some(StoredPassword::Idm(hash)) => verify_idm_hash(ctx, hash, &credentials.password)?,
+            Some(StoredPassword::Idm(hash)) => ctx.verify_idm_hash(hash, &credentials.password)?,
             Some(StoredPassword::Unusable(_)) | None => {
                 ctx.verify_decoy(&credentials.password)?;
                 false

@@ -84,7 +84,7 @@ fn nonce() -> u32 {
     rand::random()
 }
 
-fn find(conn: &mut DbConnection, object_type: &str, id: &str) -> Result<Option<StoredObject>, StoreError> {
+pub(crate) fn find(conn: &mut DbConnection, object_type: &str, id: &str) -> Result<Option<StoredObject>, StoreError> {
     let columns = objects::table
         .filter(objects::otype.eq(object_type))
         .filter(objects::oid.eq(id))
@@ -107,7 +107,12 @@ fn is_unique_violation(error: &DieselError) -> bool {
 
 /// Writes the index rows and unique values of `object` (whose `meta` is the stored metadata,
 /// login count included) under key `pk`.
-fn insert_index(conn: &mut DbConnection, pk: i64, object: &NewObject<'_>, limits: Limits) -> Result<(), StoreError> {
+pub(crate) fn insert_index(
+    conn: &mut DbConnection,
+    pk: i64,
+    object: &NewObject<'_>,
+    limits: Limits,
+) -> Result<(), StoreError> {
     let NewObject {
         object_type,
         id,
@@ -137,12 +142,7 @@ fn insert_index(conn: &mut DbConnection, pk: i64, object: &NewObject<'_>, limits
     Ok(())
 }
 
-pub(crate) fn insert_prop_rows(
-    conn: &mut DbConnection,
-    pk: i64,
-    object_type: &str,
-    rows: &[PropRow],
-) -> Result<(), StoreError> {
+fn insert_prop_rows(conn: &mut DbConnection, pk: i64, object_type: &str, rows: &[PropRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(PROP_ROWS_PER_INSERT) {
         let mut insert =
             Sql::cached("INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, full_str, sorted) VALUES ");
@@ -172,7 +172,7 @@ pub(crate) fn insert_prop_rows(
     Ok(())
 }
 
-fn delete_index(conn: &mut DbConnection, pk: i64) -> Result<(), StoreError> {
+pub(crate) fn delete_index(conn: &mut DbConnection, pk: i64) -> Result<(), StoreError> {
     let mut props = Sql::cached("DELETE FROM object_props WHERE obj_pk = ");
     props.bind_i64(pk);
     props.execute(conn)?;

@@ -4,10 +4,9 @@
 use diesel::prelude::*;
 use serde_json::Value;
 
-use crate::flatten::{IndexSpec, Limits, index_rows};
-use crate::objects::{insert_prop_rows, object_from_columns};
+use crate::flatten::{IndexSpec, Limits};
+use crate::objects::{NewObject, delete_index, find, insert_index};
 use crate::schema::objects;
-use crate::sql::Sql;
 use crate::{Store, StoreError};
 
 impl Store {
@@ -40,19 +39,9 @@ impl Store {
             if touched == 0 {
                 return Ok(false);
             }
-            let columns = objects::table
-                .filter(objects::otype.eq(object_type))
-                .filter(objects::oid.eq(id))
-                .select((
-                    objects::pk,
-                    objects::oid,
-                    objects::rev,
-                    objects::content,
-                    objects::meta,
-                    objects::login_count,
-                ))
-                .first::<(i64, String, i64, String, String, i64)>(conn)?;
-            let mut current = object_from_columns(columns)?;
+            let Some(mut current) = find(conn, object_type, id)? else {
+                return Ok(false);
+            };
             if current.content.get(property) != Some(expected) {
                 return Ok(false);
             }
@@ -60,11 +49,15 @@ impl Store {
             diesel::update(objects::table.filter(objects::pk.eq(current.pk)))
                 .set(objects::content.eq(serde_json::to_string(&current.content)?))
                 .execute(conn)?;
-            let mut stale = Sql::cached("DELETE FROM object_props WHERE obj_pk = ");
-            stale.bind_i64(current.pk);
-            stale.execute(conn)?;
-            let rows = index_rows(id, &current.content, &current.meta, index, Limits::Waived)?;
-            insert_prop_rows(conn, current.pk, object_type, &rows)?;
+            delete_index(conn, current.pk)?;
+            let indexed = NewObject {
+                object_type,
+                id,
+                content: &current.content,
+                meta: &current.meta,
+                index,
+            };
+            insert_index(conn, current.pk, &indexed, Limits::Waived)?;
             Ok(true)
         })
     }

@@ -18,10 +18,15 @@ fn views(ctx: &RequestContext) -> Result<Vec<Value>> {
 
 /// `GET /openidm/cluster?_queryFilter=…`: every node, filtered.
 pub fn query(ctx: &RequestContext, request: &Request) -> Result<Reply> {
+    matching(request, views(ctx)?)
+}
+
+/// The entries of `all` that match the request's `_queryFilter`, in IDM's query envelope.
+fn matching(request: &Request, all: Vec<Value>) -> Result<Reply> {
     let query = crate::service::managed::query::from_params(&request.params)?;
-    let result: Vec<Value> = views(ctx)?
+    let result: Vec<Value> = all
         .into_iter()
-        .filter(|node| filter::matches(&query.filter, node))
+        .filter(|entry| filter::matches(&query.filter, entry))
         .collect();
     Ok(Reply::ok(
         QueryResponse {
@@ -44,9 +49,8 @@ pub fn read(ctx: &RequestContext, node: &str) -> Result<Reply> {
 
 /// `GET /openidm/cluster/work?_queryFilter=…`: the run-once jobs in progress.
 pub fn query_work(ctx: &RequestContext, request: &Request) -> Result<Reply> {
-    let query = crate::service::managed::query::from_params(&request.params)?;
     let jobs = ctx.state.store.work_in_progress().map_err(storage_error)?;
-    let result: Vec<Value> = jobs
+    let all = jobs
         .iter()
         .map(|job| {
             json!({
@@ -57,14 +61,6 @@ pub fn query_work(ctx: &RequestContext, request: &Request) -> Result<Reply> {
                 "done": job.done,
             })
         })
-        .filter(|job| filter::matches(&query.filter, job))
         .collect();
-    Ok(Reply::ok(
-        QueryResponse {
-            result,
-            paged_results_cookie: None,
-            total: None,
-        }
-        .to_json(),
-    ))
+    matching(request, all)
 }
