@@ -70,6 +70,71 @@ pub trait Host {
     fn service(&self, name: &str, arguments: Value) -> HostResult<Value>;
     /// The resource the current call is about (e.g. the object a policy validates).
     fn resource(&self) -> Option<String>;
+    /// Told when a script call made while this host is installed ends (for metrics).
+    fn script_finished(&self, _elapsed: std::time::Duration, _outcome: ScriptOutcome) {}
+}
+
+/// How a script call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptOutcome {
+    /// It returned.
+    Completed,
+    /// It threw or failed at run time.
+    Failed,
+    /// It hit one of the engine's limits.
+    Limit(ScriptLimit),
+}
+
+/// The engine limit a script call hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptLimit {
+    /// The wall-clock budget.
+    Time,
+    /// The operation budget.
+    Operations,
+    /// The call depth.
+    CallDepth,
+    /// A string, array, map, module or variable count.
+    Size,
+}
+
+impl ScriptLimit {
+    /// The limit's name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Time => "time",
+            Self::Operations => "operations",
+            Self::CallDepth => "call_depth",
+            Self::Size => "size",
+        }
+    }
+}
+
+impl ScriptOutcome {
+    /// The outcome of an evaluation that ended with `error` (innermost error of nested calls).
+    pub(crate) fn of_error(error: &rhai::EvalAltResult) -> Self {
+        use rhai::EvalAltResult as E;
+        let mut error = error;
+        while let E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) = error {
+            error = inner;
+        }
+        match error {
+            E::ErrorTerminated(..) => Self::Limit(ScriptLimit::Time),
+            E::ErrorTooManyOperations(_) => Self::Limit(ScriptLimit::Operations),
+            E::ErrorStackOverflow(_) => Self::Limit(ScriptLimit::CallDepth),
+            E::ErrorDataTooLarge(..) | E::ErrorTooManyModules(_) | E::ErrorTooManyVariables(_) => {
+                Self::Limit(ScriptLimit::Size)
+            }
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// Tells the innermost installed host, if any, how a script call ended.
+pub(crate) fn report_finished(elapsed: std::time::Duration, outcome: ScriptOutcome) {
+    if let Some((host, _)) = current() {
+        host.script_finished(elapsed, outcome);
+    }
 }
 
 struct Installed {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Module, Position, Scope};
@@ -11,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{ScriptLimits, with_deadline, with_engine};
 use crate::error::{ScriptError, ScriptErrorKind};
+use crate::host::{self, ScriptOutcome};
 
 /// Where a script's text comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,11 +156,22 @@ impl CompiledScript {
         with_engine(limits, |engine| {
             with_deadline(limits, || {
                 let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-                engine
-                    .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.ast, function, arguments)
-                    .map_err(|error| ScriptError::from_eval(&self.name, &error))
+                let started = Instant::now();
+                let result =
+                    engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.ast, function, arguments);
+                self.finished(started, result)
             })
         })
+    }
+
+    /// Reports how an evaluation ended to the installed host and converts its error.
+    fn finished<T>(&self, started: Instant, result: Result<T, Box<EvalAltResult>>) -> Result<T, ScriptError> {
+        let outcome = match &result {
+            Ok(_) => ScriptOutcome::Completed,
+            Err(error) => ScriptOutcome::of_error(error),
+        };
+        host::report_finished(started.elapsed(), outcome);
+        result.map_err(|error| ScriptError::from_eval(&self.name, &error))
     }
 
     /// Runs the script's top-level statements (e.g. `addPolicy` registrations, or an inline
@@ -181,9 +194,9 @@ impl CompiledScript {
                 for (name, value) in variables {
                     scope.push_dynamic(name, value);
                 }
-                let result = engine
-                    .eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast)
-                    .map_err(|error| ScriptError::from_eval(&self.name, &error))?;
+                let started = Instant::now();
+                let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast);
+                let result = self.finished(started, result)?;
                 let values = kept
                     .iter()
                     .map(|name| scope.get_value::<Dynamic>(name).unwrap_or(Dynamic::UNIT))

@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use ferridm_core::schema::ManagedConfig;
 use ferridm_plugins::ScriptLimits;
 use serde_json::Value;
 
 use crate::config::access::AccessRules;
+use crate::config::audit::AuditConfig;
 use crate::config::authentication::AuthenticationConfig;
 use crate::config::email::EmailConfig;
 use crate::config::policy::{DerivedResources, PolicySet};
@@ -53,6 +55,8 @@ pub struct Generation {
     pub auth_profile: AuthProfile,
     /// `external.email.json`.
     pub email: EmailConfig,
+    /// `audit.json`: the audit handlers and what they record.
+    pub audit: Arc<AuditConfig>,
     /// `selfservice.kba.json` as served at `selfservice/kba`, if present.
     pub kba: Option<serde_json::Map<String, Value>>,
     /// True when a `selfservice/profile` process with at least one stage is configured.
@@ -226,6 +230,7 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
     })
     .unwrap_or_default();
     let email: EmailConfig = typed(&files, "external.email", &mut errors);
+    let audit: AuditConfig = typed(&files, "audit", &mut errors);
     let kba = parsed(&files, "selfservice.kba", None, &mut errors, |file| {
         match &file.resolved {
             Value::Object(kba) => Ok(kba.clone()),
@@ -254,6 +259,7 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
                 completeness,
                 auth_profile,
                 email,
+                audit: Arc::new(audit),
                 kba,
                 progressive_profile,
                 transforms: TransformScripts::default(),

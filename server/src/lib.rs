@@ -4,12 +4,14 @@
 //! serves `/openidm` over actix-web. The binary (`main.rs`) and the black-box tests both start
 //! the server through it.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod gate;
 pub mod generation;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod resource;
 pub mod sealed;
@@ -97,6 +99,7 @@ pub fn prepare(options: &ServerOptions) -> anyhow::Result<Arc<AppState>> {
     tracing::info!(backend = ?store.backend(), generation = generation.number, "configuration loaded");
     let clock = options.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
     let state = Arc::new(AppState::new(paths, store, secrets, generation, clock));
+    service::audit::start_writer(&state);
     // Configuration changed over REST on other nodes wins over these files.
     service::shared_config::catch_up(&state);
     Ok(state)
@@ -127,9 +130,11 @@ pub fn server(
 ) -> std::io::Result<actix_web::dev::Server> {
     use actix_service::ServiceFactoryExt as _;
     let data = web::Data::from(state);
+    let listening = http::ListenAddress(listener.local_addr()?);
     let app = move || {
         let app = App::new()
             .app_data(data.clone())
+            .app_data(listening)
             .wrap(middleware::from_fn(http::ui::cache_headers))
             .wrap(middleware::from_fn(http::log_request))
             .configure(http::configure);
@@ -190,6 +195,7 @@ impl RunningServer {
             let _ = thread.join();
         }
         drop(self.membership.take());
+        service::audit::stop_writer(&self.state);
     }
 }
 

@@ -122,12 +122,14 @@ fn serve(cli: &Cli) -> ExitCode {
         .clone()
         .unwrap_or_else(|| ferridm::service::cluster::default_node_id(port));
     let _membership = ferridm::service::cluster::join(&state, node_id);
+    let serving = std::sync::Arc::clone(&state);
     let result = actix_web::rt::System::new().block_on(async move {
-        match ferridm::server(state, listener, options.workers, options.ui_dir) {
+        match ferridm::server(serving, listener, options.workers, options.ui_dir) {
             Ok(server) => server.await,
             Err(error) => Err(error),
         }
     });
+    ferridm::service::audit::stop_writer(&state);
     match result {
         Ok(()) => {
             tracing::info!("ferridm stopped");

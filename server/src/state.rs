@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arc_swap::ArcSwap;
 use ferridm_store::Store;
 
+use crate::audit::AuditQueue;
 use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigPaths};
 use crate::gate::{Gate, per_core_or};
 use crate::generation::Generation;
+use crate::metrics::Metrics;
 use crate::secrets::{CredentialCache, HashingGate, Secrets};
 
 /// Everything a request may need.
@@ -38,6 +40,12 @@ pub struct AppState {
     pub work_running: Mutex<()>,
     /// The newest shared configuration change this node has applied (PostgreSQL; 0 before any).
     pub config_version: AtomicI64,
+    /// Audit events on their way to the handlers.
+    pub audit: Arc<AuditQueue>,
+    /// The thread writing them (`service::audit`).
+    pub audit_writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// What `GET /openidm/metrics/prometheus` serves.
+    pub metrics: Metrics,
     generation: ArcSwap<Generation>,
     last_errors: Mutex<Vec<ConfigError>>,
     reloading: Mutex<()>,
@@ -55,6 +63,9 @@ impl AppState {
         let credentials = CredentialCache::new(secrets.cache_key.clone(), generation.settings.credential_cache);
         let hashing = HashingGate::new(per_core_or(generation.settings.password_hashing.max_concurrent));
         let queries = Gate::new(per_core_or(generation.settings.queries.max_concurrent));
+        let audit = Arc::new(AuditQueue::default());
+        audit.configure(generation.audit.queue);
+        let metrics = Metrics::new(&store);
         Self {
             paths,
             store,
@@ -67,6 +78,9 @@ impl AppState {
             node_id: OnceLock::new(),
             work_running: Mutex::new(()),
             config_version: AtomicI64::new(0),
+            audit,
+            audit_writer: Mutex::new(None),
+            metrics,
             generation: ArcSwap::from_pointee(generation),
             last_errors: Mutex::new(Vec::new()),
             reloading: Mutex::new(()),
@@ -86,6 +100,7 @@ impl AppState {
             .configure(per_core_or(generation.settings.password_hashing.max_concurrent));
         self.queries
             .configure(per_core_or(generation.settings.queries.max_concurrent));
+        self.audit.configure(generation.audit.queue);
         self.generation.store(Arc::new(generation));
         self.set_errors(Vec::new());
     }

@@ -11,6 +11,7 @@ use ferridm::auth::{Authorization, ROLE_ADMIN, ROLE_AUTHORIZED, SecurityContext}
 use ferridm::config::authentication::SessionSettings;
 use ferridm::generation::Overrides;
 use ferridm::resource::{Method, Operation, Params, Request, ResourcePath};
+use ferridm::service::audit::ConfigActor;
 use ferridm::service::reload::reload;
 use ferridm::service::{ClientCaller, RequestContext, router};
 use ferridm::state::AppState;
@@ -104,7 +105,7 @@ fn a_request_spanning_a_reload_sees_one_generation_throughout() {
         // create anything.
         stamping_managed(&project, 2);
         admins_read_only(&project);
-        let installed = reload(&state, &Overrides::new(), "test").unwrap();
+        let installed = reload(&state, &Overrides::new(), ConfigActor::Server("test")).unwrap();
         assert!(installed.number > first, "a new generation is running");
 
         // Authorized, executed and scripted on the generation it started with: the access rule

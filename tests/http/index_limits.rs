@@ -3,13 +3,13 @@
 //! strings are stored and queried exactly on both backends (PostgreSQL's B-tree entries hold
 //! at most 2,704 bytes, so the index keeps a bounded key beside the whole text).
 
-use ferridm_tests::{on_each_backend, unique};
+use ferridm_tests::{on_each_backend, unique, url_encode};
 use serde_json::{Value, json};
 
 fn query_ids(server: &ferridm_tests::TestServer, filter: &str) -> Vec<String> {
     let path = format!(
         "/openidm/managed/user?_queryFilter={}&_fields=_id&_sortKeys=description",
-        urlencoding(filter)
+        url_encode(filter)
     );
     let reply = server.admin().get(&path).send();
     assert_eq!(reply.status, 200, "{filter}: {}", reply.text);
@@ -18,15 +18,6 @@ fn query_ids(server: &ferridm_tests::TestServer, filter: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|item| item["_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn urlencoding(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
         .collect()
 }
 

@@ -3,17 +3,22 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod access;
+mod api_document;
+mod audit;
 mod auth;
 mod bad_input;
 mod clients;
 mod completeness;
 mod concurrency;
+mod config_queries;
 mod crest;
 mod crud;
 mod generations;
 mod hardening;
+mod health;
 mod idm_hashes;
 mod index_limits;
+mod metrics;
 mod multinode;
 mod paging;
 mod policies;

@@ -23,7 +23,7 @@ const OLD_PASSWORD: &str = "0ldPassword";
 const NEW_PASSWORD: &str = "N3wPassword";
 
 /// The server with its mail going to `smtp`.
-fn with_mail(builder: ServerBuilder, smtp: &SmtpServer) -> ServerBuilder {
+pub(crate) fn with_mail(builder: ServerBuilder, smtp: &SmtpServer) -> ServerBuilder {
     builder.conf_file("external.email.json", &smtp.email_conf())
 }
 
@@ -47,21 +47,21 @@ fn admin_patch(server: &TestServer, id: &str, field: &str, value: &str) {
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
-fn by_user_name(name: &str) -> String {
+pub(crate) fn by_user_name(name: &str) -> String {
     format!(r#"userName eq "{name}""#)
 }
 
 /// Submits the first step of `process` (`userQuery`) anonymously.
-fn find(server: &TestServer, process: &str, filter: &str) -> Reply {
+pub(crate) fn find(server: &TestServer, process: &str, filter: &str) -> Reply {
     submit(&server.anonymous(), process, &json!({"input": {"queryFilter": filter}}))
 }
 
-fn continue_with(server: &TestServer, process: &str, token: &str, input: Value) -> Reply {
+pub(crate) fn continue_with(server: &TestServer, process: &str, token: &str, input: Value) -> Reply {
     submit(&server.anonymous(), process, &json!({"token": token, "input": input}))
 }
 
 /// The one message sent since `seen` messages had arrived.
-fn next_mail(smtp: &SmtpServer, seen: usize) -> Mail {
+pub(crate) fn next_mail(smtp: &SmtpServer, seen: usize) -> Mail {
     let mails = smtp.wait_for_messages(seen + 1, MAIL_WAIT);
     assert_eq!(mails.len(), seen + 1, "exactly one more message: {mails:#?}");
     mails[seen].clone()

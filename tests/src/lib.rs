@@ -16,6 +16,8 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+pub mod python;
+pub mod schemathesis;
 pub mod smtp;
 
 /// The workspace root (where the shipped `conf/` and `scripts/` live).
@@ -39,6 +41,16 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, &target).unwrap_or_else(|e| panic!("cannot copy {}: {e}", path.display()));
         }
     }
+}
+
+/// `text` percent-encoded for a query parameter (everything but unreserved characters).
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// A unique name for test objects (`prefix-<8 hex>`).

@@ -2,9 +2,10 @@
 //! (Python `aiosmtpd`) as a child process and reads back what it received as [`Mail`].
 //!
 //! The interpreter is `FERRIDM_TEST_PYTHON` when set; otherwise a virtualenv with
-//! `tests/support/requirements.txt` is built once at `<target dir>/smtp-venv` and reused.
+//! `tests/support/requirements.txt` is built once at `<target dir>/smtp-venv` and reused
+//! ([`crate::python`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::python::Venv;
 use crate::workspace_root;
 
 /// How long the sink may take to start listening.
@@ -323,70 +325,24 @@ fn read_lossy(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The Python to run the sink with: `FERRIDM_TEST_PYTHON`, or the shared virtualenv's.
+/// The Python to run the sink with: `FERRIDM_TEST_PYTHON`, or the SMTP virtualenv's.
 fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("FERRIDM_TEST_PYTHON").filter(|python| !python.is_empty()) {
         return PathBuf::from(python);
     }
     static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match VENV.get_or_init(ensure_venv) {
+    match VENV.get_or_init(|| SMTP_VENV.bin().map(|bin| bin.join("python"))) {
         Ok(python) => python.clone(),
         Err(error) => panic!("cannot prepare the SMTP sink's virtualenv: {error}"),
     }
 }
 
-/// `CARGO_TARGET_DIR` (relative to the workspace root), else `<workspace root>/target`.
-fn target_dir() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty());
-    workspace_root().join(dir.map_or_else(|| PathBuf::from("target"), PathBuf::from))
-}
-
-/// Builds `<target dir>/smtp-venv` unless it already has these requirements, under an exclusive
-/// lock on `smtp-venv.lock` so concurrent test processes wait for one builder. A copy of the
-/// requirements is written last, so an interrupted build is redone.
-fn ensure_venv() -> Result<PathBuf, String> {
-    let target = target_dir();
-    let venv = target.join("smtp-venv");
-    let python = venv.join("bin/python");
-    let stamp = venv.join("ferridm-requirements.txt");
-    let requirements_path = workspace_root().join("tests/support/requirements.txt");
-    let requirements = std::fs::read_to_string(&requirements_path)
-        .map_err(|e| format!("cannot read {}: {e}", requirements_path.display()))?;
-    std::fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    let lock_path = target.join("smtp-venv.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-    // Released when `lock` is dropped, or by the OS if this process dies.
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-    let current = std::fs::read_to_string(&stamp).is_ok_and(|stamp| stamp == requirements)
-        && run(Command::new(&python).args(["-c", "import aiosmtpd"])).is_ok();
-    if !current {
-        run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
-        run(Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
-            .arg(&requirements_path))?;
-        std::fs::write(&stamp, &requirements).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
-    }
-    Ok(python)
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{command:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
-}
+/// The SMTP sink's virtualenv.
+const SMTP_VENV: Venv = Venv {
+    name: "smtp-venv",
+    requirements: "tests/support/requirements.txt",
+    module: "aiosmtpd",
+};
 
 #[cfg(test)]
 mod tests {

@@ -6,11 +6,18 @@
 //   FERRIDM_URL=http://127.0.0.1:8080 node tests/ui-e2e/run.mjs
 //
 // FERRIDM_E2E_USER names the user to register (default: a random e2e-<hex>), with password
-// FERRIDM_E2E_PASSWORD. Then, when FERRIDM_E2E_MAILBOX names the JSON-lines mailbox of the SMTP
+// FERRIDM_E2E_PASSWORD. After the progressive profile it checks the dashboard and the profile
+// page, toggles a preference, changes the password to FERRIDM_E2E_CHANGED_PASSWORD (with
+// re-authentication) and downloads the user's data. Then, when FERRIDM_E2E_MAILBOX names the JSON-lines mailbox of the SMTP
 // server the ferridm sends mail to (one {"rcptTos","subject","body",…} object a line), the user
 // logs out, asks for a password reset, follows the mailed link (the server's reset
 // `verificationLink` must be `<FERRIDM_URL>/passwordreset#`), sets FERRIDM_E2E_NEW_PASSWORD and
-// signs in with it; without it that part is skipped with a notice.
+// signs in with it; without it that part is skipped with a notice. Last, the account is deleted
+// from the profile page.
+//
+// Every response the browser gets is recorded; the run fails if any /openidm response is 400 or
+// more other than the login probes (POST /openidm/authentication?_action=login answered 401: the
+// UI's "is there a session?" on load, a refused sign-in, the check after deleting the account).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +35,7 @@ const STEP_TIMEOUT = 30_000;
 const userName = process.env.FERRIDM_E2E_USER || `e2e-${randomBytes(4).toString('hex')}`;
 const password = process.env.FERRIDM_E2E_PASSWORD || 'Sunfl0werSeed';
 const newPassword = process.env.FERRIDM_E2E_NEW_PASSWORD || 'N3wSunfl0wer';
+const changedPassword = process.env.FERRIDM_E2E_CHANGED_PASSWORD || 'Ch4ngedSunfl0wer';
 const weakPassword = 'weak';
 const mailbox = process.env.FERRIDM_E2E_MAILBOX || '';
 // How long the reset mail may take to arrive.
@@ -114,6 +122,7 @@ async function main(page, context) {
     `${userName} roles=internal/role/openidm-authorized processesRequired=false`,
   );
   await expectStep(page, 'schema', 'givenName title=First Name userEditable=true');
+  await profilePage(page, 'updates:unset,marketing:unset');
 
   await page.fill('#newGivenName', newGivenName);
   await page.click('#edit-profile');
@@ -121,12 +130,71 @@ async function main(page, context) {
   await expectStep(page, 'readback', `givenName=${newGivenName} telephoneNumber=${telephone}`);
   check((await page.locator('#done').textContent()) === 'all steps passed', 'the app did not finish');
 
+  // Preferences: a toggle is one PATCH of /preferences/<name>.
+  await page.check('#pref-marketing');
+  await expectStep(page, 'preference', 'marketing=true');
+  // The password change, re-authenticated with the current password; the session goes on.
+  await page.fill('#current-password', password);
+  await page.fill('#changed-password', changedPassword);
+  await page.click('#change-password');
+  await expectStep(page, 'password-change', 'password=hidden session=kept');
+  await downloadData(page, 1);
+
   if (!mailbox) {
     console.log('ui-e2e: password reset skipped: FERRIDM_E2E_MAILBOX names no mailbox');
+    await deleteAccount(page);
     return;
   }
-  await passwordReset(page, context);
+  const last = await passwordReset(page, context);
   console.log('ui-e2e: password reset passed');
+  await downloadData(last, 2);
+  await deleteAccount(last);
+}
+
+// The dashboard (the shipped one: the Welcome widget only) and the profile page as the app
+// shows them after a login: KBA off, the preferences as stored, no AM, no consent mappings.
+async function profilePage(page, preferences) {
+  await expectStep(page, 'dashboard', 'widgets=Welcome privileges=0 notifications=0');
+  await expectStep(page, 'profile-page', `kba=off preferences=${preferences} trustedDevices=none consent=0`);
+  check(await page.locator('#security-questions').isHidden(), 'security questions are offered while KBA is off');
+}
+
+// "Download my data" after `logins` logins.
+async function downloadData(page, logins) {
+  await page.click('#download');
+  await expectStep(
+    page,
+    'download',
+    `${userName} givenName=${newGivenName} sn=Tester mail=${userName}@example.com telephoneNumber=${telephone} ` +
+      `preferences={"marketing":true} loginCount=${logins} dates=createDate,lastChanged`,
+  );
+}
+
+// Deletes the account from the profile page; the session ends with it.
+async function deleteAccount(page) {
+  await page.click('#delete-account');
+  await expectStep(page, 'delete', `${userName} deleted, then login HTTP 401`);
+  console.log('ui-e2e: account deleted');
+}
+
+// True for a login probe: a login refused for want of a session or of the right password.
+function isLoginProbe(response) {
+  return (
+    response.method === 'POST' &&
+    response.path === '/openidm/authentication' &&
+    response.query === '?_action=login' &&
+    response.status === 401
+  );
+}
+
+// Fails unless every /openidm response but the login probes is below 400.
+function checkResponses() {
+  const api = responses.filter((response) => response.path.startsWith('/openidm/') || response.path === '/openidm');
+  const failed = api.filter((response) => response.status >= 400 && !isLoginProbe(response));
+  const line = (r) => `${r.method} ${r.path}${r.query} -> ${r.status}`;
+  check(failed.length === 0, `/openidm responses of 400 or more:\n  ${failed.map(line).join('\n  ')}`);
+  const probes = api.filter(isLoginProbe).length;
+  console.log(`ui-e2e: ${api.length} /openidm responses, none 400 or more but ${probes} login probes`);
 }
 
 // Every complete message in the mailbox, oldest first (a line still being written is left for
@@ -257,7 +325,7 @@ async function passwordReset(firstPage, context) {
   await expectStep(page, 'login-page', 'forgotPassword=shown ["selfservice/reset"]');
   check((await page.locator('#route').textContent()) === '/login', 'the reset did not end on /login');
 
-  await signIn(page, userName, password);
+  await signIn(page, userName, changedPassword);
   const refused = await stepText(page, 'login-refused');
   check(
     refused.startsWith(`login-refused: ok ${userName} HTTP 401`),
@@ -288,16 +356,20 @@ async function passwordReset(firstPage, context) {
     `${userName} roles=internal/role/openidm-authorized processesRequired=false`,
   );
   await expectStep(page, 'schema', 'givenName title=First Name userEditable=true');
+  await profilePage(page, 'updates:unset,marketing:true');
   check(
     (await context.cookies(base)).some((cookie) => cookie.name === 'session-jwt' && cookie.httpOnly),
     'no session-jwt cookie after signing in with the new password',
   );
+  return page;
 }
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'ferridm-ui-e2e-'));
 let context;
 let page;
 const log = [];
+// Every response of every tab: {method, path, query, status}.
+const responses = [];
 
 // Records what `tab` logs and every response it gets.
 function watch(tab) {
@@ -305,7 +377,9 @@ function watch(tab) {
   tab.on('pageerror', (error) => log.push(`page error: ${error.message}`));
   tab.on('response', (response) => {
     const request = response.request();
-    log.push(`${request.method()} ${new URL(response.url()).pathname} -> ${response.status()}`);
+    const url = new URL(response.url());
+    responses.push({ method: request.method(), path: url.pathname, query: url.search, status: response.status() });
+    log.push(`${request.method()} ${url.pathname}${url.search} -> ${response.status()}`);
   });
 }
 try {
@@ -330,6 +404,7 @@ try {
   watch(page);
   console.log(`ui-e2e: ${base} as ${userName}`);
   await main(page, context);
+  checkResponses();
   console.log('ui-e2e: all steps passed');
 } catch (error) {
   process.exitCode = 1;

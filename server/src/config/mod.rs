@@ -3,6 +3,7 @@
 //! assembles them into one checked generation.
 
 pub mod access;
+pub mod audit;
 pub mod authentication;
 pub mod email;
 mod files;

@@ -197,6 +197,9 @@ pub struct Settings {
     /// Directory (relative to the project directory) for data such as generated secrets and the
     /// mail outbox.
     pub data_dir: String,
+    /// Whether a client's `X-ForgeRock-TransactionId` is taken as the request's transaction id
+    /// (IDM's `org.forgerock.http.TrustTransactionHeader`); otherwise a new one is made.
+    pub trust_transaction_header: bool,
 }
 
 impl Default for Settings {
@@ -213,6 +216,7 @@ impl Default for Settings {
             credential_cache: CredentialCacheSettings::default(),
             policy_enforcement: true,
             data_dir: "data".to_owned(),
+            trust_transaction_header: false,
         }
     }
 }

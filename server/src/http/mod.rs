@@ -6,6 +6,7 @@
 
 mod caller;
 mod error;
+mod health;
 mod response;
 pub mod ui;
 pub mod wire;
@@ -23,21 +24,23 @@ use futures_util::StreamExt as _;
 
 pub use error::{ApiError, html_escape, reason_phrase};
 
+use crate::generation::Generation;
 use crate::resource::{Operation, Reply};
-use crate::service::endpoints::info;
+use crate::service::context::ClientCaller;
 use crate::service::login::{self, Identified};
-use crate::service::{RequestContext, router};
+use crate::service::{self, RequestContext, router};
 use crate::state::AppState;
 
 /// Registers the `/openidm` routes.
 pub fn configure(config: &mut web::ServiceConfig) {
+    config.configure(health::configure);
     config
         .service(web::resource("/openidm").route(web::route().to(dispatch)))
         .service(web::resource("/openidm/{tail:.*}").route(web::route().to(dispatch)));
 }
 
 /// Logs one line per request: method, path (no query string: it may carry personal data),
-/// status and duration.
+/// status and duration; and counts it in the metrics.
 pub async fn log_request(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -45,7 +48,14 @@ pub async fn log_request(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.path().to_owned();
+    let state = request.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(request).await?;
+    if let Some(state) = &state {
+        let status = response.status().as_u16();
+        state
+            .metrics
+            .http_request(method.as_str(), &path, status, started.elapsed());
+    }
     tracing::info!(
         http.method = %method,
         http.path = %path,
@@ -136,22 +146,146 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
         .map_err(|_| Error::internal("Internal Server Error"))?
 }
 
-/// Handles every `/openidm` request.
-async fn dispatch(http: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    let state = state.into_inner();
-    match handle(&http, payload, state).await {
-        Ok(reply) => response::render(&http, reply),
-        Err(error) => actix_web::ResponseError::error_response(&ApiError::from(error)),
-    }
+/// The address the server listens on (recorded in access events).
+#[derive(Debug, Clone, Copy)]
+pub struct ListenAddress(pub std::net::SocketAddr);
+
+/// What a request's access event records beyond the HTTP request itself, filled in as the
+/// request goes.
+#[derive(Debug, Default)]
+struct Trace {
+    transaction_id: String,
+    user: Option<(String, Vec<String>)>,
+    operation: Option<String>,
+    action: Option<String>,
 }
 
-async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>) -> Result<Reply> {
+/// Handles every `/openidm` request, then records its access event.
+async fn dispatch(http: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let state = state.into_inner();
+    let started = Instant::now();
+    let transaction_id = match caller::transaction_id(&http) {
+        Some(id) if state.generation().settings.trust_transaction_header => id,
+        _ => service::context::new_transaction_id(),
+    };
+    let mut trace = Trace {
+        transaction_id,
+        ..Trace::default()
+    };
+    let mut response = match handle(&http, payload, Arc::clone(&state), &mut trace).await {
+        Ok(reply) => response::render(&http, reply),
+        Err(error) => actix_web::ResponseError::error_response(&ApiError::from(error)),
+    };
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&trace.transaction_id) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-forgerock-transactionid"),
+            value,
+        );
+    }
+    record_access(&http, &state, &trace, response.status().as_u16(), started);
+    response
+}
+
+/// Queues the access event of a finished request, when the access topic is recorded.
+fn record_access(http: &HttpRequest, state: &AppState, trace: &Trace, status: u16, started: Instant) {
+    if !state.generation().audit.records("access") {
+        return;
+    }
+    let (user_id, roles) = match &trace.user {
+        Some((id, roles)) => (Some(id.as_str()), roles.as_slice()),
+        None => (None, &[][..]),
+    };
+    let peer = http.peer_addr();
+    let local = http
+        .app_data::<ListenAddress>()
+        .map_or_else(|| http.app_config().local_addr(), |listening| listening.0);
+    let client_ip = peer
+        .map(|address| crate::auth::format_ip(address.ip()))
+        .unwrap_or_default();
+    let server_ip = crate::auth::format_ip(local.ip());
+    let headers = http
+        .headers()
+        .iter()
+        .filter(|(name, _)| service::audit::recordable_header(name.as_str()))
+        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .collect();
+    let query = form_urlencoded::parse(http.query_string().as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    service::audit::access(
+        state,
+        &service::audit::AccessRecord {
+            transaction_id: &trace.transaction_id,
+            user_id,
+            roles,
+            client: (&client_ip, peer.map_or(0, |address| address.port())),
+            server: (&server_ip, local.port()),
+            operation: trace.operation.clone(),
+            action: trace.action.as_deref(),
+            method: http.method().as_str(),
+            path: http.path(),
+            query,
+            headers,
+            status,
+            reason: reason_phrase(status),
+            elapsed_millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        },
+    );
+}
+
+/// Identifies the caller ([`login::identify`]) and records the outcome of presented
+/// credentials in the authentication topic.
+fn identify(state: &AppState, generation: &Generation, http: &HttpRequest, transaction_id: &str) -> Result<Identified> {
+    let presented = caller::presented(http, generation);
+    let attempted = presented
+        .credentials
+        .as_ref()
+        .map(|credentials| credentials.username.clone());
+    let ip = presented.ip.clone();
+    let identified = login::identify(state, generation, presented);
+    let principal = attempted.as_deref().unwrap_or("");
+    match &identified {
+        Err(Error::Unauthorized) if attempted.is_some() => {
+            authentication_event(state, transaction_id, principal, None, &ip)
+        }
+        Ok(Identified::Known(known)) if known.by_credentials => {
+            authentication_event(state, transaction_id, principal, Some(known), &ip);
+        }
+        _ => {}
+    }
+    identified
+}
+
+fn authentication_event(
+    state: &AppState,
+    transaction_id: &str,
+    principal: &str,
+    authenticated: Option<&ClientCaller>,
+    ip: &str,
+) {
+    let module = authenticated.map(|caller| caller.session.context.authorization.module_id.as_str());
+    state.metrics.authentication(module);
+    service::audit::authentication(
+        state,
+        &service::audit::AuthenticationRecord {
+            transaction_id,
+            principal,
+            authenticated: authenticated.map(|caller| &caller.session.context),
+            ip,
+            failure: authenticated
+                .is_none()
+                .then_some("invalid credentials or locked account"),
+        },
+    );
+}
+
+async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>, trace: &mut Trace) -> Result<Reply> {
     let generation = state.generation();
     let settings = &generation.settings;
     // Who is calling is decided from the headers before the body is read, so a caller without
     // credentials cannot hold a connection open by sending a body slowly (ping needs no caller).
     let early = (http.path() != PING_PATH)
-        .then(|| login::identify(&state, &generation, caller::presented(http, &generation)))
+        .then(|| identify(&state, &generation, http, &trace.transaction_id))
         .transpose()?;
     let body = IncomingBody {
         payload,
@@ -160,20 +294,25 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>)
     let body = read_body(http, body, settings.max_body_bytes).await?;
     let request = caller::crest_request(http, body)?;
     let operation = request.operation()?;
+    trace.operation = Some(operation.rule_name().to_uppercase());
+    trace.action = operation.action().map(str::to_owned);
     request.check_conditions(&operation)?;
     let pretty = request.pretty();
     if request.path.segments() == ["info", "ping"] && operation == Operation::Read {
-        return Ok(info::read_ping().pretty(pretty));
+        let state = Arc::clone(&state);
+        return Ok(blocking(move || Ok(service::endpoints::health::read_ping(&state)))
+            .await?
+            .pretty(pretty));
     }
     let identified = match early {
         Some(identified) => identified,
-        None => login::identify(&state, &generation, caller::presented(http, &generation))?,
+        None => identify(&state, &generation, http, &trace.transaction_id)?,
     };
     if let Identified::Known(known) = &identified {
         let is_read = matches!(operation, Operation::Read | Operation::Query);
         caller::check_csrf(http, known, is_read)?;
     }
-    let transaction_id = caller::transaction_id(http);
+    let transaction_id = trace.transaction_id.clone();
     let locales = caller::locales(http);
     let (reply, ctx) = blocking(move || {
         let client = match identified {
@@ -181,13 +320,26 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>)
                 login::check_session(&state, &known)?;
                 known
             }
-            Identified::Unverified(unverified) => login::verify(&state, &generation, unverified)?,
+            Identified::Unverified(unverified) => {
+                let principal = unverified.username().to_owned();
+                let ip = unverified.ip().to_owned();
+                let verified = login::verify(&state, &generation, unverified, &transaction_id);
+                match &verified {
+                    Ok(client) => authentication_event(&state, &transaction_id, &principal, Some(client), &ip),
+                    Err(Error::Unauthorized) => authentication_event(&state, &transaction_id, &principal, None, &ip),
+                    Err(_) => {}
+                }
+                verified?
+            }
         };
-        let mut ctx = RequestContext::client(state, generation, client, transaction_id, locales);
-        let reply = router::serve_client(&mut ctx, &request, &operation)?;
+        let mut ctx = RequestContext::client(state, generation, client, Some(transaction_id), locales);
+        let reply = router::serve_client(&mut ctx, &request, &operation);
         Ok((reply, ctx))
     })
     .await?;
+    let authorization = &ctx.client_caller()?.session.context.authorization;
+    trace.user = Some((authorization.id.clone(), authorization.roles.clone()));
+    let reply = reply?;
     let reply = match caller::cookie(&ctx) {
         Some(cookie) => reply.with_header("set-cookie", cookie),
         None => reply,

@@ -26,6 +26,9 @@ pub fn render(http: &HttpRequest, reply: Reply) -> HttpResponse {
     for (name, value) in &reply.headers {
         response.append_header((name.as_str(), value.as_str()));
     }
+    if let Some((content_type, text)) = reply.text {
+        return response.insert_header((CONTENT_TYPE, content_type)).body(text);
+    }
     match reply.body {
         None => response.finish(),
         Some(body) => {

@@ -18,6 +18,8 @@ pub struct Reply {
     pub pretty: bool,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
+    /// A body that is not JSON, with its content type (replaces `body`).
+    pub text: Option<(&'static str, String)>,
 }
 
 impl Reply {
@@ -30,6 +32,16 @@ impl Reply {
             location: None,
             pretty: false,
             headers: Vec::new(),
+            text: None,
+        }
+    }
+
+    /// 200 with a body that is not JSON.
+    pub fn text(content_type: &'static str, text: String) -> Self {
+        Self {
+            body: None,
+            text: Some((content_type, text)),
+            ..Self::ok(Value::Null)
         }
     }
 

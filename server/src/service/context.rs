@@ -55,12 +55,16 @@ pub struct RequestContext {
     pub transaction_id: String,
     /// `Accept-Language`, best first.
     pub locales: Vec<String>,
+    /// The client user this request serves, kept when the server continues it internally
+    /// (`None` for the server's own work).
+    pub on_behalf_of: Option<String>,
 }
 
-/// Transaction ids made here: a per-process random prefix and a counter.
+/// How many transaction ids this process has made.
 static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
 
-fn new_transaction_id() -> String {
+/// A new transaction id: a per-process random prefix and a counter.
+pub fn new_transaction_id() -> String {
     static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string());
     format!("{prefix}-{}", TRANSACTIONS.fetch_add(1, Ordering::Relaxed))
@@ -75,6 +79,7 @@ impl RequestContext {
             caller: Caller::Internal,
             transaction_id: new_transaction_id(),
             locales: Vec::new(),
+            on_behalf_of: None,
         }
     }
 
@@ -86,12 +91,14 @@ impl RequestContext {
         transaction_id: Option<String>,
         locales: Vec<String>,
     ) -> Self {
+        let on_behalf_of = Some(caller.session.context.authorization.id.clone());
         Self {
             state,
             generation,
             caller: Caller::Client(Box::new(caller)),
             transaction_id: transaction_id.unwrap_or_else(new_transaction_id),
             locales,
+            on_behalf_of,
         }
     }
 

@@ -9,6 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use ferridm_plugins::host::ScriptOutcome;
 use ferridm_plugins::{Host, HostError, HostResult};
 use serde_json::Value;
 
@@ -215,5 +216,9 @@ impl Host for ServerHost {
 
     fn resource(&self) -> Option<String> {
         self.resource.clone()
+    }
+
+    fn script_finished(&self, elapsed: std::time::Duration, outcome: ScriptOutcome) {
+        self.ctx.state.metrics.script(elapsed, outcome);
     }
 }

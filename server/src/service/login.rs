@@ -55,6 +55,18 @@ pub struct Unverified {
     credentials: Credentials,
 }
 
+impl Unverified {
+    /// The user name the credentials carry.
+    pub fn username(&self) -> &str {
+        &self.credentials.username
+    }
+
+    /// The client address.
+    pub fn ip(&self) -> &str {
+        &self.presented.ip
+    }
+}
+
 /// What the login decided without blocking.
 #[derive(Debug)]
 pub enum Identified {
@@ -104,8 +116,14 @@ pub fn identify(state: &AppState, generation: &Generation, presented: Presented)
 
 /// Checks credentials [`identify`] could not decide (blocking: may query the store and run
 /// argon2); refused credentials are a 401.
-pub fn verify(state: &Arc<AppState>, generation: &Arc<Generation>, unverified: Unverified) -> Result<ClientCaller> {
-    let ctx = RequestContext::internal(Arc::clone(state), Arc::clone(generation));
+pub fn verify(
+    state: &Arc<AppState>,
+    generation: &Arc<Generation>,
+    unverified: Unverified,
+    transaction_id: &str,
+) -> Result<ClientCaller> {
+    let mut ctx = RequestContext::internal(Arc::clone(state), Arc::clone(generation));
+    transaction_id.clone_into(&mut ctx.transaction_id);
     let context = verify_credentials(&ctx, &unverified.credentials, Some(&unverified.presented.peer_ip))?
         .ok_or(Error::Unauthorized)?;
     let mut session = Session::start(context, &generation.authentication.session, state.clock.now_seconds());
@@ -279,6 +297,7 @@ fn check_password(
     };
     if failures.is_some_and(|failures| failures.locked_at(ctx.now_millis())) {
         tracing::info!(principal = %principal, "login refused: account locked");
+        state.metrics.login_refused_locked();
         return Ok(false);
     }
     let cache = &state.credentials;
@@ -302,6 +321,7 @@ fn check_password(
             Some(after) => attempt = Some(after),
             None => {
                 tracing::info!(principal = %principal, "login refused: account locked");
+                state.metrics.login_refused_locked();
                 return Ok(false);
             }
         }
@@ -318,6 +338,17 @@ fn check_password(
     if !verified {
         if attempt.is_some_and(|after| after.locked_at(ctx.now_millis())) {
             tracing::warn!(principal = %principal, "account locked after repeated failed logins");
+            state.metrics.account_locked();
+            super::audit::authentication(
+                state,
+                &super::audit::AuthenticationRecord {
+                    transaction_id: &ctx.transaction_id,
+                    principal: &credentials.username,
+                    authenticated: None,
+                    ip: "",
+                    failure: Some("account locked after repeated failed logins"),
+                },
+            );
         }
         return Ok(false);
     }

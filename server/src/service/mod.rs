@@ -6,6 +6,8 @@
 //! configuration changes and reloads.
 
 pub mod access;
+pub mod api;
+pub mod audit;
 pub mod cluster;
 pub mod completeness;
 pub mod context;

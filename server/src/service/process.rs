@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use super::context::RequestContext;
 use super::host::{SelfServiceScope, ServerHost};
 use super::storage_error;
+use crate::metrics;
 use crate::resource::error::from_script;
 use crate::sealed::{self, SealError};
 use crate::selfservice::Process;
@@ -251,7 +252,14 @@ impl ProcessCall<'_> {
                 let outcome = stage
                     .stage
                     .advance(&self.context(&state, &tag), &stage.config, &input)
-                    .map_err(|error| from_script(&error))?;
+                    .map_err(|error| from_script(&error));
+                let counted = match &outcome {
+                    Ok(StageOutcome::Ask { .. }) => metrics::StageOutcome::Requirements,
+                    Ok(StageOutcome::Complete { .. }) => metrics::StageOutcome::Completed,
+                    Err(_) => metrics::StageOutcome::Failed,
+                };
+                self.ctx.state.metrics.selfservice_stage(&self.process.name, &stage.name, counted);
+                let outcome = outcome?;
                 match outcome {
                     StageOutcome::Ask {
                         requirements,

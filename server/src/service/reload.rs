@@ -12,6 +12,8 @@ use ferridm_core::{Error, Result};
 use ferridm_plugins::watch::{self, DirectoryWatch, WatchMode};
 use serde_json::{Value, json};
 
+use super::audit::{self, ConfigActor};
+use super::context::RequestContext;
 use crate::config::settings::WatchMode as ConfiguredMode;
 use crate::config::{ConfigError, file_name};
 use crate::generation::{self, Generation, Overrides};
@@ -21,16 +23,57 @@ use crate::state::AppState;
 pub fn reload(
     state: &Arc<AppState>,
     overrides: &Overrides,
-    cause: &str,
+    actor: ConfigActor<'_>,
 ) -> std::result::Result<Arc<Generation>, Vec<ConfigError>> {
     let _serialised = state.reload_lock();
+    reload_serialised(state, overrides, actor)
+}
+
+/// [`reload`], for a caller that holds the reload lock.
+pub(super) fn reload_serialised(
+    state: &Arc<AppState>,
+    overrides: &Overrides,
+    actor: ConfigActor<'_>,
+) -> std::result::Result<Arc<Generation>, Vec<ConfigError>> {
     let current = state.generation();
+    let cause = match actor {
+        ConfigActor::Request(_) => "config endpoint",
+        ConfigActor::Server(cause) => cause,
+    };
     match generation::load_with(&state.paths, current.number + 1, overrides) {
         Ok(generation) => {
             let number = generation.number;
             let rule_changed = generation.completeness.fingerprint() != current.completeness.fingerprint();
+            let mut ids: Vec<&String> = current.files.keys().chain(generation.files.keys()).collect();
+            ids.sort();
+            ids.dedup();
+            let changes: Vec<(String, Option<Value>, Option<Value>)> = ids
+                .into_iter()
+                .map(|id| {
+                    (
+                        id,
+                        current.files.get(id).map(|f| &f.raw),
+                        generation.files.get(id).map(|f| &f.raw),
+                    )
+                })
+                .filter(|(id, before, after)| before != after && id.as_str() != "boot")
+                .map(|(id, before, after)| (id.clone(), before.cloned(), after.cloned()))
+                .collect();
             state.install(generation);
+            state.metrics.reload(true);
             tracing::info!(generation = number, cause, "configuration reloaded");
+            audit::config(
+                state,
+                &audit::ConfigRecord {
+                    actor,
+                    changes: changes
+                        .iter()
+                        .map(|(id, b, a)| (id.clone(), b.as_ref(), a.as_ref()))
+                        .collect(),
+                    generation: number,
+                    refused: Vec::new(),
+                },
+            );
             if rule_changed {
                 reconcile_completeness(state);
             }
@@ -46,6 +89,8 @@ pub fn reload(
                 );
             }
             state.set_errors(errors.clone());
+            state.metrics.reload(false);
+            refused_event(state, actor, current.number, &errors);
             Err(errors)
         }
     }
@@ -84,7 +129,7 @@ pub fn watch(state: &Arc<AppState>) -> Option<DirectoryWatch> {
         move |paths| {
             let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
             tracing::debug!(changed = ?names, "configuration files changed");
-            let _ = reload(&watching, &Overrides::new(), "file change");
+            let _ = reload(&watching, &Overrides::new(), ConfigActor::Server("file change"));
         },
     ) {
         Ok(watch) => {
@@ -104,12 +149,21 @@ pub fn watch(state: &Arc<AppState>) -> Option<DirectoryWatch> {
 ///
 /// On PostgreSQL the change is recorded in the database first, for every node to apply
 /// (`service::shared_config`); a change the database cannot take changes nothing.
-pub fn change_file(state: &Arc<AppState>, id: &str, replacement: Option<&Value>) -> Result<()> {
+pub fn change_file(ctx: &RequestContext, id: &str, replacement: Option<&Value>) -> Result<()> {
+    let state = &ctx.state;
     let path = state.paths.conf_dir.join(file_name(id));
     let mut overrides = Overrides::new();
     overrides.insert(id.to_owned(), replacement.cloned());
-    generation::load_with(&state.paths, 0, &overrides).map_err(|errors| refused(&errors))?;
+    generation::load_with(&state.paths, 0, &overrides).map_err(|errors| {
+        state.metrics.reload(false);
+        refused_event(state, ConfigActor::Request(ctx), ctx.generation.number, &errors);
+        refused(&errors)
+    })?;
     let text = replacement.map(file_text).transpose()?;
+    // Held from publishing to the reload, so neither the file watcher nor this node's follower
+    // of the shared configuration writes or installs this change first (and records it as
+    // theirs rather than this caller's).
+    let _serialised = state.reload_lock();
     let version = super::shared_config::publish(state, id, text.as_deref())?;
     match &text {
         Some(text) => write_text_atomically(&path, text)?,
@@ -117,13 +171,26 @@ pub fn change_file(state: &Arc<AppState>, id: &str, replacement: Option<&Value>)
             std::fs::remove_file(&path).map_err(|_| Error::internal("The configuration file could not be removed"))?
         }
     }
-    reload(state, &Overrides::new(), "config endpoint").map_err(|errors| refused(&errors))?;
+    reload_serialised(state, &Overrides::new(), ConfigActor::Request(ctx)).map_err(|errors| refused(&errors))?;
     if let Some(version) = version {
         state
             .config_version
             .fetch_max(version, std::sync::atomic::Ordering::SeqCst);
     }
     Ok(())
+}
+
+/// Records a refused configuration change in the audit trail.
+fn refused_event(state: &AppState, actor: ConfigActor<'_>, serving: u64, errors: &[ConfigError]) {
+    audit::config(
+        state,
+        &audit::ConfigRecord {
+            actor,
+            changes: Vec::new(),
+            generation: serving,
+            refused: errors.iter().map(ToString::to_string).collect(),
+        },
+    );
 }
 
 fn refused(errors: &[ConfigError]) -> Error {

@@ -6,16 +6,20 @@
 use ferridm_core::{Error, Result};
 
 use super::context::{Caller, RequestContext};
-use super::endpoints::{authentication, client, cluster, config, info, managed, policy, selfservice};
-use super::{access, login, profile};
+use super::endpoints::metrics;
+use super::endpoints::{audit, authentication, client, cluster, config, health, info, managed, policy, selfservice};
+use super::{access, api, login, profile};
 use crate::resource::{Operation, Reply, Request};
 
 /// A client request: progressive profile on login, the access rules, then the route.
 pub fn serve_client(ctx: &mut RequestContext, request: &Request, operation: &Operation) -> Result<Reply> {
     let is_login = request.path.segments() == ["authentication"] && operation.action() == Some("login");
     profile::on_request(ctx, is_login)?;
-    access::authorize(ctx, request, operation)?;
-    let reply = dispatch(ctx, request, operation)?;
+    if !metrics::authorize_metrics_principal(ctx, request, operation)? {
+        access::authorize(ctx, request, operation)?;
+    }
+    let reply = dispatch(ctx, request, operation)
+        .inspect_err(|error| metrics::count_policy_failures(&ctx.state.metrics, error))?;
     keep_own_session(ctx, request, operation)?;
     Ok(reply)
 }
@@ -42,7 +46,11 @@ pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operati
     let query = *operation == Operation::Query;
     let parts = request.path.parts();
     match parts.as_slice() {
-        ["info", "ping"] => Ok(info::read_ping()),
+        _ if read && request.params.has("_api") => api::read_document(&ctx.generation, &request.path),
+        ["info", "ping"] => Ok(health::read_ping(&ctx.state)),
+        ["health"] if read => Ok(health::read_ping(&ctx.state)),
+        ["health", "live"] if read => Ok(health::read_live()),
+        ["health", "ready"] if read => health::read_ready(&ctx.state),
         ["info", "version"] if read => Ok(info::read_version()),
         ["info", "login"] if read => authentication::read_login(ctx),
         ["info", "uiconfig"] if read => Ok(client::read_uiconfig(&ctx.generation)),
@@ -50,9 +58,12 @@ pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operati
         ["schema", "managed", type_name] if read => client::read_schema(&ctx.generation, type_name),
         ["privilege"] => client::list_privileges(operation),
         ["identityProviders"] if read => Ok(client::read_identity_providers()),
-        ["selfservice", "kba"] if read => client::read_kba(&ctx.generation),
+        ["selfservice", "kba"] if read => Ok(client::read_kba(&ctx.generation)),
         ["consent"] if query => Ok(client::query_consent()),
         ["authentication"] => authentication::handle(ctx, operation),
+        ["metrics", "prometheus"] if read => Ok(metrics::read_prometheus(ctx)),
+        ["audit", topic] if query => audit::query(ctx, request, topic),
+        ["audit", topic, id] if read => audit::read(ctx, request, topic, id),
         ["cluster"] if query => cluster::query(ctx, request),
         ["cluster", "work"] if query => cluster::query_work(ctx, request),
         ["cluster", node] if read => cluster::read(ctx, node),

@@ -41,6 +41,8 @@ pub fn publish(state: &AppState, id: &str, text: Option<&str>) -> Result<Option<
 /// (or removed), then the configuration is reloaded once. A change the node refuses is logged
 /// and the last good configuration keeps serving.
 pub fn catch_up(state: &Arc<AppState>) {
+    // Serialised with reloads and with this node's own REST changes, which write the same files.
+    let _serialised = state.reload_lock();
     let seen = state.config_version.load(Ordering::SeqCst);
     let entries = match state.store.config_entries_after(seen) {
         Ok(entries) => entries,
@@ -71,7 +73,11 @@ pub fn catch_up(state: &Arc<AppState>) {
     }
     if changed {
         // Refusals are logged by the reload itself.
-        let _ = reload::reload(state, &Overrides::new(), "shared configuration");
+        let _ = reload::reload_serialised(
+            state,
+            &Overrides::new(),
+            super::audit::ConfigActor::Server("shared configuration"),
+        );
     }
     state.config_version.fetch_max(newest, Ordering::SeqCst);
 }

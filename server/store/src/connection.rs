@@ -15,6 +15,7 @@ use diesel::sqlite::ProgressDecision;
 
 use crate::StoreError;
 use crate::migrate;
+use crate::timings::{PoolState, Timings};
 
 /// One connection to whichever backend the store runs on.
 #[derive(diesel::MultiConnection)]
@@ -140,6 +141,8 @@ pub struct Store {
     pub(crate) turn_pool: Option<r2d2::Pool<Manager>>,
     /// PostgreSQL: the URL, for connections of their own (configuration notifications).
     pub(crate) postgres_url: Option<String>,
+    /// How long database work takes (for metrics).
+    timings: Timings,
 }
 
 impl std::fmt::Debug for Store {
@@ -195,6 +198,7 @@ impl Store {
             .connection_timeout(options.connection_timeout)
             .build(manager)?;
         Ok(Self {
+            timings: Timings::new(),
             pool,
             backend,
             sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
@@ -208,8 +212,35 @@ impl Store {
         self.backend
     }
 
+    /// True when the database answers a ping on a pooled connection obtained within `wait`
+    /// (readiness probes).
+    pub fn is_reachable(&self, wait: Duration) -> bool {
+        self.pool
+            .get_timeout(wait)
+            .is_ok_and(|mut connection| connection.ping().is_ok())
+    }
+
+    /// The main pool's connections now.
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max_size: self.pool.max_size(),
+        }
+    }
+
+    /// The histograms of database work (`ferridm_db_operation_duration_seconds`,
+    /// `ferridm_db_pool_wait_seconds`), for the server to register once.
+    pub fn metric_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.timings.collectors()
+    }
+
     pub(crate) fn connection(&self) -> Result<PooledConnection, StoreError> {
-        Ok(self.pool.get()?)
+        let started = Instant::now();
+        let connection = self.pool.get();
+        self.timings.pool_wait(started);
+        Ok(connection?)
     }
 
     /// Runs `work` as one write transaction (serialised with other writers on SQLite).
@@ -217,6 +248,7 @@ impl Store {
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let started = Instant::now();
         let _guard: Option<MutexGuard<'_, ()>> = self
             .sqlite_writer
             .as_ref()
@@ -224,7 +256,9 @@ impl Store {
         let mut pooled = self.connection()?;
         let conn: &mut DbConnection = &mut pooled;
         begin_write(conn)?;
-        finish_transaction(conn, work)
+        let outcome = finish_transaction(conn, work);
+        self.timings.write(started);
+        outcome
     }
 
     /// Runs `work` on a pooled connection without an explicit transaction.
@@ -232,8 +266,11 @@ impl Store {
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let started = Instant::now();
         let mut pooled = self.connection()?;
-        work(&mut pooled)
+        let outcome = work(&mut pooled);
+        self.timings.read(started);
+        outcome
     }
 
     /// Runs `work` like [`Store::read`], but within `deadline` when there is one. On PostgreSQL,
@@ -250,6 +287,7 @@ impl Store {
         let Some(deadline) = deadline else {
             return self.read(work);
         };
+        let started = Instant::now();
         let mut pooled = self.connection()?;
         let conn: &mut DbConnection = &mut pooled;
         let bounded_work = |conn: &mut DbConnection| {
@@ -266,6 +304,7 @@ impl Store {
             }
             outcome
         };
+        self.timings.query(started);
         outcome.map_err(|error| match error {
             StoreError::Database(_) if deadline.has_passed() => deadline.exceeded(),
             other => other,

@@ -23,6 +23,7 @@ mod shared_state;
 mod sql;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod timings;
 mod turns;
 mod work;
 
@@ -38,5 +39,6 @@ pub use objects::{NewObject, ObjectUpdate, StoredObject};
 pub use query::{ObjectQuery, QueryPage};
 pub use shared_config::{ConfigEntry, ConfigListener};
 pub use shared_state::RateLimit;
+pub use timings::PoolState;
 pub use turns::ObjectTurn;
 pub use work::{WorkLease, WorkRecord};

@@ -6,7 +6,12 @@
 //
 // Client routes (history API, no reload): /login (sign in, "Forgot password?"), /passwordreset
 // (find the account; with `#&token=…&code=…`, as the mailed link carries them: choose the new
-// password), and any other path: registration → profile → edit → log out.
+// password), and any other path: registration → profile → dashboard → profile page (account
+// security with the password change, security questions, preferences, trusted devices, consent,
+// download and delete) → edit → log out.
+//
+// On load it asks, as the UI does, whether a session exists: a login with no credentials (401
+// without one). That and a refused sign-in are the only answers of 400 or more it expects.
 'use strict';
 
 const API = '/openidm';
@@ -17,7 +22,15 @@ const ANONYMOUS = {
 };
 const AUTHORIZED = 'internal/role/openidm-authorized';
 
-const session = { userName: null, userId: null, credentialJwt: null, processes: [], features: {} };
+const session = {
+  userName: null,
+  userId: null,
+  credentialJwt: null,
+  processes: [],
+  features: {},
+  uiconfig: {},
+  schema: {},
+};
 // The password reset in progress: the process token the next submission carries.
 const reset = { token: null };
 
@@ -93,7 +106,12 @@ async function start() {
   $('route').textContent = window.location.pathname;
   const uiconfig = await call('GET', '/info/uiconfig', { headers: ANONYMOUS });
   const configuration = expectStatus('uiconfig', uiconfig, 200).configuration ?? {};
+  session.uiconfig = configuration;
   step('uiconfig', configuration.selfRegistration === true, `selfRegistration=${configuration.selfRegistration}`);
+
+  // Is there a session already? (A login probe: 401 without one.)
+  const probe = await call('POST', '/authentication?_action=login');
+  step('session-probe', probe.status === 401 || probe.status === 200, `HTTP ${probe.status}`);
 
   const features = await call('GET', '/info/features?_queryFilter=true', { headers: ANONYMOUS });
   const result = expectStatus('features', features, 200).result ?? [];
@@ -286,13 +304,171 @@ async function afterProfile() {
 
   // The profile page is built from the object schema.
   const schema = await call('GET', '/schema/managed/user');
-  const givenName = expectStatus('schema', schema, 200).properties?.givenName ?? {};
+  session.schema = expectStatus('schema', schema, 200);
+  const givenName = session.schema.properties?.givenName ?? {};
   step(
     'schema',
     givenName.title === 'First Name' && givenName.userEditable === true,
     `givenName title=${givenName.title} userEditable=${givenName.userEditable}`,
   );
+  await showDashboard();
+  await showProfilePage();
   $('edit-profile').disabled = false;
+}
+
+function ownPath() {
+  return `/managed/user/${encodeURIComponent(session.userId)}`;
+}
+
+// What each dashboard widget reads when it is shown (the Workflow widget's calls are the End
+// User UI's; the Welcome widget shows the session's user and reads nothing).
+const WIDGET_CALLS = {
+  Welcome: () => [],
+  Workflow: (userId) => [
+    '/endpoint/getprocessesforuser',
+    `/endpoint/gettasksview?_queryId=gettasksview&userId=${encodeURIComponent(userId)}&viewType=assignee`,
+    `/endpoint/gettasksview?_queryId=gettasksview&userId=${encodeURIComponent(userId)}`,
+  ],
+};
+
+// The dashboard: privileges and notifications (read on every page), then the configured
+// widgets, each with its own reads.
+async function showDashboard() {
+  const privileges = await call('POST', '/privilege?_action=listPrivileges');
+  const granted = expectStatus('dashboard', privileges, 200);
+  const notifications = await call('GET', `${ownPath()}?_fields=_notifications/*`);
+  const unread = expectStatus('dashboard', notifications, 200)._notifications ?? [];
+  const dashboard = await call('GET', '/config/ui/dashboard');
+  const widgets = expectStatus('dashboard', dashboard, 200).dashboard?.widgets ?? [];
+  const list = $('widgets');
+  list.replaceChildren();
+  // Shown after any sign-in, whichever route it happened on.
+  $('dashboard').hidden = false;
+  for (const widget of widgets) {
+    for (const path of (WIDGET_CALLS[widget.type] ?? (() => []))(session.userId)) {
+      expectStatus('dashboard', await call('GET', path), 200);
+    }
+    const item = document.createElement('li');
+    item.textContent = widget.type;
+    list.append(item);
+  }
+  step(
+    'dashboard',
+    Array.isArray(granted) && Array.isArray(unread),
+    `widgets=${widgets.map((widget) => widget.type).join(',')} privileges=${granted.length} notifications=${unread.length}`,
+  );
+}
+
+// The profile page: the user, the security questions (read with the anonymous headers, as the
+// UI does; the session cookie still decides), preferences from the schema, trusted devices
+// (only with AM's endpoints in the UI configuration), consentable mappings.
+async function showProfilePage() {
+  const profile = expectStatus('profile-page', await call('GET', ownPath()), 200);
+  const kba = expectStatus('profile-page', await call('GET', '/selfservice/kba', { headers: ANONYMOUS }), 200);
+  const questions = Object.keys(kba.questions ?? {});
+  const offersQuestions = questions.length > 0 && kba.minimumAnswersToDefine > 0;
+  $('security-questions').hidden = !offersQuestions;
+  $('security-questions').textContent = offersQuestions ? `Define ${kba.minimumAnswersToDefine} of ${questions.length}` : '';
+
+  const preferences = session.schema.properties?.preferences?.properties ?? {};
+  const form = $('preferences');
+  form.replaceChildren();
+  for (const [name, preference] of Object.entries(preferences)) {
+    const label = document.createElement('label');
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.id = `pref-${name}`;
+    box.checked = profile.preferences?.[name] === true;
+    box.addEventListener('change', () => guarded(() => savePreference(name, box.checked)));
+    label.append(box, ` ${preference.description ?? name}`);
+    form.append(label);
+  }
+
+  const amEndpoints = session.uiconfig.amDataEndpoints;
+  let devices = 'none';
+  if (amEndpoints) {
+    const reply = await call('GET', `${amEndpoints.baseUrl}${session.userId}${amEndpoints.trustedDevices}?_queryId=*`);
+    devices = String((expectStatus('profile-page', reply, 200).result ?? []).length);
+  }
+  $('trusted-devices').textContent = amEndpoints ? `${devices} trusted devices` : 'No trusted devices (no AM).';
+
+  const consent = await call('GET', '/consent?_queryFilter=/source eq "managed/user"');
+  const mappings = expectStatus('profile-page', consent, 200).result ?? [];
+  $('consent').replaceChildren(
+    ...mappings.map((mapping) => Object.assign(document.createElement('li'), { textContent: mapping.name })),
+  );
+
+  const shown = Object.keys(preferences).map((name) => `${name}:${profile.preferences?.[name] ?? 'unset'}`);
+  step(
+    'profile-page',
+    profile.userName === session.userName && Array.isArray(mappings),
+    `kba=${offersQuestions ? `on(${questions.length})` : 'off'} preferences=${shown.join(',')} ` +
+      `trustedDevices=${devices} consent=${mappings.length}`,
+  );
+  $('account').hidden = false;
+  $('change-password').disabled = false;
+  $('download').disabled = false;
+  $('delete-account').disabled = false;
+}
+
+// A preference toggle: one replace of /preferences/<name>.
+async function savePreference(name, value) {
+  const reply = await call('PATCH', ownPath(), {
+    body: [{ operation: 'replace', field: `/preferences/${name}`, value }],
+  });
+  const body = expectStatus('preference', reply, 200);
+  step('preference', body.preferences?.[name] === value, `${name}=${body.preferences?.[name]}`);
+}
+
+// The password change: the new password with the current one for re-authentication. The
+// session goes on after it.
+async function changePassword() {
+  $('change-password').disabled = true;
+  const current = $('current-password').value;
+  const reply = await call('PATCH', ownPath(), {
+    headers: { 'X-OpenIDM-Reauth-Password': current },
+    body: [{ operation: 'add', field: '/password', value: $('changed-password').value }],
+  });
+  const body = expectStatus('password-change', reply, 200);
+  $('current-password').value = '';
+  $('changed-password').value = '';
+  const after = await call('GET', ownPath());
+  step(
+    'password-change',
+    body.password === undefined && after.status === 200,
+    `password=${body.password === undefined ? 'hidden' : 'returned'} session=${after.status === 200 ? 'kept' : after.status}`,
+  );
+  $('change-password').disabled = false;
+}
+
+// "Download my data": the UI's read of the user's own object, without `_rev` and `kbaInfo`.
+async function download() {
+  const fields = '*,idps/*,_meta/createDate,_meta/lastChanged,_meta/termsAccepted,_meta/loginCount';
+  const data = expectStatus('download', await call('GET', `${ownPath()}?_fields=${fields}`), 200);
+  delete data._rev;
+  delete data.kbaInfo;
+  $('downloaded').textContent = JSON.stringify(data, null, 4);
+  const meta = data._meta ?? {};
+  step(
+    'download',
+    data.userName === session.userName && data.password === undefined,
+    `${data.userName} givenName=${data.givenName} sn=${data.sn} mail=${data.mail} ` +
+      `telephoneNumber=${data.telephoneNumber} preferences=${JSON.stringify(data.preferences ?? {})} ` +
+      `loginCount=${meta.loginCount} dates=${['createDate', 'lastChanged'].filter((key) => key in meta).join(',')}`,
+  );
+}
+
+// Deletes the account, then asks for the session again (a login probe: the session ended).
+async function deleteAccount() {
+  $('delete-account').disabled = true;
+  const reply = await call('DELETE', ownPath());
+  const body = expectStatus('delete', reply, 200);
+  const probe = await call('POST', '/authentication?_action=login');
+  step(
+    'delete',
+    body.userName === session.userName && probe.status === 401,
+    `${body.userName} deleted, then login HTTP ${probe.status}`,
+  );
 }
 
 // Edits the user's own profile and reads it back.
@@ -509,6 +685,9 @@ $('register').addEventListener('click', () => guarded(register));
 $('complete-profile').addEventListener('click', () => guarded(completeProfile));
 $('edit-profile').addEventListener('click', () => guarded(editProfile));
 $('logout-button').addEventListener('click', () => guarded(signOut));
+$('change-password').addEventListener('click', () => guarded(changePassword));
+$('download').addEventListener('click', () => guarded(download));
+$('delete-account').addEventListener('click', () => guarded(deleteAccount));
 $('login-button').addEventListener('click', () => guarded(signIn));
 $('forgot-password').addEventListener('click', (event) => {
   event.preventDefault();

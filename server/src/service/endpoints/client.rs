@@ -88,16 +88,28 @@ pub fn read_identity_providers() -> Reply {
     Reply::ok(json!({"_id": "", "providers": []}))
 }
 
-/// `GET /openidm/selfservice/kba`: the security questions (`selfservice.kba.json`).
-pub fn read_kba(generation: &Generation) -> Result<Reply> {
-    let kba = generation
-        .kba
-        .as_ref()
-        .ok_or_else(|| Error::NotFound("Resource 'selfservice/kba' not found".into()))?;
+/// `GET /openidm/selfservice/kba`: the security questions (`selfservice.kba.json`) while
+/// `ui-configuration.json`'s `kbaEnabled` is on. While it is off (or the file is absent) the
+/// answer says so in the same shape: no questions, none to define or verify — the End User UI
+/// reads this on every profile page and offers no security questions for it.
+pub fn read_kba(generation: &Generation) -> Reply {
     let mut body = serde_json::Map::new();
     body.insert("_id".to_owned(), Value::String("kba".to_owned()));
-    body.extend(kba.iter().map(|(key, value)| (key.clone(), value.clone())));
-    Ok(Reply::ok(Value::Object(body)))
+    match generation.kba.as_ref().filter(|_| generation.ui.enabled("kbaEnabled")) {
+        Some(kba) => body.extend(kba.iter().map(|(key, value)| (key.clone(), value.clone()))),
+        None => {
+            let property = generation
+                .kba
+                .as_ref()
+                .and_then(|kba| kba.get("kbaPropertyName").cloned())
+                .unwrap_or_else(|| Value::String("kbaInfo".to_owned()));
+            body.insert("kbaPropertyName".to_owned(), property);
+            body.insert("questions".to_owned(), json!({}));
+            body.insert("minimumAnswersToDefine".to_owned(), json!(0));
+            body.insert("minimumAnswersToVerify".to_owned(), json!(0));
+        }
+    }
+    Reply::ok(Value::Object(body))
 }
 
 /// `GET /openidm/consent?_queryFilter=…`: mappings a user may consent to (ferridm has no sync

@@ -3,8 +3,15 @@
 //! generation and the problems of the last refused reload; `config/<id>` reads a conf file and
 //! replaces, patches or removes it through `service::reload::change_file`, which validates a
 //! whole new generation before the file is written.
+//!
+//! Secrets are withheld as IDM withholds them: the values IDM encrypts in configuration
+//! (`external.email`'s `auth/password`, each identity provider's `clientSecret`, a self-service
+//! stage's `clientSecret` or `recaptchaSecretKey`) are never returned in clear. IDM returns its
+//! `$crypto` ciphertext there; ferridm, which keeps them as written, returns
+//! [`WITHHELD`] instead. A `&{…}` placeholder is returned as written, and a value that is already
+//! a `$crypto` object as stored. A write that carries [`WITHHELD`] back keeps the current value.
 
-use ferridm_core::fields::{FieldCatalog, FieldSelection};
+use ferridm_core::fields::FieldSelection;
 use ferridm_core::filter;
 use ferridm_core::query::{CountPolicy, QueryResponse};
 use ferridm_core::{Error, Object, Result, patch};
@@ -17,6 +24,103 @@ use crate::service::reload;
 
 /// Config ids never served over REST (they hold secrets).
 const HIDDEN: [&str; 1] = ["boot"];
+
+/// The `$crypto` type of a secret withheld from a config read.
+pub const WITHHELD: &str = "ferridm-withheld";
+
+/// Where each config holds secrets (`*`: every element or member).
+fn secret_paths(id: &str) -> &'static [&'static [&'static str]] {
+    match id {
+        "external.email" => &[&["auth", "password"]],
+        "identityProviders" => &[&["providers", "*", "clientSecret"]],
+        _ if id.starts_with("selfservice/") => &[
+            &["stageConfigs", "*", "clientSecret"],
+            &["stageConfigs", "*", "recaptchaSecretKey"],
+        ],
+        _ => &[],
+    }
+}
+
+/// The value that stands for a withheld secret.
+fn withheld() -> Value {
+    json!({"$crypto": {"type": WITHHELD}})
+}
+
+/// True for a secret written in clear (not a placeholder, not already `$crypto`).
+fn is_clear_secret(value: &Value) -> bool {
+    match value {
+        Value::String(text) => !text.is_empty() && !text.starts_with("&{"),
+        Value::Null | Value::Object(_) => false,
+        _ => true,
+    }
+}
+
+/// Calls `visit` with the value at `path` in `value` (and, for `*`, in every element or
+/// member), with the matching value of `current` when it has one at the same place.
+fn visit_path(
+    value: &mut Value,
+    current: Option<&Value>,
+    path: &[&str],
+    visit: &mut dyn FnMut(&mut Value, Option<&Value>),
+) {
+    let Some((first, rest)) = path.split_first() else {
+        visit(value, current);
+        return;
+    };
+    match (value, *first) {
+        (Value::Array(items), "*") => {
+            for (index, item) in items.iter_mut().enumerate() {
+                visit_path(item, current.and_then(|c| c.get(index)), rest, visit);
+            }
+        }
+        (Value::Object(map), "*") => {
+            for (key, item) in map.iter_mut() {
+                visit_path(item, current.and_then(|c| c.get(key)), rest, visit);
+            }
+        }
+        (Value::Object(map), key) => {
+            if let Some(item) = map.get_mut(key) {
+                visit_path(item, current.and_then(|c| c.get(key)), rest, visit);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `content` of config `id` as clients see it: its secrets withheld.
+pub(crate) fn masked(id: &str, content: &Value) -> Value {
+    let mut out = content.clone();
+    for path in secret_paths(id) {
+        visit_path(&mut out, None, path, &mut |value, _| {
+            if is_clear_secret(value) {
+                *value = withheld();
+            }
+        });
+    }
+    out
+}
+
+/// A replacement of config `id` with every withheld secret it carries back restored from
+/// `current`; a withheld secret with nothing to restore is a 400.
+fn restore_secrets(id: &str, mut replacement: Value, current: Option<&Value>) -> Result<Value> {
+    let mut missing = false;
+    for path in secret_paths(id) {
+        visit_path(&mut replacement, current, path, &mut |value, current| {
+            if *value == withheld() {
+                match current.filter(|current| **current != withheld()) {
+                    Some(current) => *value = current.clone(),
+                    None => missing = true,
+                }
+            }
+        });
+    }
+    if missing {
+        return Err(Error::bad_request(format!(
+            "config/{id} carries a withheld secret ($crypto type {WITHHELD}) where it has no current value"
+        )));
+    }
+    Ok(replacement)
+}
 
 fn with_id(id: &str, content: &Value) -> Value {
     let mut out = Object::new();
@@ -75,18 +179,22 @@ pub fn handle(ctx: &RequestContext, request: &Request, operation: &Operation, id
     let current = ctx.generation.files.get(id).map(|file| file.raw.clone());
     let not_found = || Error::NotFound(format!("Resource 'config/{id}' not found"));
     let replacement: Option<Value> = match operation {
-        Operation::Read => return current.map(|raw| Reply::ok(with_id(id, &raw))).ok_or_else(not_found),
+        Operation::Read => {
+            return current
+                .map(|raw| Reply::ok(with_id(id, &masked(id, &raw))))
+                .ok_or_else(not_found);
+        }
         Operation::Update | Operation::Upsert | Operation::Create => {
             let mut body = request.object_content(operation)?;
             // Keep the body's key order in the file (the file may be under version control).
             body.shift_remove("_id");
-            Some(Value::Object(body))
+            Some(restore_secrets(id, Value::Object(body), current.as_ref())?)
         }
         Operation::Patch => {
             let operations = patch::parse_patch(&request.content(operation)?)?;
             let mut working = current.clone().ok_or_else(not_found)?;
             patch::apply_patch(&mut working, &operations, &NoScripts)?;
-            Some(working)
+            Some(restore_secrets(id, working, current.as_ref())?)
         }
         Operation::Delete => {
             current.as_ref().ok_or_else(not_found)?;
@@ -99,28 +207,15 @@ pub fn handle(ctx: &RequestContext, request: &Request, operation: &Operation, id
             )));
         }
     };
-    reload::change_file(&ctx.state, id, replacement.as_ref())?;
+    reload::change_file(ctx, id, replacement.as_ref())?;
     Ok(Reply::ok(with_id(
         id,
-        replacement.as_ref().or(current.as_ref()).unwrap_or(&Value::Null),
+        &masked(id, replacement.as_ref().or(current.as_ref()).unwrap_or(&Value::Null)),
     )))
 }
 
-/// Every config field is returned by default; none is a reference.
-struct ConfigFields;
-
-impl FieldCatalog for ConfigFields {
-    fn returned_by_default(&self, _field: &str) -> bool {
-        true
-    }
-
-    fn is_reference(&self, _field: &str) -> bool {
-        false
-    }
-}
-
 /// `GET /openidm/config?_queryFilter=…` (IDM 7): the configuration objects whose id and content
-/// match, each whole with its `_id`, in the query envelope; sorted by `_sortKeys` (by id
+/// match (secrets withheld before matching, so a filter cannot probe them), each whole with its `_id`, in the query envelope; sorted by `_sortKeys` (by id
 /// otherwise), paged by `_pageSize` with `_pagedResultsOffset` or the returned cookie, counted
 /// with `_totalPagedResultsPolicy=EXACT`, and narrowed by `_fields`.
 fn query(ctx: &RequestContext, request: &Request) -> Result<Reply> {
@@ -131,7 +226,7 @@ fn query(ctx: &RequestContext, request: &Request) -> Result<Reply> {
         .files
         .iter()
         .filter(|(id, _)| !HIDDEN.contains(&id.as_str()))
-        .map(|(id, file)| with_id(id, &file.raw))
+        .map(|(id, file)| with_id(id, &masked(id, &file.raw)))
         .filter(|entity| filter::matches(&query.filter, entity))
         .collect();
     for key in query.sort.iter().rev() {
@@ -158,7 +253,7 @@ fn query(ctx: &RequestContext, request: &Request) -> Result<Reply> {
     let result = page
         .into_iter()
         .map(|entity| match entity {
-            Value::Object(object) => Value::Object(fields.select(&object, &ConfigFields)),
+            Value::Object(object) => Value::Object(fields.select(&object, &super::EveryField)),
             other => other,
         })
         .collect();

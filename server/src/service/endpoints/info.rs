@@ -1,13 +1,8 @@
-//! `info/*`: liveness (`ping`) and the product version.
+//! `info/version`: the product version (`info/ping` is in `health`).
 
 use serde_json::json;
 
 use crate::resource::Reply;
-
-/// `GET /openidm/info/ping`.
-pub fn read_ping() -> Reply {
-    Reply::ok(json!({"_id": "", "shortDesc": "OpenIDM ready", "state": "ACTIVE_READY"}))
-}
 
 /// `GET /openidm/info/version`.
 pub fn read_version() -> Reply {

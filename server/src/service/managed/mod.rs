@@ -255,12 +255,40 @@ impl<'a> ManagedObjects<'a> {
         Ok(())
     }
 
+    /// Records a write in the audit trail's activity topic.
+    fn audit_write(&self, operation: &str, id: &str, before: Option<&StoredObject>, after: Option<&StoredObject>) {
+        let hidden: Vec<String> = self
+            .object_type
+            .private
+            .iter()
+            .chain(&self.object_type.hashed)
+            .cloned()
+            .collect();
+        let revision = after
+            .or(before)
+            .map(|stored| stored.rev.to_string())
+            .unwrap_or_default();
+        crate::service::audit::activity(
+            self.ctx,
+            &crate::service::audit::ActivityRecord {
+                object_id: &self.resource_path(Some(id)),
+                operation,
+                before: before.map(|stored| &stored.content),
+                after: after.map(|stored| &stored.content),
+                revision,
+                hidden: &hidden,
+                password_fields: &self.object_type.hashed,
+            },
+        );
+    }
+
     /// The response to an update or patch: the new object after its `postUpdate` trigger, or
     /// the object as it was when nothing changed.
-    fn updated(&self, id: &str, written: write::Written, fields: &FieldSelection) -> Result<Resource> {
+    fn updated(&self, operation: &str, id: &str, written: write::Written, fields: &FieldSelection) -> Result<Resource> {
         match written.after {
             None => self.view(&written.before, fields),
             Some(stored) => {
+                self.audit_write(operation, id, Some(&written.before), Some(&stored));
                 self.end_sessions_on_change(id, &written.before.content, Some(&stored.content))?;
                 self.run_post_trigger(
                     self.object_type.triggers.post_update.as_ref(),
@@ -321,6 +349,7 @@ impl<'a> ManagedObjects<'a> {
                 }
                 other => storage_error(other),
             })?;
+        self.audit_write("CREATE", &id, None, Some(&stored));
         self.run_post_trigger(
             self.object_type.triggers.post_create.as_ref(),
             &id,
@@ -378,7 +407,7 @@ impl<'a> ManagedObjects<'a> {
             self.enforce_object(Some(id), &self.without_hashed_secrets(&next, Some(&current.content)))?;
             self.store_update(id, current, next)
         })?;
-        self.updated(id, written, fields)
+        self.updated("UPDATE", id, written, fields)
     }
 
     /// PUT without conditions: create, or update when the id exists. Returns whether it created.
@@ -421,7 +450,7 @@ impl<'a> ManagedObjects<'a> {
             )?;
             self.store_update(id, current, next)
         })?;
-        self.updated(id, written, fields)
+        self.updated("PATCH", id, written, fields)
     }
 
     /// Clears an object's failed logins and lock (administrators' `unlock` action).
@@ -450,6 +479,7 @@ impl<'a> ManagedObjects<'a> {
             )))
         })?;
         let deleted = written.after.unwrap_or(written.before);
+        self.audit_write("DELETE", id, Some(&deleted), None);
         self.end_sessions_on_change(id, &deleted.content, None)?;
         self.run_post_trigger(
             self.object_type.triggers.post_delete.as_ref(),

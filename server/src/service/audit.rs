@@ -1,0 +1,455 @@
+//! Audit events in IDM's shapes, for the topics `access` (every client request), `authentication`
+//! (every credential check and lockout), `activity` (every write of a managed object) and `config`
+//! (every configuration generation installed or refused), and the writer thread that hands them
+//! to the handlers. Secrets never enter an event: credentials and cookies are not recorded,
+//! hashed and private properties are left out of object states, and configuration secrets are
+//! withheld as configuration reads withhold them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferridm_core::Object;
+use serde_json::{Value, json};
+
+use super::context::{Caller, RequestContext};
+use crate::audit::{Event, Handlers};
+use crate::state::AppState;
+
+/// How long the writer waits for events before looking again.
+const WRITER_WAIT: Duration = Duration::from_millis(500);
+
+/// Starts the thread that writes audit events (one per server).
+pub fn start_writer(state: &Arc<AppState>) {
+    let queue = Arc::clone(&state.audit);
+    let weak = Arc::downgrade(state);
+    let spawned = std::thread::Builder::new()
+        .name("ferridm-audit".to_owned())
+        .spawn(move || {
+            let mut handlers = Handlers::default();
+            while let Some(batch) = queue.take(WRITER_WAIT) {
+                if batch.is_empty() {
+                    continue;
+                }
+                let Some(state) = weak.upgrade() else {
+                    break;
+                };
+                let generation = state.generation();
+                handlers.write(
+                    batch,
+                    &generation.audit,
+                    &state.paths,
+                    &state.store,
+                    state.clock.now_millis(),
+                );
+            }
+        });
+    match spawned {
+        Ok(thread) => {
+            *state
+                .audit_writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
+        }
+        Err(error) => tracing::error!(%error, "cannot start the audit writer; no audit events will be written"),
+    }
+}
+
+/// Writes what is queued and stops the writer (at shutdown).
+pub fn stop_writer(state: &AppState) {
+    state.audit.close();
+    let thread = state
+        .audit_writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(thread) = thread {
+        let _ = thread.join();
+    }
+}
+
+/// Queues an event of `topic` with IDM's common fields first.
+fn submit(state: &AppState, topic: &'static str, event_name: &str, transaction_id: &str, user_id: &str, rest: Object) {
+    let mut body = Object::new();
+    body.insert("_id".to_owned(), Value::String(uuid::Uuid::new_v4().to_string()));
+    body.insert("timestamp".to_owned(), Value::String(state.clock.now_iso()));
+    body.insert("eventName".to_owned(), Value::String(event_name.to_owned()));
+    body.insert("transactionId".to_owned(), Value::String(transaction_id.to_owned()));
+    body.insert("userId".to_owned(), Value::String(user_id.to_owned()));
+    body.extend(rest);
+    state.audit.submit(Event { topic, body });
+}
+
+fn object(value: Value) -> Object {
+    match value {
+        Value::Object(map) => map,
+        _ => Object::new(),
+    }
+}
+
+/// The request headers an access event records: never credentials or cookies.
+const SECRET_HEADERS: [&str; 6] = [
+    "authorization",
+    "cookie",
+    "x-openidm-password",
+    "x-openidm-reauth-password",
+    "x-openidm-jwt",
+    "x-openidm-username",
+];
+
+/// True for a header an access event may record.
+pub fn recordable_header(name: &str) -> bool {
+    !SECRET_HEADERS.iter().any(|secret| name.eq_ignore_ascii_case(secret))
+}
+
+/// A finished client request, as the HTTP edge saw it.
+#[derive(Debug)]
+pub struct AccessRecord<'a> {
+    /// The request's transaction id.
+    pub transaction_id: &'a str,
+    /// Who it was (`None` when authentication failed).
+    pub user_id: Option<&'a str>,
+    /// Their roles.
+    pub roles: &'a [String],
+    /// The client address and port.
+    pub client: (&'a str, u16),
+    /// This server's address and port.
+    pub server: (&'a str, u16),
+    /// The CREST operation (`READ`, `QUERY`, `ACTION`, …), if the request got that far.
+    pub operation: Option<String>,
+    /// The action's name for actions.
+    pub action: Option<&'a str>,
+    /// HTTP method, full path and query parameters.
+    pub method: &'a str,
+    /// The path (`/openidm/managed/user/1`).
+    pub path: &'a str,
+    /// Query parameters, decoded.
+    pub query: Vec<(String, String)>,
+    /// Recordable request headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// The response status.
+    pub status: u16,
+    /// Its reason phrase.
+    pub reason: &'a str,
+    /// How long the request took.
+    pub elapsed_millis: u64,
+}
+
+/// Records an access event (topic `access`) for a finished client request.
+pub fn access(state: &AppState, record: &AccessRecord<'_>) {
+    let config = &state.generation().audit;
+    let operation = record.operation.clone().unwrap_or_else(|| record.method.to_owned());
+    if !config.records_action("access", &operation.to_lowercase()) {
+        return;
+    }
+    let mut query = Object::new();
+    for (name, value) in &record.query {
+        match query.get_mut(name) {
+            Some(Value::Array(values)) => values.push(Value::String(value.clone())),
+            _ => {
+                query.insert(name.clone(), json!([value]));
+            }
+        }
+    }
+    let mut headers = Object::new();
+    for (name, value) in &record.headers {
+        match headers.get_mut(name) {
+            Some(Value::Array(values)) => values.push(Value::String(value.clone())),
+            _ => {
+                headers.insert(name.clone(), json!([value]));
+            }
+        }
+    }
+    let succeeded = record.status < 400;
+    let mut response = json!({
+        "status": if succeeded { "SUCCESSFUL" } else { "FAILED" },
+        "statusCode": record.status.to_string(),
+        "elapsedTime": record.elapsed_millis,
+        "elapsedTimeUnits": "MILLISECONDS",
+    });
+    if !succeeded {
+        response["detail"] = json!({"reason": record.reason});
+    }
+    let mut request = json!({"protocol": "CREST", "operation": operation});
+    if let Some(action) = record.action {
+        request["detail"] = json!({"action": action});
+    }
+    let rest = object(json!({
+        "trackingIds": [],
+        "server": {"ip": record.server.0, "port": record.server.1},
+        "client": {"ip": record.client.0, "port": record.client.1},
+        "request": request,
+        "http": {"request": {
+            "secure": false,
+            "method": record.method,
+            "path": record.path,
+            "queryParameters": query,
+            "headers": headers,
+        }},
+        "response": response,
+        "roles": record.roles,
+    }));
+    submit(
+        state,
+        "access",
+        "access",
+        record.transaction_id,
+        record.user_id.unwrap_or(""),
+        rest,
+    );
+}
+
+/// One credential check, for the `authentication` topic.
+#[derive(Debug)]
+pub struct AuthenticationRecord<'a> {
+    /// The request's transaction id.
+    pub transaction_id: &'a str,
+    /// The name the caller gave.
+    pub principal: &'a str,
+    /// The authenticated user's id and component, roles and module, when it succeeded.
+    pub authenticated: Option<&'a crate::auth::SecurityContext>,
+    /// The client address.
+    pub ip: &'a str,
+    /// Why it failed (`None` when it succeeded).
+    pub failure: Option<&'a str>,
+}
+
+/// Records an authentication event (topic `authentication`).
+pub fn authentication(state: &AppState, record: &AuthenticationRecord<'_>) {
+    if !state.generation().audit.records("authentication") {
+        return;
+    }
+    let result = if record.failure.is_none() {
+        "SUCCESSFUL"
+    } else {
+        "FAILED"
+    };
+    let method = record
+        .authenticated
+        .map_or("", |context| context.authorization.module_id.as_str());
+    let mut info = json!({"org.forgerock.authentication.principal": record.principal});
+    if let Some(reason) = record.failure {
+        info["reason"] = Value::String(reason.to_owned());
+    }
+    let mut rest = object(json!({
+        "principal": [record.principal],
+        "result": result,
+        "method": method,
+        "entries": [{"moduleId": method, "result": result, "info": info}],
+        "trackingIds": [],
+    }));
+    let user_id = match record.authenticated {
+        Some(context) => {
+            rest.insert(
+                "context".to_owned(),
+                json!({
+                    "id": context.authorization.id,
+                    "component": context.authorization.component,
+                    "roles": context.authorization.roles,
+                    "moduleId": context.authorization.module_id,
+                    "ipAddress": record.ip,
+                }),
+            );
+            context.authorization.id.as_str()
+        }
+        None => {
+            rest.insert("context".to_owned(), json!({"ipAddress": record.ip}));
+            record.principal
+        }
+    };
+    submit(
+        state,
+        "authentication",
+        "authentication",
+        record.transaction_id,
+        user_id,
+        rest,
+    );
+}
+
+/// The user a request runs for (`""` for the server's own work).
+fn user_of(ctx: &RequestContext) -> String {
+    match &ctx.caller {
+        Caller::Client(caller) => caller.session.context.authorization.id.clone(),
+        Caller::Internal => ctx.on_behalf_of.clone().unwrap_or_default(),
+    }
+}
+
+/// Who an operation ran as: the client, or the server itself on its behalf.
+fn run_as(ctx: &RequestContext) -> String {
+    match &ctx.caller {
+        Caller::Client(caller) => caller.session.context.authorization.id.clone(),
+        Caller::Internal => "openidm-system".to_owned(),
+    }
+}
+
+/// A write of a managed object, for the `activity` topic.
+#[derive(Debug)]
+pub struct ActivityRecord<'a> {
+    /// `managed/<type>/<id>`.
+    pub object_id: &'a str,
+    /// `CREATE`, `UPDATE`, `PATCH` or `DELETE`.
+    pub operation: &'a str,
+    /// The object before (not for creates), as stored.
+    pub before: Option<&'a Object>,
+    /// The object after (not for deletes), as stored.
+    pub after: Option<&'a Object>,
+    /// The revision after the write (before it, for deletes).
+    pub revision: String,
+    /// Properties never recorded (private and hashed ones).
+    pub hidden: &'a [String],
+    /// Properties whose change sets `passwordChanged` (the type's hashed ones and
+    /// `eventTopics.activity.passwordFields`).
+    pub password_fields: &'a [String],
+}
+
+/// Records an activity event (topic `activity`).
+pub fn activity(ctx: &RequestContext, record: &ActivityRecord<'_>) {
+    let config = &ctx.generation.audit;
+    if !config.records_action("activity", &record.operation.to_lowercase()) {
+        return;
+    }
+    let empty = Object::new();
+    let (before, after) = (record.before.unwrap_or(&empty), record.after.unwrap_or(&empty));
+    let password_changed = record
+        .password_fields
+        .iter()
+        .chain(&config.password_fields)
+        .any(|field| {
+            before.get(field) != after.get(field) && (before.contains_key(field) || after.contains_key(field))
+        });
+    let mut changed: Vec<Value> = before
+        .keys()
+        .chain(after.keys().filter(|key| !before.contains_key(*key)))
+        .filter(|key| before.get(*key) != after.get(*key))
+        .filter(|key| !record.hidden.contains(key))
+        .filter(|key| config.watched_fields.is_empty() || config.watched_fields.contains(key))
+        .map(|key| Value::String(format!("/{key}")))
+        .collect();
+    changed.dedup();
+    let state = |content: Option<&Object>| content.map_or(Value::Null, |content| scrubbed(content, record.hidden));
+    let rest = object(json!({
+        "runAs": run_as(ctx),
+        "objectId": record.object_id,
+        "operation": record.operation,
+        "before": state(record.before),
+        "after": state(record.after),
+        "changedFields": changed,
+        "revision": record.revision,
+        "passwordChanged": password_changed,
+        "message": record.operation.to_lowercase(),
+        "status": "SUCCESS",
+    }));
+    submit(
+        &ctx.state,
+        "activity",
+        "activity",
+        &ctx.transaction_id,
+        &user_of(ctx),
+        rest,
+    );
+}
+
+/// An object's state as recorded: without `hidden` properties and without any hashed or
+/// encrypted value (`{"$crypto": …}`) wherever it is.
+fn scrubbed(content: &Object, hidden: &[String]) -> Value {
+    fn scrub(value: &Value) -> Option<Value> {
+        match value {
+            Value::Object(map) if map.contains_key("$crypto") => None,
+            Value::Object(map) => Some(Value::Object(
+                map.iter()
+                    .filter_map(|(key, value)| scrub(value).map(|value| (key.clone(), value)))
+                    .collect(),
+            )),
+            Value::Array(items) => Some(Value::Array(items.iter().filter_map(scrub).collect())),
+            other => Some(other.clone()),
+        }
+    }
+    Value::Object(
+        content
+            .iter()
+            .filter(|(key, _)| !hidden.contains(key))
+            .filter_map(|(key, value)| scrub(value).map(|value| (key.clone(), value)))
+            .collect(),
+    )
+}
+
+/// Who changed configuration, for the `config` topic.
+#[derive(Debug, Clone, Copy)]
+pub enum ConfigActor<'a> {
+    /// A client over REST, in this request.
+    Request(&'a RequestContext),
+    /// The server itself: a file changed on disk, or another node shared a change.
+    Server(&'a str),
+}
+
+/// One configuration change tried, for the `config` topic: installed (`refused` empty) or
+/// refused with its problems.
+#[derive(Debug)]
+pub struct ConfigRecord<'a> {
+    /// Who changed it.
+    pub actor: ConfigActor<'a>,
+    /// The config ids whose content changed, each before and after (`None`: absent).
+    pub changes: Vec<(String, Option<&'a Value>, Option<&'a Value>)>,
+    /// The generation number installed, or the one that kept serving.
+    pub generation: u64,
+    /// The problems that refused it.
+    pub refused: Vec<String>,
+}
+
+/// Records a config event per changed config id (topic `config`); a refused change is one event
+/// for `*`, and a reload that changed nothing none.
+pub fn config(state: &AppState, record: &ConfigRecord<'_>) {
+    let audit = Arc::clone(&state.generation().audit);
+    let (transaction_id, user_id, run_as_id) = match record.actor {
+        ConfigActor::Request(ctx) => (ctx.transaction_id.clone(), user_of(ctx), run_as(ctx)),
+        ConfigActor::Server(cause) => (
+            super::context::new_transaction_id(),
+            cause.to_owned(),
+            "openidm-system".to_owned(),
+        ),
+    };
+    if record.changes.is_empty() && record.refused.is_empty() {
+        // A reload that changed nothing (a file rewritten as it was).
+        return;
+    }
+    let status = if record.refused.is_empty() {
+        "SUCCESS"
+    } else {
+        "FAILURE"
+    };
+    let mut changes: Vec<(String, Option<&Value>, Option<&Value>)> = record.changes.clone();
+    if changes.is_empty() {
+        changes.push(("*".to_owned(), None, None));
+    }
+    for (id, before, after) in changes {
+        let operation = match (before, after) {
+            (None, Some(_)) => "CREATE",
+            (Some(_), None) => "DELETE",
+            _ => "UPDATE",
+        };
+        if !audit.records_action("config", &operation.to_lowercase()) {
+            continue;
+        }
+        let changed: Vec<Value> = match (before, after) {
+            (Some(Value::Object(before)), Some(Value::Object(after))) => before
+                .keys()
+                .chain(after.keys().filter(|key| !before.contains_key(*key)))
+                .filter(|key| before.get(*key) != after.get(*key))
+                .map(|key| Value::String(format!("/{key}")))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let rest = object(json!({
+            "runAs": run_as_id,
+            "objectId": id,
+            "operation": operation,
+            "before": before.map_or(Value::Null, |before| super::endpoints::config::masked(&id, before)),
+            "after": after.map_or(Value::Null, |after| super::endpoints::config::masked(&id, after)),
+            "changedFields": changed,
+            "revision": record.generation.to_string(),
+            "status": status,
+            "message": record.refused.join("; "),
+        }));
+        submit(state, "config", "CONFIG", &transaction_id, &user_id, rest);
+    }
+}
