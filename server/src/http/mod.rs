@@ -188,7 +188,8 @@ async fn dispatch(http: HttpRequest, payload: web::Payload, state: web::Data<App
 
 /// Queues the access event of a finished request, when the access topic is recorded.
 fn record_access(http: &HttpRequest, state: &AppState, trace: &Trace, status: u16, started: Instant) {
-    if !state.generation().audit.records("access") {
+    let generation = state.generation();
+    if !generation.audit.records("access") {
         return;
     }
     let (user_id, roles) = match &trace.user {
@@ -214,6 +215,7 @@ fn record_access(http: &HttpRequest, state: &AppState, trace: &Trace, status: u1
         .collect();
     service::audit::access(
         state,
+        &generation.audit,
         &service::audit::AccessRecord {
             transaction_id: &trace.transaction_id,
             user_id,

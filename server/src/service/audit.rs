@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::context::{Caller, RequestContext};
 use crate::audit::{Event, Handlers};
+use crate::config::audit::AuditConfig;
 use crate::state::AppState;
 
 /// How long the writer waits for events before looking again.
@@ -134,9 +135,8 @@ pub struct AccessRecord<'a> {
     pub elapsed_millis: u64,
 }
 
-/// Records an access event (topic `access`) for a finished client request.
-pub fn access(state: &AppState, record: &AccessRecord<'_>) {
-    let config = &state.generation().audit;
+/// Records an access event (topic `access`) for a finished client request, under `config`.
+pub fn access(state: &AppState, config: &AuditConfig, record: &AccessRecord<'_>) {
     let operation = record.operation.clone().unwrap_or_else(|| record.method.to_owned());
     if !config.records_action("access", &operation.to_lowercase()) {
         return;

@@ -172,6 +172,25 @@ fn insert_prop_rows(conn: &mut DbConnection, pk: i64, object_type: &str, rows: &
     Ok(())
 }
 
+/// Rewrites the property index of `current` after a change that keeps its revision (metadata,
+/// a re-encoded secret); the limits were checked when the content was written.
+pub(crate) fn reindex(
+    conn: &mut DbConnection,
+    object_type: &str,
+    current: &StoredObject,
+    index: &IndexSpec,
+) -> Result<(), StoreError> {
+    delete_index(conn, current.pk)?;
+    let indexed = NewObject {
+        object_type,
+        id: &current.id,
+        content: &current.content,
+        meta: &current.meta,
+        index,
+    };
+    insert_index(conn, current.pk, &indexed, Limits::Waived)
+}
+
 pub(crate) fn delete_index(conn: &mut DbConnection, pk: i64) -> Result<(), StoreError> {
     let mut props = Sql::cached("DELETE FROM object_props WHERE obj_pk = ");
     props.bind_i64(pk);
@@ -392,15 +411,7 @@ impl Store {
             diesel::update(objects::table.filter(objects::pk.eq(current.pk)))
                 .set(objects::meta.eq(stored_meta(&current.meta)?))
                 .execute(conn)?;
-            delete_index(conn, current.pk)?;
-            let indexed = NewObject {
-                object_type,
-                id,
-                content: &current.content,
-                meta: &current.meta,
-                index,
-            };
-            insert_index(conn, current.pk, &indexed, Limits::Waived)?;
+            reindex(conn, object_type, &current, index)?;
             Ok(current)
         })
     }

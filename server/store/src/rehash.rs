@@ -4,8 +4,8 @@
 use diesel::prelude::*;
 use serde_json::Value;
 
-use crate::flatten::{IndexSpec, Limits};
-use crate::objects::{NewObject, delete_index, find, insert_index};
+use crate::flatten::IndexSpec;
+use crate::objects::{find, reindex};
 use crate::schema::objects;
 use crate::{Store, StoreError};
 
@@ -49,15 +49,7 @@ impl Store {
             diesel::update(objects::table.filter(objects::pk.eq(current.pk)))
                 .set(objects::content.eq(serde_json::to_string(&current.content)?))
                 .execute(conn)?;
-            delete_index(conn, current.pk)?;
-            let indexed = NewObject {
-                object_type,
-                id,
-                content: &current.content,
-                meta: &current.meta,
-                index,
-            };
-            insert_index(conn, current.pk, &indexed, Limits::Waived)?;
+            reindex(conn, object_type, &current, index)?;
             Ok(true)
         })
     }
