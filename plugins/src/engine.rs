@@ -91,10 +91,16 @@ pub fn with_engine<R>(limits: &ScriptLimits, work: impl FnOnce(&Engine) -> R) ->
     work(&engine)
 }
 
-/// Runs a script call under the wall-clock budget and the log budget (a nested call shares the
-/// log budget of the call it runs in).
+/// Runs a script call under the wall-clock budget and the log budget. A nested call (a script
+/// run by a host call of another) shares the log budget of the call it runs in and never ends
+/// later than that call's deadline, so one request's scripts together keep the wall clock.
 pub(crate) fn with_deadline<R>(limits: &ScriptLimits, work: impl FnOnce() -> R) -> R {
-    let previous = DEADLINE.with(|deadline| deadline.replace(Some(Instant::now() + limits.max_duration)));
+    let own = Instant::now() + limits.max_duration;
+    let previous = DEADLINE.with(|deadline| {
+        let previous = deadline.get();
+        deadline.set(Some(previous.map_or(own, |outer| outer.min(own))));
+        previous
+    });
     let outermost = LOG_BUDGET.with(|budget| {
         let fresh = budget.get().is_none();
         if fresh {
@@ -544,6 +550,45 @@ mod tests {
         });
         assert!(matches!(*result.unwrap_err(), EvalAltResult::ErrorTerminated(..)));
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_nested_call_ends_by_the_deadline_of_the_call_around_it() {
+        let outer = ScriptLimits {
+            max_operations: 0,
+            max_duration: Duration::from_millis(100),
+            ..limits()
+        };
+        let inner = ScriptLimits {
+            max_duration: Duration::from_secs(30),
+            ..outer.clone()
+        };
+        let started = Instant::now();
+        let result = with_deadline(&outer, || {
+            with_engine(&inner, |engine| with_deadline(&inner, || engine.eval::<()>("loop { }")))
+        });
+        assert!(matches!(*result.unwrap_err(), EvalAltResult::ErrorTerminated(..)));
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            DEADLINE.with(Cell::get).is_none(),
+            "the deadline is gone after the call"
+        );
+    }
+
+    #[test]
+    fn imported_modules_load_under_the_time_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spin.rhai"), "loop { }").unwrap();
+        let limits = ScriptLimits {
+            max_operations: 0,
+            max_duration: Duration::from_millis(100),
+            ..ScriptLimits::new(dir.path())
+        };
+        let started = Instant::now();
+        let error =
+            crate::CompiledScript::compile_text(&limits, "scripts/x.rhai", "import \"spin\" as s; 1").unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(error.message.contains("time budget"), "{error}");
     }
 
     #[test]

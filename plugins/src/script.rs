@@ -92,20 +92,19 @@ impl CompiledScript {
         for variable in variables {
             scope.push_dynamic(*variable, Dynamic::UNIT);
         }
+        // Imported modules run their top level while the script compiles: under the limits too.
         let mut ast = with_engine(limits, |engine| {
-            engine
-                .compile_into_self_contained(&scope, text)
-                .map_err(|error| match *error {
-                    EvalAltResult::ErrorParsing(ref parse, position) => ScriptError {
-                        line: position.line(),
-                        column: position.position(),
-                        ..ScriptError::new(name, ScriptErrorKind::Compile, parse.to_string())
-                    },
-                    ref other => ScriptError {
-                        kind: ScriptErrorKind::Compile,
-                        ..ScriptError::from_eval(name, other)
-                    },
-                })
+            with_deadline(limits, || engine.compile_into_self_contained(&scope, text)).map_err(|error| match *error {
+                EvalAltResult::ErrorParsing(ref parse, position) => ScriptError {
+                    line: position.line(),
+                    column: position.position(),
+                    ..ScriptError::new(name, ScriptErrorKind::Compile, parse.to_string())
+                },
+                ref other => ScriptError {
+                    kind: ScriptErrorKind::Compile,
+                    ..ScriptError::from_eval(name, other)
+                },
+            })
         })?;
         ast.set_source(name);
         let functions = ast

@@ -77,6 +77,53 @@ pub fn check(conf_dir: &std::path::Path) -> Result<generation::Generation, Vec<C
     generation::load(&ConfigPaths::new(conf_dir), 1)
 }
 
+/// `ferridm export`: every managed object of the database at `db` from one snapshot, with the
+/// conf directory and scripts, into `output` (a directory) or as JSON lines on stdout.
+pub fn export(
+    conf_dir: &std::path::Path,
+    db: &str,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<service::transfer::export::ExportSummary> {
+    use service::transfer::export::{ExportTarget, export};
+    if let ferridm_store::DbTarget::Sqlite(path) = ferridm_store::DbTarget::parse(db)?
+        && !path.exists()
+    {
+        anyhow::bail!("there is no database at {}", path.display());
+    }
+    let store = Store::open(db, &StoreOptions::default())
+        .with_context(|| format!("cannot open the database {}", redact_url(db)))?;
+    let paths = ConfigPaths::new(conf_dir);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let summary = match output {
+        Some(dir) => export(&store, &paths, ExportTarget::Directory(dir), &now)?,
+        None => export(
+            &store,
+            &paths,
+            ExportTarget::Stream(&mut std::io::stdout().lock()),
+            &now,
+        )?,
+    };
+    Ok(summary)
+}
+
+/// `ferridm import`: validates and writes the objects of `options.path` into the database at
+/// `db` under the configuration of `conf_dir`; the report of failed objects goes to stdout.
+pub fn import(
+    conf_dir: &std::path::Path,
+    db: &str,
+    options: &service::transfer::import::ImportOptions,
+) -> anyhow::Result<service::transfer::import::ImportOutcome> {
+    let state = prepare(&ServerOptions {
+        conf_dir: conf_dir.to_path_buf(),
+        db: db.to_owned(),
+        ..ServerOptions::default()
+    })?;
+    let ctx = service::RequestContext::internal(Arc::clone(&state), state.generation());
+    let outcome = service::transfer::import::import(&ctx, options, &mut std::io::stdout().lock());
+    service::audit::stop_writer(&state);
+    Ok(outcome?)
+}
+
 /// Loads configuration, secrets and the store (with the configuration shared by the nodes of a
 /// PostgreSQL database applied): everything before listening.
 pub fn prepare(options: &ServerOptions) -> anyhow::Result<Arc<AppState>> {
@@ -121,7 +168,8 @@ fn redact_url(url: &str) -> String {
 
 /// The actix server over prepared state, bound to `listener`. Accepted connections are read
 /// through [`http::wire::RequestLineSanitizer`], so request targets with bytes actix's URI parser
-/// refuses (a raw `"` in a query, as curl sends it) still reach ferridm.
+/// refuses (a raw `"` in a query, as curl sends it) still reach ferridm. Connection limits and
+/// timeouts come from `ferridm.json` → `http` as it is when the server starts.
 pub fn server(
     state: Arc<AppState>,
     listener: TcpListener,
@@ -129,6 +177,13 @@ pub fn server(
     ui_dir: Option<PathBuf>,
 ) -> std::io::Result<actix_web::dev::Server> {
     use actix_service::ServiceFactoryExt as _;
+    let edge = state.generation().settings.http;
+    let millis = std::time::Duration::from_millis;
+    let keep_alive = match edge.keep_alive_millis {
+        0 => actix_http::KeepAlive::Disabled,
+        idle => actix_http::KeepAlive::Timeout(millis(idle)),
+    };
+    let connection_state = Arc::clone(&state);
     let data = web::Data::from(state);
     let listening = http::ListenAddress(listener.local_addr()?);
     let app = move || {
@@ -145,16 +200,26 @@ pub fn server(
     };
     let mut builder = actix_server::Server::build()
         .shutdown_timeout(10)
+        .max_concurrent_connections(edge.max_connections.max(1))
         .listen("ferridm", listener, move || {
             let application = actix_service::IntoServiceFactory::into_factory(app())
                 .map_err(|error: actix_web::Error| error.error_response());
-            let http = actix_http::HttpService::build().h1(actix_service::map_config(application, |()| {
-                actix_web::dev::AppConfig::default()
-            }));
-            actix_service::fn_service(|stream: actix_web::rt::net::TcpStream| async move {
-                let peer = stream.peer_addr().ok();
-                let _ = stream.set_nodelay(true);
-                Ok::<_, std::io::Error>((http::wire::RequestLineSanitizer::new(stream), peer))
+            let http = actix_http::HttpService::build()
+                .keep_alive(keep_alive)
+                .client_request_timeout(millis(edge.request_head_timeout_millis))
+                .client_disconnect_timeout(millis(edge.disconnect_timeout_millis))
+                .h1(actix_service::map_config(application, |()| {
+                    actix_web::dev::AppConfig::default()
+                }));
+            let state = Arc::clone(&connection_state);
+            actix_service::fn_service(move |stream: actix_web::rt::net::TcpStream| {
+                // Head bounds as configured now, so a reload applies to new connections.
+                let limits = http::wire::HeadLimits::from(&state.generation().settings.http);
+                async move {
+                    let peer = stream.peer_addr().ok();
+                    let _ = stream.set_nodelay(true);
+                    Ok::<_, std::io::Error>((http::wire::RequestLineSanitizer::with_limits(stream, limits), peer))
+                }
             })
             .and_then(http.map_err(|_| std::io::Error::other("the connection failed")))
         })?;

@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, env = "FERRIDM_NODE_ID")]
     node_id: Option<String>,
     /// Database URL: sqlite://<path> (default) or postgres://user@host/db.
-    #[arg(long, env = "FERRIDM_DB", default_value = "sqlite://data/ferridm.db")]
+    #[arg(long, env = "FERRIDM_DB", default_value = "sqlite://data/ferridm.db", global = true)]
     db: String,
     /// Worker threads (default: one per CPU core).
     #[arg(long, env = "FERRIDM_WORKERS")]
@@ -44,8 +44,44 @@ enum Command {
     /// Serve (the default).
     Serve,
     /// Validate a conf directory and its scripts exactly as a reload would; print each problem
-    /// with file and position and exit non-zero if there is any.
-    Check,
+    /// with file and position and exit non-zero if there is any. Files and keys of an IDM conf
+    /// directory that ferridm does not implement are listed as warnings.
+    Check(CheckArgs),
+    /// Write every managed object (ids, revisions, metadata, secrets as stored) from one
+    /// snapshot, with the conf directory and scripts: JSON lines on stdout, or a directory.
+    Export(ExportArgs),
+    /// Validate a ferridm export or IDM's objects as creates would, then write them all (or, if
+    /// any fails, report each failure and write nothing).
+    Import(ImportArgs),
+}
+
+/// `ferridm export`'s options.
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// Write `objects.jsonl` and copies of `conf/` and `scripts/` into this directory instead
+    /// of JSON lines on stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// `ferridm import`'s options.
+#[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// A ferridm export (directory or JSON-lines file), or IDM's objects: query responses
+    /// (`{"result": [...]}`, several pages may follow each other), a JSON array or JSON lines.
+    path: PathBuf,
+    /// The managed type of the objects of an IDM file.
+    #[arg(long = "type", default_value = "user")]
+    object_type: String,
+    /// Only validate, and report what would fail.
+    #[arg(long)]
+    dry_run: bool,
+    /// Continue an interrupted import of the same file after its last committed batch.
+    #[arg(long)]
+    resume: bool,
+    /// Objects written per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
 }
 
 fn main() -> ExitCode {
@@ -56,29 +92,143 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None | Some(Command::Serve) => serve(&cli),
-        Some(Command::Check) => check(&cli),
+        Some(Command::Check(ref args)) => check(&cli, args),
+        Some(Command::Export(ref args)) => export(&cli, args),
+        Some(Command::Import(ref args)) => import(&cli, args),
     }
 }
 
-fn check(cli: &Cli) -> ExitCode {
-    match ferridm::check(&cli.conf) {
-        Ok(generation) => {
-            println!(
-                "{}: configuration OK ({} files, {} managed types, {} policies, {} access rules)",
-                cli.conf.display(),
-                generation.files.len(),
-                generation.managed.all().len(),
-                generation.policies.policy_ids().len(),
-                generation.access.rules.len()
-            );
-            ExitCode::SUCCESS
-        }
+/// `ferridm check`'s options.
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Also check every stored managed object of this database (opened read-only) against the
+    /// configuration: exit 1 when an update of any would be refused, 0 when none would.
+    #[arg(long, value_name = "DB_URL")]
+    against: Option<String>,
+    /// With --against: ids shown per finding.
+    #[arg(long, default_value_t = 5, requires = "against")]
+    sample: usize,
+    /// With --against: `text` or `json`.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text, requires = "against")]
+    format: ReportFormat,
+    /// Fail (exit 1) when the conf directory uses files or keys ferridm does not implement.
+    #[arg(long)]
+    strict: bool,
+}
+
+/// How `check --against` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// `ferridm check`: gaps (warnings), then the loader's problems (exit 1), then with `--against`
+/// the report over the stored data (exit 1 when anything would be rejected; 2 when the
+/// database cannot be read).
+fn check(cli: &Cli, args: &CheckArgs) -> ExitCode {
+    let gaps = ferridm::config::gaps::report(&cli.conf);
+    for gap in &gaps {
+        println!("warning: {gap}");
+    }
+    if !gaps.is_empty() {
+        eprintln!("{} file(s) or key(s) not implemented by ferridm", gaps.len());
+    }
+    let generation = match ferridm::check(&cli.conf) {
+        Ok(generation) => generation,
         Err(problems) => {
             for problem in &problems {
                 println!("{problem}");
             }
             eprintln!("{} problem(s) found", problems.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.format == ReportFormat::Text {
+        println!(
+            "{}: configuration OK ({} files, {} managed types, {} policies, {} access rules)",
+            cli.conf.display(),
+            generation.files.len(),
+            generation.managed.all().len(),
+            generation.policies.policy_ids().len(),
+            generation.access.rules.len()
+        );
+    }
+    let gaps_fail = args.strict && !gaps.is_empty();
+    let Some(db) = &args.against else {
+        return if gaps_fail {
             ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    };
+    let paths = ferridm::config::ConfigPaths::new(&cli.conf);
+    let report = match ferridm::service::impact::assess(paths, generation, db, args.sample) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("cannot check the stored data: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.format {
+        ReportFormat::Text => print!("{}", report.to_text()),
+        ReportFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("cannot render the report: {error}");
+                return ExitCode::from(2);
+            }
+        },
+    }
+    let rejected = report.rejected();
+    if rejected > 0 {
+        eprintln!("{rejected} stored object(s) would be rejected by an update");
+    }
+    if rejected > 0 || gaps_fail {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn export(cli: &Cli, args: &ExportArgs) -> ExitCode {
+    match ferridm::export(&cli.conf, &cli.db, args.output.as_deref()) {
+        Ok(summary) => {
+            eprintln!("exported {} objects and {} files", summary.objects, summary.files);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("export failed: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn import(cli: &Cli, args: &ImportArgs) -> ExitCode {
+    let options = ferridm::service::transfer::import::ImportOptions {
+        path: args.path.clone(),
+        object_type: args.object_type.clone(),
+        dry_run: args.dry_run,
+        resume: args.resume,
+        batch_size: args.batch_size as usize,
+    };
+    match ferridm::import(&cli.conf, &cli.db, &options) {
+        Ok(ferridm::service::transfer::import::ImportOutcome::Done {
+            checked,
+            written,
+            resumed,
+        }) => {
+            let verb = if args.dry_run { "would import" } else { "imported" };
+            eprintln!("{checked} objects valid; {verb} {written}; {resumed} written by an earlier run");
+            ExitCode::SUCCESS
+        }
+        Ok(ferridm::service::transfer::import::ImportOutcome::Refused { checked, failed }) => {
+            eprintln!("{failed} of {checked} objects fail validation; nothing was written");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("import failed: {error:#}");
+            ExitCode::from(2)
         }
     }
 }

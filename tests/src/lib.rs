@@ -27,6 +27,32 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
 }
 
+/// The `ferridm` binary beside the running test binary (`target/<profile>/ferridm`), built once
+/// per run (a no-op under `cargo test --workspace`, which builds it) so it matches the sources.
+pub fn ferridm_binary() -> &'static Path {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let test_binary = std::env::current_exe().unwrap_or_else(|e| panic!("no test binary path: {e}"));
+        let profile_dir = test_binary
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or_else(|| panic!("unexpected test binary path {}", test_binary.display()))
+            .to_path_buf();
+        let target_dir = profile_dir.parent().unwrap_or(&profile_dir).to_path_buf();
+        let mut build = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+        build
+            .args(["build", "-p", "ferridm", "--bin", "ferridm"])
+            .current_dir(workspace_root())
+            .env("CARGO_TARGET_DIR", target_dir);
+        if profile_dir.file_name().is_some_and(|name| name == "release") {
+            build.arg("--release");
+        }
+        let built = build.status().is_ok_and(|status| status.success());
+        assert!(built, "cargo build -p ferridm failed");
+        profile_dir.join("ferridm")
+    })
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
     let Ok(entries) = std::fs::read_dir(from) else {
@@ -265,6 +291,11 @@ impl TestServer {
     /// The project directory (holding `conf/`, `scripts/`, `data/`).
     pub fn project(&self) -> &Path {
         &self.project
+    }
+
+    /// The database URL this server runs on.
+    pub fn db_url(&self) -> &str {
+        &self.db_url
     }
 
     /// The conf directory.

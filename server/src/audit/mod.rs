@@ -68,7 +68,7 @@ impl AuditQueue {
             state = self.room.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         state.events.push_back(event);
-        let wake = state.writer_waiting;
+        let wake = state.writer_waiting || state.events.len() >= state.settings.max_size;
         drop(state);
         if wake {
             self.ready.notify_one();
@@ -96,6 +96,16 @@ impl AuditQueue {
         Some(batch)
     }
 
+    /// Lets events gather for up to `linger` (ended early by [`close`](Self::close) or a full
+    /// queue), so the writer handles them in batches: one database transaction and one file
+    /// write for many events, and requests seldom have to wake the writer.
+    pub fn gather(&self, linger: Duration) {
+        let state = self.lock();
+        if state.events.len() < state.settings.max_size && !self.closed.load(Ordering::Relaxed) {
+            drop(self.ready.wait_timeout(state, linger));
+        }
+    }
+
     /// Stops taking new waits: the writer drains what is queued and ends.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
@@ -118,6 +128,11 @@ impl AuditQueue {
 /// The object type audit events of `topic` are stored under in the database.
 pub fn repository_type(topic: &str) -> String {
     format!("audit/{topic}")
+}
+
+/// True for the object types audit events are stored under (not managed objects).
+pub fn is_repository_type(object_type: &str) -> bool {
+    object_type.starts_with("audit/")
 }
 
 /// What of an event the database indexes for queries: everything but the bulky object states
@@ -214,7 +229,7 @@ fn write_repository(store: &Store, events: &[&Event]) -> std::io::Result<()> {
             let mut content = event.body.clone();
             let id = match content.shift_remove("_id") {
                 Some(Value::String(id)) => id,
-                _ => uuid::Uuid::new_v4().to_string(),
+                _ => uuid::Uuid::now_v7().to_string(),
             };
             (id, content)
         })
@@ -328,6 +343,34 @@ mod tests {
         assert_eq!(queue.dropped(), 3);
         queue.close();
         assert_eq!(queue.take(Duration::from_secs(5)), None);
+    }
+
+    #[test]
+    fn the_writer_does_not_linger_over_a_full_or_closed_queue() {
+        let linger = Duration::from_secs(600);
+        let queue = std::sync::Arc::new(AuditQueue::default());
+        queue.configure(QueueSettings {
+            max_size: 1,
+            when_full: WhenFull::Block,
+        });
+        queue.submit(event(1));
+        let started = std::time::Instant::now();
+        queue.gather(linger);
+        assert!(started.elapsed() < linger / 10, "a full queue is written at once");
+
+        let _ = queue.take(Duration::ZERO);
+        let gathering = {
+            let queue = std::sync::Arc::clone(&queue);
+            std::thread::spawn(move || queue.gather(linger))
+        };
+        // The queue filling up ends the gathering early.
+        queue.submit(event(2));
+        let _ = gathering.join();
+        assert!(started.elapsed() < linger / 10, "a queue filling up wakes the writer");
+
+        queue.close();
+        queue.gather(linger);
+        assert!(started.elapsed() < linger / 10, "a closed queue is drained at once");
     }
 
     #[test]

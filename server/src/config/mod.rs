@@ -7,6 +7,7 @@ pub mod audit;
 pub mod authentication;
 pub mod email;
 mod files;
+pub mod gaps;
 pub mod managed;
 pub mod policy;
 pub mod profile;

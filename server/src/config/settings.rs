@@ -169,6 +169,73 @@ impl Default for QuerySettings {
     }
 }
 
+/// Connections at the edge: how many, how long they may idle or take to send a request head,
+/// and how large a head may be. Read when the server starts (the head bounds also at every
+/// reload, for new connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Connections each worker serves at once; beyond that new connections wait to be accepted.
+    pub max_connections: usize,
+    /// How long an idle kept-alive connection stays open, in milliseconds (0: no keep-alive).
+    pub keep_alive_millis: u64,
+    /// How long a new connection may take to send its first request head, in milliseconds,
+    /// before it gets a 408 and is closed (0: no limit).
+    pub request_head_timeout_millis: u64,
+    /// How long closing a connection may take before it is dropped, in milliseconds (0: no
+    /// limit).
+    pub disconnect_timeout_millis: u64,
+    /// Longest request line in bytes (414 beyond it).
+    #[serde(deserialize_with = "head_bytes")]
+    pub max_request_line_bytes: usize,
+    /// Longest request head in bytes, request line and header lines (431 beyond it).
+    #[serde(deserialize_with = "head_bytes")]
+    pub max_header_bytes: usize,
+    /// Most header lines a request may have (431 beyond it).
+    #[serde(deserialize_with = "header_count")]
+    pub max_headers: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 25_000,
+            keep_alive_millis: 5_000,
+            request_head_timeout_millis: 5_000,
+            disconnect_timeout_millis: 1_000,
+            max_request_line_bytes: MAX_HEAD_BYTES,
+            max_header_bytes: MAX_HEAD_BYTES,
+            max_headers: MAX_HEADER_LINES,
+        }
+    }
+}
+
+/// The largest head bound that may be configured (the HTTP library refuses larger heads with
+/// an empty body).
+pub const MAX_HEAD_BYTES: usize = 96 * 1024;
+
+/// The most header lines that may be allowed (the HTTP library's own bound).
+pub const MAX_HEADER_LINES: usize = 96;
+
+fn bounded<'de, D: serde::Deserializer<'de>>(deserializer: D, low: usize, high: usize) -> Result<usize, D::Error> {
+    let value = usize::deserialize(deserializer)?;
+    if (low..=high).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{value} is out of range: it must be from {low} to {high}"
+        )))
+    }
+}
+
+fn head_bytes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    bounded(deserializer, 64, MAX_HEAD_BYTES)
+}
+
+fn header_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    bounded(deserializer, 1, MAX_HEADER_LINES)
+}
+
 /// The whole of `ferridm.json`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -192,6 +259,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Verified-credential cache.
     pub credential_cache: CredentialCacheSettings,
+    /// Connections and request heads.
+    pub http: HttpSettings,
     /// Whether policies are enforced on writes (IDM's `openidm.policy.enforcement.enabled`).
     pub policy_enforcement: bool,
     /// Directory (relative to the project directory) for data such as generated secrets and the
@@ -214,6 +283,7 @@ impl Default for Settings {
             watch: WatchSettings::default(),
             cluster: ClusterSettings::default(),
             credential_cache: CredentialCacheSettings::default(),
+            http: HttpSettings::default(),
             policy_enforcement: true,
             data_dir: "data".to_owned(),
             trust_transaction_header: false,
@@ -236,5 +306,22 @@ mod tests {
     fn unknown_keys_are_refused() {
         assert!(serde_json::from_str::<Settings>(r#"{"maxBodyByte": 1}"#).is_err());
         assert!(serde_json::from_str::<Settings>(r#"{"watch": {"mode": "sometimes"}}"#).is_err());
+    }
+
+    #[test]
+    fn head_bounds_stay_within_what_the_http_library_takes() {
+        let settings: Settings =
+            serde_json::from_str(r#"{"http": {"maxHeaderBytes": 4096, "maxHeaders": 10}}"#).unwrap();
+        assert_eq!((settings.http.max_header_bytes, settings.http.max_headers), (4096, 10));
+        assert_eq!(settings.http.max_request_line_bytes, MAX_HEAD_BYTES);
+        for refused in [
+            r#"{"http": {"maxHeaderBytes": 200000}}"#,
+            r#"{"http": {"maxRequestLineBytes": 10}}"#,
+            r#"{"http": {"maxHeaders": 0}}"#,
+            r#"{"http": {"maxHeaders": 97}}"#,
+        ] {
+            let error = serde_json::from_str::<Settings>(refused).unwrap_err().to_string();
+            assert!(error.contains("out of range"), "{refused}: {error}");
+        }
     }
 }

@@ -22,8 +22,9 @@
 //! The wrapper is also where a request head is refused that actix-http would either accept
 //! although IDM's clients must not rely on it, or refuse with an empty body ([`Refusal`]): a
 //! request line or header line ending in a bare LF instead of CRLF (400), a request-target
-//! longer than the `http` crate takes (414), a head over [`MAX_HEAD_LEN`] bytes or with more
-//! than [`MAX_HEADERS`] header lines (431, actix-http's own limits being 128 KiB and 96). Each
+//! longer than the `http` crate takes or a request line over its [`HeadLimits`] bound (414), a
+//! head over its bound in bytes or header lines (431; at most [`MAX_HEAD_LEN`] and
+//! [`MAX_HEADERS`], below actix-http's own limits of 128 KiB and 96). Each
 //! request head is held back until it is complete, so actix-http never sees a refused one; the
 //! requests before it are served as usual, then actix-http reads the end of the stream, and when
 //! it closes the connection the wrapper writes the refusal — IDM's
@@ -41,13 +42,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// giving up and passing the rest of the connection through.
 const MAX_LINE_LEN: usize = 64 * 1024;
 
-/// Longest request head (request line and header lines with their line endings, as handed to
-/// actix-http) that is accepted; a longer one is refused with 431. Below actix-http's 128 KiB,
-/// which it answers with an empty 431.
-pub const MAX_HEAD_LEN: usize = 96 * 1024;
+/// The longest request head (request line and header lines with their line endings, as handed
+/// to actix-http) that may be configured. Below actix-http's 128 KiB, which it answers with an
+/// empty 431.
+pub const MAX_HEAD_LEN: usize = crate::config::settings::MAX_HEAD_BYTES;
 
-/// Most header lines a request may have (actix-http's limit, which it answers with an empty 431).
-pub const MAX_HEADERS: usize = 96;
+/// The most header lines a request may be allowed (actix-http's limit, which it answers with an
+/// empty 431).
+pub const MAX_HEADERS: usize = crate::config::settings::MAX_HEADER_LINES;
 
 /// Longest request-target (after percent-encoding) the `http` crate parses; actix-http answers
 /// a longer one with an empty 400, the wrapper with 414.
@@ -55,6 +57,53 @@ pub const MAX_TARGET_LEN: usize = u16::MAX as usize - 1;
 
 /// Size of the buffer used to read from the wrapped stream.
 const READ_BUF_LEN: usize = 8 * 1024;
+
+/// The bounds a request head is held to (`ferridm.json` → `http`); beyond them the head is
+/// refused with 414 or 431 and the connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Longest request line in bytes, line ending included, after percent-encoding (414).
+    pub max_request_line: usize,
+    /// Longest head in bytes: request line and header lines (431); at most [`MAX_HEAD_LEN`].
+    pub max_head: usize,
+    /// Most header lines (431); at most [`MAX_HEADERS`].
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        Self {
+            max_request_line: MAX_HEAD_LEN,
+            max_head: MAX_HEAD_LEN,
+            max_headers: MAX_HEADERS,
+        }
+    }
+}
+
+impl From<&crate::config::settings::HttpSettings> for HeadLimits {
+    fn from(settings: &crate::config::settings::HttpSettings) -> Self {
+        Self {
+            max_request_line: settings.max_request_line_bytes,
+            max_head: settings.max_header_bytes,
+            max_headers: settings.max_headers,
+        }
+    }
+}
+
+impl HeadLimits {
+    /// The longest request line accepted: the configured bound, never more than the head's.
+    fn request_line(self) -> usize {
+        self.max_request_line.min(self.max_head).min(MAX_HEAD_LEN)
+    }
+
+    fn head(self) -> usize {
+        self.max_head.min(MAX_HEAD_LEN)
+    }
+
+    fn headers(self) -> usize {
+        self.max_headers.min(MAX_HEADERS)
+    }
+}
 
 /// Wraps an inbound HTTP/1.x byte stream and rewrites each request line's request-target so that
 /// every byte the `http` crate would reject is percent-encoded (`"` → `%22`, raw UTF-8 → `%C3%A9`, …).
@@ -73,11 +122,20 @@ pub struct RequestLineSanitizer<S> {
 }
 
 impl<S> RequestLineSanitizer<S> {
-    /// Wraps `inner`, which must be positioned at the start of an HTTP/1 request.
+    /// Wraps `inner`, which must be positioned at the start of an HTTP/1 request, with the
+    /// default [`HeadLimits`].
     pub fn new(inner: S) -> Self {
+        Self::with_limits(inner, HeadLimits::default())
+    }
+
+    /// Wraps `inner` and holds its request heads to `limits`.
+    pub fn with_limits(inner: S, limits: HeadLimits) -> Self {
         Self {
             inner,
-            framer: Framer::default(),
+            framer: Framer {
+                limits,
+                ..Framer::default()
+            },
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
             eof: false,
             reply: None,
@@ -244,7 +302,7 @@ impl Refusal {
         )
     }
 
-    /// The request line is too long.
+    /// The request target is longer than the `http` crate takes.
     fn target_too_long() -> Self {
         Self::new(
             414,
@@ -252,19 +310,36 @@ impl Refusal {
         )
     }
 
+    /// The request line is longer than its bound.
+    fn request_line_too_long(limits: HeadLimits) -> Self {
+        Self::new(
+            414,
+            format!(
+                "The request line is too long: it may have at most {} bytes",
+                limits.request_line()
+            ),
+        )
+    }
+
     /// The head is too long.
-    fn head_too_long() -> Self {
+    fn head_too_long(limits: HeadLimits) -> Self {
         Self::new(
             431,
-            format!("The request headers are too large: the request head may have at most {MAX_HEAD_LEN} bytes"),
+            format!(
+                "The request headers are too large: the request head may have at most {} bytes",
+                limits.head()
+            ),
         )
     }
 
     /// Too many header lines.
-    fn too_many_headers() -> Self {
+    fn too_many_headers(limits: HeadLimits) -> Self {
         Self::new(
             431,
-            format!("The request headers are too large: a request may have at most {MAX_HEADERS} headers"),
+            format!(
+                "The request headers are too large: a request may have at most {} headers",
+                limits.headers()
+            ),
         )
     }
 
@@ -445,6 +520,7 @@ enum Direct {
 /// back and the output that has not been handed to the reader yet.
 #[derive(Debug, Default)]
 struct Framer {
+    limits: HeadLimits,
     state: State,
     line: Vec<u8>,
     /// The current request's request line and header lines (rewritten), until the head is
@@ -546,9 +622,11 @@ impl Framer {
     /// past the limit; `true` when the line was dealt with.
     fn line_too_long(&mut self) -> bool {
         match self.state {
-            State::RequestLine if self.line.len() > MAX_HEAD_LEN => self.refuse(Refusal::target_too_long()),
-            State::Headers(_) if self.head.len() + self.line.len() > MAX_HEAD_LEN => {
-                self.refuse(Refusal::head_too_long());
+            State::RequestLine if self.line.len() > self.limits.request_line() => {
+                self.refuse(Refusal::request_line_too_long(self.limits));
+            }
+            State::Headers(_) if self.head.len() + self.line.len() > self.limits.head() => {
+                self.refuse(Refusal::head_too_long(self.limits));
             }
             State::RequestLine | State::Headers(_) => return false,
             _ if self.line.len() > MAX_LINE_LEN => {
@@ -620,8 +698,12 @@ impl Framer {
                 self.head.push(b' ');
                 self.head.extend_from_slice(version);
                 self.head.extend_from_slice(&line[content.len()..]);
-                if target_len > MAX_TARGET_LEN || self.head.len() > MAX_HEAD_LEN {
+                if target_len > MAX_TARGET_LEN {
                     self.refuse(Refusal::target_too_long());
+                    return State::Refused;
+                }
+                if self.head.len() > self.limits.request_line() {
+                    self.refuse(Refusal::request_line_too_long(self.limits));
                     return State::Refused;
                 }
                 State::Headers(Head {
@@ -642,8 +724,8 @@ impl Framer {
             }
             State::Headers(mut head) => {
                 head.lines += 1;
-                if head.lines > MAX_HEADERS {
-                    self.refuse(Refusal::too_many_headers());
+                if head.lines > self.limits.headers() {
+                    self.refuse(Refusal::too_many_headers(self.limits));
                     return State::Refused;
                 }
                 if head.record(content) {
@@ -1242,19 +1324,22 @@ mod tests {
                 Refusal::target_too_long(),
             ),
             // A request line that never ends.
-            (format!("GET /{}", "z".repeat(MAX_HEAD_LEN)), Refusal::target_too_long()),
+            (
+                format!("GET /{}", "z".repeat(MAX_HEAD_LEN)),
+                Refusal::request_line_too_long(HeadLimits::default()),
+            ),
             (
                 format!("GET /a HTTP/1.1\r\n{long_header}\r\n{long_header}\r\n\r\n"),
-                Refusal::head_too_long(),
+                Refusal::head_too_long(HeadLimits::default()),
             ),
             // A header line that never ends.
             (
                 format!("GET /a HTTP/1.1\r\nX: {}", "y".repeat(MAX_HEAD_LEN)),
-                Refusal::head_too_long(),
+                Refusal::head_too_long(HeadLimits::default()),
             ),
             (
                 format!("GET /a HTTP/1.1\r\n{many_headers}\r\n"),
-                Refusal::too_many_headers(),
+                Refusal::too_many_headers(HeadLimits::default()),
             ),
         ] {
             assert_refused(format!("{head}{next}").as_bytes(), b"", Some(&refusal)).await;
@@ -1310,12 +1395,12 @@ mod tests {
                 "Request-URI Too Large",
             ),
             (
-                Refusal::head_too_long(),
+                Refusal::head_too_long(HeadLimits::default()),
                 "HTTP/1.1 431 Request Header Fields Too Large",
                 "Request Header Fields Too Large",
             ),
             (
-                Refusal::too_many_headers(),
+                Refusal::too_many_headers(HeadLimits::default()),
                 "HTTP/1.1 431 Request Header Fields Too Large",
                 "Request Header Fields Too Large",
             ),

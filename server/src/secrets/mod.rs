@@ -74,6 +74,20 @@ struct BootFile {
     token_key: Option<String>,
 }
 
+impl Secrets {
+    /// Secrets for work that authenticates no one and issues nothing (reports over stored
+    /// data): fresh random keys, and no admin password that could ever match.
+    pub fn ephemeral() -> Self {
+        Self {
+            admin_password_hash: String::new(),
+            admin_password_is_default: false,
+            session_key: Key::random(),
+            token_key: Key::random(),
+            cache_key: Key::random(),
+        }
+    }
+}
+
 /// Loads the secrets: `boot.json` (already placeholder-resolved) first, then the generated file.
 pub fn load(
     boot: Option<&Value>,

@@ -14,6 +14,7 @@ pub mod context;
 pub mod endpoints;
 pub mod host;
 pub mod host_services;
+pub mod impact;
 pub mod login;
 pub mod mail;
 pub mod managed;
@@ -22,6 +23,7 @@ pub mod profile;
 pub mod reload;
 pub mod router;
 pub mod shared_config;
+pub mod transfer;
 pub mod validation;
 
 use ferridm_core::Error;

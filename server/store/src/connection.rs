@@ -96,6 +96,9 @@ impl Default for StoreOptions {
 pub(crate) struct Manager {
     target: DbTarget,
     busy_timeout_ms: u128,
+    /// Connections that cannot write: SQLite opened with `mode=ro`, PostgreSQL sessions whose
+    /// transactions are all read-only.
+    read_only: bool,
 }
 
 impl ManageConnection for Manager {
@@ -105,8 +108,12 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         match &self.target {
             DbTarget::Sqlite(path) => {
-                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
-                    .map_err(r2d2::Error::ConnectionError)?;
+                let location = if self.read_only {
+                    read_only_uri(path)
+                } else {
+                    path.to_string_lossy().into_owned()
+                };
+                let mut conn = diesel::SqliteConnection::establish(&location).map_err(r2d2::Error::ConnectionError)?;
                 let pragmas = format!(
                     "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                     self.busy_timeout_ms
@@ -114,9 +121,14 @@ impl ManageConnection for Manager {
                 conn.batch_execute(&pragmas).map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            DbTarget::Postgres(url) => diesel::PgConnection::establish(url)
-                .map(DbConnection::Postgres)
-                .map_err(r2d2::Error::ConnectionError),
+            DbTarget::Postgres(url) => {
+                let mut conn = diesel::PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+                if self.read_only {
+                    conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                        .map_err(r2d2::Error::QueryError)?;
+                }
+                Ok(DbConnection::Postgres(conn))
+            }
         }
     }
 
@@ -174,6 +186,7 @@ impl Store {
         let manager = Manager {
             target,
             busy_timeout_ms: options.busy_timeout.as_millis(),
+            read_only: false,
         };
         let postgres_url = match &manager.target {
             DbTarget::Postgres(url) => Some(url.clone()),
@@ -188,6 +201,7 @@ impl Store {
                     .build_unchecked(Manager {
                         target: manager.target.clone(),
                         busy_timeout_ms: manager.busy_timeout_ms,
+                        read_only: false,
                     }),
             ),
             DbTarget::Sqlite(_) => None,
@@ -203,6 +217,44 @@ impl Store {
             backend,
             sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
             turn_pool,
+            postgres_url,
+        })
+    }
+
+    /// Opens an existing database without the means to change it: no directory is created, no
+    /// migration runs, SQLite is opened with `mode=ro` and every PostgreSQL transaction is
+    /// read-only, so any write fails in the database itself. For reports over stored data
+    /// (`ferridm check --against`).
+    pub fn open_read_only(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let target = DbTarget::parse(url)?;
+        let backend = target.backend();
+        if let DbTarget::Sqlite(path) = &target
+            && !path.is_file()
+        {
+            return Err(StoreError::BadTarget(format!(
+                "no SQLite database at {}",
+                path.display()
+            )));
+        }
+        let postgres_url = match &target {
+            DbTarget::Postgres(url) => Some(url.clone()),
+            DbTarget::Sqlite(_) => None,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(options.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(options.connection_timeout)
+            .build(Manager {
+                target,
+                busy_timeout_ms: options.busy_timeout.as_millis(),
+                read_only: true,
+            })?;
+        Ok(Self {
+            timings: Timings::new(),
+            pool,
+            backend,
+            sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
+            turn_pool: None,
             postgres_url,
         })
     }
@@ -310,6 +362,22 @@ impl Store {
             other => other,
         })
     }
+}
+
+/// An SQLite URI opening `path` read-only (`%`, `?` and `#` are the characters SQLite's URI
+/// parser would otherwise read as escapes or delimiters).
+fn read_only_uri(path: &std::path::Path) -> String {
+    let mut uri = String::from("file:");
+    for character in path.to_string_lossy().chars() {
+        match character {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3F"),
+            '#' => uri.push_str("%23"),
+            other => uri.push(other),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
 }
 
 /// Most connections holding writers' turns on objects at once (PostgreSQL).

@@ -24,6 +24,7 @@ mod sql;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod timings;
+mod transfer;
 mod turns;
 mod work;
 
@@ -40,5 +41,6 @@ pub use query::{ObjectQuery, QueryPage};
 pub use shared_config::{ConfigEntry, ConfigListener};
 pub use shared_state::RateLimit;
 pub use timings::PoolState;
+pub use transfer::{RestoreConflict, RestoredObject, Snapshot, SnapshotObject, unique_keys};
 pub use turns::ObjectTurn;
 pub use work::{WorkLease, WorkRecord};

@@ -334,7 +334,7 @@ fn push_comparison(sql: &mut Sql, object_type: &str, prop: &str, op: ComparisonO
 }
 
 /// Appends the condition (on the alias `o`) selecting the matching objects of the type.
-fn push_condition(sql: &mut Sql, filter: &Filter, object_type: &str) {
+pub(crate) fn push_condition(sql: &mut Sql, filter: &Filter, object_type: &str) {
     if *filter == Filter::True {
         sql.push("o.otype = ").bind_text(object_type);
         return;

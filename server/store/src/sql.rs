@@ -82,6 +82,24 @@ impl Sql {
         self.bind(Bind::BigInt(value))
     }
 
+    /// The text with `?` for each placeholder, and the bound values in order (for the fuzz
+    /// targets, which check that no value ever reaches the text).
+    #[cfg(feature = "test-support")]
+    pub(crate) fn text_and_binds(&self) -> (String, Vec<Bind>) {
+        let mut text = String::new();
+        let mut binds = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Sql(sql) => text.push_str(sql),
+                Part::Bind(bind) => {
+                    text.push('?');
+                    binds.push(bind.clone());
+                }
+            }
+        }
+        (text, binds)
+    }
+
     /// This statement as a query whose rows have the SQL type `ST`.
     pub(crate) fn typed<ST>(self) -> TypedSql<ST> {
         TypedSql {

@@ -3,6 +3,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), dropped again when the value is dropped.
 //! With `FERRIDM_TEST_REQUIRE_POSTGRES=1` an unreachable PostgreSQL fails the test instead of
 //! skipping its PostgreSQL half.
+//!
+//! Also [`compile_filter`], a filter's SQL without a database, for the fuzz targets.
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
@@ -100,5 +102,66 @@ impl crate::Store {
                 .first::<i64>(conn)?)
         })
         .unwrap_or_else(|error| panic!("cannot read the metadata writes of {object_type}/{id}: {error}"))
+    }
+}
+
+/// A filter compiled to SQL as queries compile it (the condition on the alias `o`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledFilter {
+    /// The SQL text, with `?` wherever a value is bound.
+    pub text: String,
+    /// How many values are bound.
+    pub binds: usize,
+    /// The bound text values, in order.
+    pub texts: Vec<String>,
+}
+
+/// Compiles `filter` over objects of `object_type` without a database, so that the fuzz
+/// targets can check that every literal is bound and none reaches the SQL text.
+pub fn compile_filter(filter: &ferridm_core::filter::Filter, object_type: &str) -> CompiledFilter {
+    let mut sql = crate::sql::Sql::uncached("");
+    crate::query::push_condition(&mut sql, filter, object_type);
+    let (text, binds) = sql.text_and_binds();
+    let texts = binds
+        .iter()
+        .filter_map(|bind| match bind {
+            crate::sql::Bind::Text(text) | crate::sql::Bind::NullableText(Some(text)) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    CompiledFilter {
+        text,
+        binds: binds.len(),
+        texts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compile_filter;
+
+    #[test]
+    fn compiled_filters_bind_every_value() {
+        let filter = ferridm_core::filter::parse(r#"userName eq "x'; --" and !(age gt 3)"#).unwrap();
+        let compiled = compile_filter(&filter, "managed/user");
+        assert_eq!(
+            compiled.text,
+            "o.pk IN (SELECT v FROM (SELECT obj_pk AS v FROM object_props WHERE otype = ? AND prop = ? AND kind = ? \
+             AND num = 0 AND str = ?) s1 INTERSECT SELECT v FROM (SELECT pk AS v FROM objects WHERE otype = ? EXCEPT \
+             SELECT v FROM (SELECT obj_pk AS v FROM object_props WHERE otype = ? AND prop = ? AND kind = ? AND num > ?) \
+             s3) s2)"
+        );
+        assert_eq!(
+            compiled.texts,
+            [
+                "managed/user",
+                "/userName",
+                "x'; --",
+                "managed/user",
+                "managed/user",
+                "/age"
+            ]
+        );
+        assert_eq!(compiled.binds, 9);
     }
 }

@@ -155,17 +155,31 @@ impl<'a> ManagedObjects<'a> {
 
     /// Runs `validateObject` on a whole new object (create, update).
     fn enforce_object(&self, id: Option<&str>, content: &Object) -> Result<()> {
+        self.policy_outcome(self.validate_object(id, content), POLICY_FAILED_WRITE)
+    }
+
+    /// What `validateObject` says of a whole object as a write would submit it (passed when
+    /// this generation does not enforce policies).
+    fn validate_object(&self, id: Option<&str>, content: &Object) -> std::result::Result<PolicyResult, PolicyFailure> {
         let policies = &self.ctx.generation.policies;
         if !policies.enforced {
-            return Ok(());
+            return Ok(PolicyResult { failed: Vec::new() });
         }
         let path = self.resource_path(id);
         let mut object = content.clone();
         if let Some(id) = id {
             object.insert("_id".to_owned(), Value::String(id.to_owned()));
         }
-        let outcome = policies.validate_object(&self.host(&path), &path, &object);
-        self.policy_outcome(outcome, POLICY_FAILED_WRITE)
+        policies.validate_object(&self.host(&path), &path, &object)
+    }
+
+    /// What this generation's policies say of a stored object written back as it is (an update
+    /// that keeps every value), without writing: the check an update runs, with the stored
+    /// secrets left out as an update leaves out unchanged ones.
+    pub fn revalidate(&self, stored: &StoredObject) -> Result<PolicyResult> {
+        let checked = self.without_hashed_secrets(&stored.content, Some(&stored.content));
+        self.validate_object(Some(&stored.id), &checked)
+            .map_err(|PolicyFailure(error)| from_script(&error))
     }
 
     /// Runs `validateProperty` on the top-level properties a patch touched.
@@ -185,6 +199,12 @@ impl<'a> ManagedObjects<'a> {
     /// `string` type), so a user cannot skip the password policies by hashing a weak password.
     fn without_hashed_secrets(&self, next: &Object, previous: Option<&Object>) -> Object {
         let admin = matches!(&self.ctx.caller, Caller::Client(caller) if caller.session.context.is_admin());
+        self.secrets_unchecked(next, previous, admin)
+    }
+
+    /// [`Self::without_hashed_secrets`] for a caller who is (`admin`) or is not trusted with
+    /// `$crypto` values.
+    fn secrets_unchecked(&self, next: &Object, previous: Option<&Object>, admin: bool) -> Object {
         let mut checked = next.clone();
         for property in &self.object_type.hashed {
             let Some(value) = checked.get(property) else {
@@ -303,24 +323,13 @@ impl<'a> ManagedObjects<'a> {
 
     /// Creates an object. An `_id` in the content overrides `id` (as in IDM); without either
     /// the server assigns a UUID.
-    pub fn create(&self, id: Option<String>, mut content: Object, fields: &FieldSelection) -> Result<Resource> {
+    pub fn create(&self, id: Option<String>, content: Object, fields: &FieldSelection) -> Result<Resource> {
         let chosen = match content.get("_id") {
             Some(Value::String(body_id)) => Some(body_id.clone()),
             _ => id,
         };
-        if let Some(chosen) = &chosen {
-            check_id(chosen)?;
-        }
-        strip_reserved(&mut content);
-        for virtual_property in &self.object_type.virtuals {
-            content.remove(&virtual_property.name);
-        }
-        self.check_size(&content)?;
-        let id = chosen.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        if let Some(on_validate) = &self.object_type.triggers.on_validate {
-            self.run_trigger(on_validate, &id, &content, None)?;
-        }
-        self.enforce_object(chosen.as_deref(), &self.without_hashed_secrets(&content, None))?;
+        let admin = matches!(&self.ctx.caller, Caller::Client(caller) if caller.session.context.is_admin());
+        let (id, mut content) = self.validate_new(chosen, content, admin)?;
         for (property, default) in &self.object_type.defaults {
             if !content.contains_key(property) {
                 content.insert(property.clone(), default.clone());
@@ -357,6 +366,54 @@ impl<'a> ManagedObjects<'a> {
             None,
         );
         self.view(&stored, fields)
+    }
+
+    /// The checks a create makes before it changes anything: the id, the index limits,
+    /// `onValidate` and the policies (with `$crypto` values left out of them when the caller is
+    /// `admin`). Returns the id (a new UUID when none was chosen) and the content without
+    /// reserved and virtual properties.
+    fn validate_new(&self, chosen: Option<String>, mut content: Object, admin: bool) -> Result<(String, Object)> {
+        if let Some(chosen) = &chosen {
+            check_id(chosen)?;
+        }
+        strip_reserved(&mut content);
+        for virtual_property in &self.object_type.virtuals {
+            content.remove(&virtual_property.name);
+        }
+        self.check_size(&content)?;
+        let id = chosen.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if let Some(on_validate) = &self.object_type.triggers.on_validate {
+            self.run_trigger(on_validate, &id, &content, None)?;
+        }
+        self.enforce_object(chosen.as_deref(), &self.secrets_unchecked(&content, None, admin))?;
+        Ok((id, content))
+    }
+
+    /// Validates an object an administrator imports under `id` exactly as a create would (see
+    /// [`Self::create`]; `$crypto` values are taken as given), without writing anything.
+    /// Returns its content as a create would store it when `complete` (schema defaults added,
+    /// plain secrets hashed; `onCreate` does not run), else as given.
+    pub fn validate_import(&self, id: &str, content: Object, complete: bool) -> Result<Object> {
+        let (_, mut content) = self.validate_new(Some(id.to_owned()), content, true)?;
+        if complete {
+            for (property, default) in &self.object_type.defaults {
+                if !content.contains_key(property) {
+                    content.insert(property.clone(), default.clone());
+                }
+            }
+            self.hash_secrets(&mut content, None)?;
+        }
+        Ok(content)
+    }
+
+    /// The metadata a create gives `content` now (`createDate`, `lastChanged`, completeness).
+    pub fn import_meta(&self, content: &Object) -> Object {
+        self.new_meta(content)
+    }
+
+    /// The declared type these operations work on.
+    pub fn managed_type(&self) -> &ManagedType {
+        self.object_type
     }
 
     /// Reads an object; `If-None-Match` naming the current revision answers 304.
