@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::connection::DbConnection;
 use crate::schema::store_settings;
 use crate::sql::Sql;
 use crate::{Store, StoreError};
@@ -20,15 +21,18 @@ impl Store {
 
     /// Records `value` under `name`, replacing what was there.
     pub fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.write(|conn| {
-            let mut upsert = Sql::cached("INSERT INTO store_settings (name, value) VALUES (");
-            upsert
-                .bind_text(name)
-                .push(", ")
-                .bind_text(value)
-                .push(") ON CONFLICT (name) DO UPDATE SET value = excluded.value");
-            upsert.execute(conn)?;
-            Ok(())
-        })
+        self.write(|conn| upsert_setting(conn, name, value))
     }
+}
+
+/// Records `value` under `name` in the caller's transaction, replacing what was there.
+pub(crate) fn upsert_setting(conn: &mut DbConnection, name: &str, value: &str) -> Result<(), StoreError> {
+    let mut upsert = Sql::cached("INSERT INTO store_settings (name, value) VALUES (");
+    upsert
+        .bind_text(name)
+        .push(", ")
+        .bind_text(value)
+        .push(") ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+    upsert.execute(conn)?;
+    Ok(())
 }

@@ -13,6 +13,7 @@ use crate::connection::DbConnection;
 use crate::flatten::{IndexSpec, Limits, unique_values};
 use crate::objects::{NewObject, StoredObject, find, insert_index, object_from_columns};
 use crate::schema::{objects, store_settings};
+use crate::settings::upsert_setting;
 use crate::sql::Sql;
 use crate::{Store, StoreError};
 
@@ -219,13 +220,7 @@ impl Store {
                 insert_index(conn, pk, &indexed, Limits::Waived)?;
             }
             if let Some((name, value)) = checkpoint {
-                let mut upsert = Sql::cached("INSERT INTO store_settings (name, value) VALUES (");
-                upsert
-                    .bind_text(name)
-                    .push(", ")
-                    .bind_text(value)
-                    .push(") ON CONFLICT (name) DO UPDATE SET value = excluded.value");
-                upsert.execute(conn)?;
+                upsert_setting(conn, name, value)?;
             }
             Ok(batch.len())
         })
