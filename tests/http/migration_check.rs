@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use ferridm_store::{Store, StoreOptions, StoredObject};
-use ferridm_tests::{TestServer, ferridm_binary, on_each_backend, workspace_root};
+use ferridm_tests::{TestServer, copy_dir, ferridm_binary, on_each_backend, workspace_root};
 use serde_json::{Value, json};
 
 /// `ferridm check --conf <conf> <args>`.
@@ -33,7 +33,7 @@ fn stdout(output: &Output) -> String {
 fn project_like(server: &TestServer, edit: impl FnOnce(&mut Value, &mut Value)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["conf", "scripts"] {
-        copy_tree(&server.project().join(sub), &dir.path().join(sub));
+        copy_dir(&server.project().join(sub), &dir.path().join(sub));
     }
     let conf = dir.path().join("conf");
     let read = |name: &str| serde_json::from_str::<Value>(&std::fs::read_to_string(conf.join(name)).unwrap()).unwrap();
@@ -42,19 +42,6 @@ fn project_like(server: &TestServer, edit: impl FnOnce(&mut Value, &mut Value)) 
     std::fs::write(conf.join("managed.json"), managed.to_string()).unwrap();
     std::fs::write(conf.join("selfservice-profile.json"), profile.to_string()).unwrap();
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// The five seeded users as stored (revision, content, metadata), read through `store`.
@@ -244,8 +231,8 @@ fn check_names_what_ferridm_does_not_implement_of_an_idm_conf_directory() {
 #[test]
 fn gaps_are_warnings_unless_strict() {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&workspace_root().join("conf"), &dir.path().join("conf"));
-    copy_tree(&workspace_root().join("scripts"), &dir.path().join("scripts"));
+    copy_dir(&workspace_root().join("conf"), &dir.path().join("conf"));
+    copy_dir(&workspace_root().join("scripts"), &dir.path().join("scripts"));
     let conf = dir.path().join("conf");
     let clean = check(&conf, &[]);
     assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));

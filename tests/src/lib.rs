@@ -53,7 +53,8 @@ pub fn ferridm_binary() -> &'static Path {
     })
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies the directory tree `from` into `to` (created as needed; a missing `from` copies nothing).
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
     let Ok(entries) = std::fs::read_dir(from) else {
         return;
