@@ -82,6 +82,11 @@ struct ImportArgs {
     /// Objects written per transaction.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
+    /// `[ALIAS=]FILE`: IDM's symmetric key (`openidm-sym-default`), raw and base64-encoded in
+    /// FILE, to decrypt IDM's `x-simple-encryption` values (passwords are then hashed); may be
+    /// repeated, one per keystore alias.
+    #[arg(long = "idm-key", value_name = "[ALIAS=]FILE")]
+    idm_keys: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -205,12 +210,20 @@ fn export(cli: &Cli, args: &ExportArgs) -> ExitCode {
 }
 
 fn import(cli: &Cli, args: &ImportArgs) -> ExitCode {
+    let mut idm_keys = ferridm::secrets::password::idm_encryption::IdmKeys::default();
+    for spec in &args.idm_keys {
+        if let Err(error) = idm_keys.add(spec) {
+            eprintln!("import failed: --idm-key {error}");
+            return ExitCode::from(2);
+        }
+    }
     let options = ferridm::service::transfer::import::ImportOptions {
         path: args.path.clone(),
         object_type: args.object_type.clone(),
         dry_run: args.dry_run,
         resume: args.resume,
         batch_size: args.batch_size as usize,
+        idm_keys,
     };
     match ferridm::import(&cli.conf, &cli.db, &options) {
         Ok(ferridm::service::transfer::import::ImportOutcome::Done {

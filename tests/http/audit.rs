@@ -393,6 +393,28 @@ fn audit_queries_filter_sort_page_and_are_for_administrators() {
             .get("/openidm/audit/nonsense?_queryFilter=true")
             .send()
             .assert_error(404);
+        // Fields the store does not keep as columns are refused by name, not silently missed.
+        let unqueryable = server
+            .admin()
+            .get(&format!(
+                "/openidm/audit/activity?_queryFilter={}",
+                url_encode("changedFields eq \"/mail\"")
+            ))
+            .send()
+            .assert_error(400);
+        assert_eq!(
+            unqueryable,
+            "Audit events of the topic activity cannot be queried or sorted by changedFields; these fields can: _id, timestamp, eventName, transactionId, userId, objectId, operation, status"
+        );
+        let unsortable = server
+            .admin()
+            .get("/openidm/audit/activity?_queryFilter=true&_sortKeys=timestamp,-before/mail")
+            .send()
+            .assert_error(400);
+        assert!(
+            unsortable.contains("sorted by before/mail; these fields can: _id,"),
+            "{unsortable}"
+        );
 
         let name = unique("reader");
         server.create_user(&name, Some("Passw0rd!"));

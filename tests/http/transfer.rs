@@ -2,8 +2,9 @@
 //! servers: a round trip into a fresh database keeps every field (ids, revisions, metadata,
 //! stored hashes) and the users log in; an export taken while writers work is one snapshot; an
 //! IDM file with invalid users is refused whole (its dry run reports the same); an encrypted IDM
-//! password is refused naming the user; an import killed after a committed batch resumes and
-//! ends with every user exactly once.
+//! password is refused naming the user, and opens with IDM's key (`--idm-key`) to be stored
+//! hashed; an import killed after a committed batch resumes and ends with every user exactly
+//! once.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -13,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ferridm_store::testing::TestDatabase;
 use ferridm_store::{Backend, Store, StoreOptions};
-use ferridm_tests::{TestServer, ferridm_binary, on_each_backend, unique};
+use ferridm_tests::python::Venv;
+use ferridm_tests::{TestServer, ferridm_binary, on_each_backend, unique, workspace_root};
 use serde_json::{Value, json};
 
 use crate::auth::INFO_LOGIN;
@@ -53,7 +55,7 @@ fn fresh_database(backend: Backend) -> TestDatabase {
 }
 
 /// Every managed object of the database at `url` by type and id: revision, metadata and
-/// content (the audit trail, written in the background, aside).
+/// content.
 fn stored_objects(url: &str) -> BTreeMap<(String, String), (String, Value, Value)> {
     let store = Store::open(url, &StoreOptions::default()).unwrap();
     store
@@ -64,7 +66,7 @@ fn stored_objects(url: &str) -> BTreeMap<(String, String), (String, Value, Value
                 let page = snapshot.objects_after(after, 500)?;
                 let Some(last) = page.last() else { break };
                 after = last.object.pk;
-                for item in page.into_iter().filter(|item| !item.object_type.starts_with("audit/")) {
+                for item in page {
                     all.insert(
                         (item.object_type, item.object.id),
                         (
@@ -109,6 +111,27 @@ fn idm_sha256(password: &str) -> Value {
     assert!(output.status.success(), "python3: {}", stderr(&output));
     let data = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     json!({"$crypto": {"type": "salted-hash", "value": {"algorithm": "SHA-256", "data": data}}})
+}
+
+/// The Python environment with `cryptography`, IDM's encryption's reference here.
+const CRYPTO_VENV: Venv = Venv {
+    name: "crypto-venv",
+    requirements: "tests/support/crypto-requirements.txt",
+    module: "cryptography",
+};
+
+/// `value` as IDM encrypts it with the AES key `key_base64` under `alias` (salted and MACed,
+/// or the form without either when `legacy`), made by Python's `cryptography`.
+fn idm_encrypted(key_base64: &str, alias: &str, value: &Value, legacy: bool) -> Value {
+    let script = workspace_root().join("tests/support/idm-encryption/make_vectors.py");
+    let mut command = Command::new(CRYPTO_VENV.bin().unwrap().join("python"));
+    command.arg(script).args([key_base64, alias, &value.to_string()]);
+    if legacy {
+        command.arg("--legacy");
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "make_vectors.py: {}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 fn logs_in(server: &TestServer, user_name: &str, password: &str) -> u16 {
@@ -364,6 +387,78 @@ fn an_idm_encrypted_password_is_refused_naming_the_user() {
         "{report}"
     );
     assert_eq!(user_count(server.db_url()), 0);
+}
+
+#[test]
+fn idm_encrypted_passwords_open_with_the_idm_key_and_are_stored_hashed() {
+    const KEY: &str = "q7bA0nUQ3fC1sHk2Wv9yXg==";
+    const OTHER_KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = |name: &str, key: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{key}\n")).unwrap();
+            path.display().to_string()
+        };
+        let (key, other_key) = (key_file("sym.key", KEY), key_file("other.key", OTHER_KEY));
+        let file = dir.path().join("users.json");
+        let users = json!({"result": [
+            idm_user("sealed", idm_encrypted(KEY, "openidm-sym-default", &json!("Sealed1Pass"), false)),
+            idm_user("legacy", idm_encrypted(KEY, "openidm-sym-default", &json!("Legacy1Pass"), true)),
+        ]});
+        std::fs::write(&file, users.to_string()).unwrap();
+        let path = file.to_str().unwrap();
+
+        // Another key opens nothing: the salted value fails its MAC; nothing is written.
+        let wrong_key = format!("openidm-sym-default={other_key}");
+        let refused = ferridm(
+            &server.conf(),
+            server.db_url(),
+            &["import", "--idm-key", &wrong_key, path],
+        );
+        assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+        let report = stdout(&refused);
+        assert!(
+            report.contains("managed/user/sealed (userName \"sealed\") (object 1): property \"password\" cannot be decrypted: its MAC does not match"),
+            "{report}"
+        );
+        assert!(report.contains("managed/user/legacy"), "{report}");
+        assert_eq!(user_count(server.db_url()), 0);
+        // A key for another alias does not apply.
+        let other_alias = format!("another-alias={key}");
+        let refused = ferridm(
+            &server.conf(),
+            server.db_url(),
+            &["import", "--idm-key", &other_alias, path],
+        );
+        assert!(
+            stdout(&refused).contains("no key was given for its key alias \"openidm-sym-default\""),
+            "{}",
+            stdout(&refused)
+        );
+        // A key file that is no AES key stops the import before it reads anything.
+        let broken = key_file("broken.key", "c2hvcnQ=");
+        let refused = ferridm(&server.conf(), server.db_url(), &["import", "--idm-key", &broken, path]);
+        assert_eq!(refused.status.code(), Some(2));
+        assert!(
+            stderr(&refused).contains("an AES key has 16, 24 or 32 bytes"),
+            "{}",
+            stderr(&refused)
+        );
+
+        // IDM's key opens both forms; the passwords are stored as argon2id and log in.
+        let imported = ferridm(&server.conf(), server.db_url(), &["import", "--idm-key", &key, path]);
+        assert!(imported.status.success(), "{}{}", stdout(&imported), stderr(&imported));
+        let stored = stored_objects(server.db_url());
+        for (user, password) in [("sealed", "Sealed1Pass"), ("legacy", "Legacy1Pass")] {
+            let content = &stored[&("user".to_owned(), user.to_owned())].2;
+            assert_eq!(content["password"]["$crypto"]["type"], json!("argon2id"), "{user}");
+            assert!(!content.to_string().contains(password), "{user}: {content}");
+            assert_eq!(logs_in(&server, user, password), 200, "{user}");
+            assert_eq!(logs_in(&server, user, "Wrong1Pass"), 401, "{user}");
+        }
+    });
 }
 
 #[test]

@@ -48,49 +48,43 @@ impl JsonFiles {
         handler: &str,
         settings: &JsonFileSettings,
         dir: &Path,
-        events: &[&Event],
+        events: &[&Event<'_>],
         now_millis: i64,
     ) -> std::io::Result<()> {
-        let mut touched: Vec<(String, String)> = Vec::new();
+        let mut topics: Vec<&'static str> = Vec::new();
         for event in events {
-            let key = (handler.to_owned(), event.topic.to_owned());
-            let path = dir.join(format!("{}.audit.json", event.topic));
-            let stale = self.open.get(&key).is_some_and(|open| open.path != path);
-            if stale {
+            if !topics.contains(&event.topic) {
+                topics.push(event.topic);
+            }
+        }
+        for topic in topics {
+            let key = (handler.to_owned(), topic.to_owned());
+            let path = dir.join(format!("{topic}.audit.json"));
+            if self.open.get(&key).is_some_and(|open| open.path != path) {
                 self.open.remove(&key);
             }
-            if !self.open.contains_key(&key) {
-                self.open.insert(key.clone(), OpenFile::open(path, now_millis)?);
-            }
-            let mut line = serde_json::to_vec(&event.body)?;
-            line.push(b'\n');
-            let due = self.open.get(&key).is_some_and(|open| {
+            let mut open = match self.open.remove(&key) {
+                Some(open) => open,
+                None => OpenFile::open(path.clone(), now_millis)?,
+            };
+            for event in events.iter().filter(|event| event.topic == topic) {
+                let line_length = event.text.len() as u64 + 1;
                 let rotation = &settings.rotation;
-                let too_big = rotation.max_file_size > 0
-                    && open.bytes > 0
-                    && open.bytes + line.len() as u64 > rotation.max_file_size;
+                let too_big =
+                    rotation.max_file_size > 0 && open.bytes > 0 && open.bytes + line_length > rotation.max_file_size;
                 let too_old = rotation.interval.is_some_and(|interval| {
                     now_millis - open.opened_at_millis >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX)
                 });
-                rotation.enabled && (too_big || too_old)
-            });
-            if due && let Some(open) = self.open.remove(&key) {
-                rotate(open, settings, event.topic, now_millis)?;
-                let path = dir.join(format!("{}.audit.json", event.topic));
-                self.open.insert(key.clone(), OpenFile::open(path, now_millis)?);
+                if rotation.enabled && (too_big || too_old) {
+                    rotate(open, settings, topic, now_millis)?;
+                    open = OpenFile::open(path.clone(), now_millis)?;
+                }
+                open.writer.write_all(event.text.as_bytes())?;
+                open.writer.write_all(b"\n")?;
+                open.bytes += line_length;
             }
-            if let Some(open) = self.open.get_mut(&key) {
-                open.writer.write_all(&line)?;
-                open.bytes += line.len() as u64;
-            }
-            if !touched.contains(&key) {
-                touched.push(key);
-            }
-        }
-        for key in touched {
-            if let Some(open) = self.open.get_mut(&key) {
-                open.writer.flush()?;
-            }
+            open.writer.flush()?;
+            self.open.insert(key, open);
         }
         Ok(())
     }

@@ -5,27 +5,78 @@
 //! `whenFull: block`) the request waits for room.
 
 mod json_file;
+mod pick;
 mod syslog;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use ferridm_core::Object;
-use ferridm_store::{IndexSpec, NewObject, Store};
+use ferridm_store::{AuditColumn, AuditFields, NewAuditEvent, Store};
 use serde_json::Value;
 
 use crate::config::ConfigPaths;
 use crate::config::audit::{AuditConfig, HandlerKind, QueueSettings, WhenFull};
 
-/// One audit event: its topic and IDM's JSON body (with `_id` and `timestamp`).
+/// One audit event as the handlers get it: its topic and IDM's JSON body (with `_id` and
+/// `timestamp`) as JSON text.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub struct Event<'a> {
     /// `access`, `activity`, `authentication` or `config`.
     pub topic: &'static str,
     /// The event as handlers write it.
-    pub body: Object,
+    pub text: Cow<'a, str>,
+}
+
+/// Events queued together: their texts one after the other in one buffer. Requests append to
+/// it and the writer hands emptied batches back, so queuing an event allocates nothing and
+/// nothing a request allocated is freed by the writer's thread.
+#[derive(Debug, Default)]
+pub struct Batch {
+    text: String,
+    /// Each event's topic and where its text ends.
+    ends: Vec<(&'static str, usize)>,
+}
+
+impl Batch {
+    /// How many events it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Its events, in order.
+    pub fn events(&self) -> impl Iterator<Item = Event<'_>> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(topic, end)| {
+            let text = &self.text[start..end];
+            start = end;
+            Event {
+                topic,
+                text: Cow::Borrowed(text),
+            }
+        })
+    }
+
+    fn push(&mut self, topic: &'static str, text: &str) {
+        self.text.push_str(text);
+        self.ends.push((topic, self.text.len()));
+    }
+}
+
+/// A recycled batch buffer larger than this is dropped rather than kept (after a burst).
+const MAX_SPARE_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// Each thread's buffer that events are serialized into before they are queued.
+    static SERIALIZED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The bounded queue between requests and the writer.
@@ -40,7 +91,9 @@ pub struct AuditQueue {
 
 #[derive(Debug, Default)]
 struct QueueState {
-    events: VecDeque<Event>,
+    pending: Batch,
+    /// An emptied batch the writer handed back, taken next.
+    spare: Batch,
     settings: QueueSettings,
     writer_waiting: bool,
 }
@@ -56,10 +109,22 @@ impl AuditQueue {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues an event; a full queue drops it (counted) or waits for room, as configured.
-    pub fn submit(&self, event: Event) {
+    /// Queues an event of `topic` whose body serializes as `body`; a full queue drops it
+    /// (counted) or waits for room, as configured.
+    pub fn submit(&self, topic: &'static str, body: &impl serde::Serialize) -> serde_json::Result<()> {
+        SERIALIZED.with_borrow_mut(|buffer| {
+            buffer.clear();
+            serde_json::to_writer(&mut *buffer, body)?;
+            // serde_json writes UTF-8 only.
+            let text = std::str::from_utf8(buffer).map_err(serde::ser::Error::custom)?;
+            self.push(topic, text);
+            Ok(())
+        })
+    }
+
+    fn push(&self, topic: &'static str, text: &str) {
         let mut state = self.lock();
-        while state.events.len() >= state.settings.max_size && !self.closed.load(Ordering::Relaxed) {
+        while state.pending.len() >= state.settings.max_size && !self.closed.load(Ordering::Relaxed) {
             if state.settings.when_full == WhenFull::Drop {
                 drop(state);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -67,8 +132,8 @@ impl AuditQueue {
             }
             state = self.room.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        state.events.push_back(event);
-        let wake = state.writer_waiting || state.events.len() >= state.settings.max_size;
+        state.pending.push(topic, text);
+        let wake = state.writer_waiting || state.pending.len() >= state.settings.max_size;
         drop(state);
         if wake {
             self.ready.notify_one();
@@ -76,9 +141,10 @@ impl AuditQueue {
     }
 
     /// Everything queued, waiting up to `wait` for a first event; `None` once closed and empty.
-    pub fn take(&self, wait: Duration) -> Option<Vec<Event>> {
+    /// Hand the batch back with [`recycle`](Self::recycle) once written.
+    pub fn take(&self, wait: Duration) -> Option<Batch> {
         let mut state = self.lock();
-        if state.events.is_empty() && !self.closed.load(Ordering::Relaxed) {
+        if state.pending.is_empty() && !self.closed.load(Ordering::Relaxed) {
             state.writer_waiting = true;
             state = self
                 .ready
@@ -87,13 +153,24 @@ impl AuditQueue {
                 .0;
             state.writer_waiting = false;
         }
-        if state.events.is_empty() && self.closed.load(Ordering::Relaxed) {
+        if state.pending.is_empty() && self.closed.load(Ordering::Relaxed) {
             return None;
         }
-        let batch: Vec<Event> = state.events.drain(..).collect();
+        let spare = std::mem::take(&mut state.spare);
+        let batch = std::mem::replace(&mut state.pending, spare);
         drop(state);
         self.room.notify_all();
         Some(batch)
+    }
+
+    /// Takes back a written batch, emptied, for requests to fill again.
+    pub fn recycle(&self, mut batch: Batch) {
+        if batch.text.capacity() > MAX_SPARE_BYTES {
+            return;
+        }
+        batch.text.clear();
+        batch.ends.clear();
+        self.lock().spare = batch;
     }
 
     /// Lets events gather for up to `linger` (ended early by [`close`](Self::close) or a full
@@ -101,7 +178,7 @@ impl AuditQueue {
     /// write for many events, and requests seldom have to wake the writer.
     pub fn gather(&self, linger: Duration) {
         let state = self.lock();
-        if state.events.len() < state.settings.max_size && !self.closed.load(Ordering::Relaxed) {
+        if state.pending.len() < state.settings.max_size && !self.closed.load(Ordering::Relaxed) {
             drop(self.ready.wait_timeout(state, linger));
         }
     }
@@ -116,7 +193,7 @@ impl AuditQueue {
 
     /// Events waiting now.
     pub fn depth(&self) -> usize {
-        self.lock().events.len()
+        self.lock().pending.len()
     }
 
     /// Events dropped because the queue was full, since start.
@@ -125,22 +202,36 @@ impl AuditQueue {
     }
 }
 
-/// The object type audit events of `topic` are stored under in the database.
-pub fn repository_type(topic: &str) -> String {
-    format!("audit/{topic}")
-}
-
-/// True for the object types audit events are stored under (not managed objects).
-pub fn is_repository_type(object_type: &str) -> bool {
-    object_type.starts_with("audit/")
-}
-
-/// What of an event the database indexes for queries: everything but the bulky object states
-/// and raw HTTP details.
-pub fn repository_index() -> IndexSpec {
-    IndexSpec {
-        hidden: vec!["before".into(), "after".into(), "http".into()],
-        unique: Vec::new(),
+/// Where events of `topic` hold the fields audit queries filter and sort on (the store keeps
+/// them as columns; `_id` always is one). IDM's names; other fields are returned, not queried.
+pub fn queryable_fields(topic: &str) -> &'static AuditFields {
+    use AuditColumn::{EventName, ObjectId, Operation, Status, Timestamp, TransactionId, UserId};
+    match topic {
+        "access" => &[
+            ("timestamp", Timestamp),
+            ("eventName", EventName),
+            ("transactionId", TransactionId),
+            ("userId", UserId),
+            ("request/operation", Operation),
+            ("response/status", Status),
+        ],
+        "authentication" => &[
+            ("timestamp", Timestamp),
+            ("eventName", EventName),
+            ("transactionId", TransactionId),
+            ("userId", UserId),
+            ("principal", ObjectId),
+            ("result", Status),
+        ],
+        _ => &[
+            ("timestamp", Timestamp),
+            ("eventName", EventName),
+            ("transactionId", TransactionId),
+            ("userId", UserId),
+            ("objectId", ObjectId),
+            ("operation", Operation),
+            ("status", Status),
+        ],
     }
 }
 
@@ -156,23 +247,18 @@ pub struct Handlers {
 impl Handlers {
     /// Writes a batch to every handler `config` enables for each event's topic, after the
     /// configured field filters. A handler that fails logs the failure; the others still write.
-    pub fn write(
-        &mut self,
-        batch: Vec<Event>,
-        config: &AuditConfig,
-        paths: &ConfigPaths,
-        store: &Store,
-        now_millis: i64,
-    ) {
-        let batch: Vec<Event> = batch
-            .into_iter()
+    pub fn write(&mut self, batch: &Batch, config: &AuditConfig, paths: &ConfigPaths, store: &Store, now_millis: i64) {
+        let batch: Vec<Event<'_>> = batch
+            .events()
             .map(|mut event| {
-                filter_fields(&mut event, config);
+                if let Err(error) = filter_fields(&mut event, config) {
+                    tracing::error!(topic = event.topic, %error, "an audit event is not JSON; it is written as it is");
+                }
                 event
             })
             .collect();
         for handler in &config.handlers {
-            let events: Vec<&Event> = batch
+            let events: Vec<&Event<'_>> = batch
                 .iter()
                 .filter(|event| handler.topics.iter().any(|topic| topic == event.topic))
                 .collect();
@@ -209,62 +295,77 @@ impl Handlers {
     }
 }
 
-fn write_stdout(events: &[&Event]) -> std::io::Result<()> {
+fn write_stdout(events: &[&Event<'_>]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     for event in events {
-        serde_json::to_writer(&mut out, &event.body)?;
+        out.write_all(event.text.as_bytes())?;
         out.write_all(b"\n")?;
     }
     out.flush()
 }
 
-fn write_repository(store: &Store, events: &[&Event]) -> std::io::Result<()> {
-    let index = repository_index();
-    let types: Vec<String> = events.iter().map(|event| repository_type(event.topic)).collect();
-    let empty = Object::new();
-    let contents: Vec<(String, Object)> = events
+fn write_repository(store: &Store, events: &[&Event<'_>]) -> std::io::Result<()> {
+    // Per event: its id, then the values of its topic's queryable fields in the store's column
+    // order, read from its text.
+    let picked: Vec<(String, [Option<String>; AuditColumn::VALUES.len()])> = events
         .iter()
         .map(|event| {
-            let mut content = event.body.clone();
-            let id = match content.shift_remove("_id") {
-                Some(Value::String(id)) => id,
-                _ => uuid::Uuid::now_v7().to_string(),
-            };
-            (id, content)
+            let fields = queryable_fields(event.topic);
+            let paths: Vec<&str> = std::iter::once("_id")
+                .chain(fields.iter().map(|(name, _)| *name))
+                .collect();
+            let mut found = pick::strings(&event.text, &paths).map_err(std::io::Error::other)?;
+            let id = found[0].take().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let mut values: [Option<String>; AuditColumn::VALUES.len()] = Default::default();
+            for ((_, column), value) in fields.iter().zip(found.into_iter().skip(1)) {
+                if let Some(slot) = AuditColumn::VALUES.iter().position(|candidate| candidate == column) {
+                    values[slot] = value;
+                }
+            }
+            Ok((id, values))
         })
-        .collect();
-    let objects: Vec<NewObject<'_>> = contents
+        .collect::<std::io::Result<_>>()?;
+    let rows: Vec<NewAuditEvent<'_>> = events
         .iter()
-        .zip(&types)
-        .map(|((id, content), object_type)| NewObject {
-            object_type,
+        .zip(&picked)
+        .map(|(event, (id, values))| NewAuditEvent {
+            topic: event.topic,
             id,
-            content,
-            meta: &empty,
-            index: &index,
+            body: &event.text,
+            values: values.each_ref().map(Option::as_deref),
         })
         .collect();
-    store.insert_many(&objects).map(|_| ()).map_err(std::io::Error::other)
+    store.insert_audit_events(&rows).map_err(std::io::Error::other)
 }
 
-/// Applies `filterPolicies`: excluded fields are removed, masked values replaced.
-fn filter_fields(event: &mut Event, config: &AuditConfig) {
-    for path in &config.excluded_fields {
-        if let Some((topic, rest)) = path.split_first()
-            && topic == event.topic
-        {
-            remove_path(&mut event.body, rest);
-        }
+/// Applies `filterPolicies`: excluded fields are removed, masked values replaced. Only an event
+/// of a topic with filters is parsed and written again.
+fn filter_fields<'a>(event: &mut Event<'_>, config: &'a AuditConfig) -> serde_json::Result<()> {
+    let topic = event.topic;
+    let of_topic = |paths: &'a [Vec<String>]| -> Vec<&'a [String]> {
+        paths
+            .iter()
+            .filter_map(|path| path.split_first())
+            .filter(|(first, _)| *first == topic)
+            .map(|(_, rest)| rest)
+            .collect()
+    };
+    let (excluded, masked) = (of_topic(&config.excluded_fields), of_topic(&config.masked_values));
+    if excluded.is_empty() && masked.is_empty() {
+        return Ok(());
     }
-    for path in &config.masked_values {
-        if let Some((topic, rest)) = path.split_first()
-            && topic == event.topic
-            && let Some(value) = find_path(&mut event.body, rest)
-        {
+    let mut body: Object = serde_json::from_str(&event.text)?;
+    for path in excluded {
+        remove_path(&mut body, path);
+    }
+    for path in masked {
+        if let Some(value) = find_path(&mut body, path) {
             *value = Value::String(MASK.to_owned());
         }
     }
+    event.text = Cow::Owned(serde_json::to_string(&body)?);
+    Ok(())
 }
 
 /// What a masked value reads as.
@@ -301,11 +402,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(n: i64) -> Event {
-        let Value::Object(body) = json!({"n": n}) else {
-            unreachable!()
-        };
-        Event { topic: "access", body }
+    fn submit(queue: &AuditQueue, n: i64) {
+        queue.submit("access", &json!({"n": n})).unwrap();
+    }
+
+    /// The texts of a batch's events.
+    fn texts(batch: &Batch) -> Vec<String> {
+        batch.events().map(|event| event.text.into_owned()).collect()
+    }
+
+    fn text(n: i64) -> String {
+        format!("{{\"n\":{n}}}")
     }
 
     #[test]
@@ -316,33 +423,37 @@ mod tests {
             when_full: WhenFull::Drop,
         });
         for n in 0..5 {
-            queue.submit(event(n));
+            submit(&queue, n);
         }
         assert_eq!(queue.depth(), 2);
         assert_eq!(queue.dropped(), 3);
         let taken = queue.take(Duration::ZERO).unwrap_or_default();
-        assert_eq!(taken, vec![event(0), event(1)]);
+        assert_eq!(texts(&taken), [text(0), text(1)]);
+        // A recycled batch is filled again from its start.
+        queue.recycle(taken);
+        submit(&queue, 7);
+        assert_eq!(texts(&queue.take(Duration::ZERO).unwrap_or_default()), [text(7)]);
 
         queue.configure(QueueSettings {
             max_size: 1,
             when_full: WhenFull::Block,
         });
-        queue.submit(event(10));
+        submit(&queue, 10);
         let queue = std::sync::Arc::new(queue);
         let waiting = {
             let queue = std::sync::Arc::clone(&queue);
-            std::thread::spawn(move || queue.submit(event(11)))
+            std::thread::spawn(move || submit(&queue, 11))
         };
         // The second event waits for room: taking the first lets it in; nothing is dropped.
         let mut seen = Vec::new();
         while seen.len() < 2 {
-            seen.extend(queue.take(Duration::from_millis(50)).unwrap_or_default());
+            seen.extend(texts(&queue.take(Duration::from_millis(50)).unwrap_or_default()));
         }
         let _ = waiting.join();
-        assert_eq!(seen, vec![event(10), event(11)]);
+        assert_eq!(seen, [text(10), text(11)]);
         assert_eq!(queue.dropped(), 3);
         queue.close();
-        assert_eq!(queue.take(Duration::from_secs(5)), None);
+        assert!(queue.take(Duration::from_secs(5)).is_none());
     }
 
     #[test]
@@ -353,7 +464,7 @@ mod tests {
             max_size: 1,
             when_full: WhenFull::Block,
         });
-        queue.submit(event(1));
+        submit(&queue, 1);
         let started = std::time::Instant::now();
         queue.gather(linger);
         assert!(started.elapsed() < linger / 10, "a full queue is written at once");
@@ -364,7 +475,7 @@ mod tests {
             std::thread::spawn(move || queue.gather(linger))
         };
         // The queue filling up ends the gathering early.
-        queue.submit(event(2));
+        submit(&queue, 2);
         let _ = gathering.join();
         assert!(started.elapsed() < linger / 10, "a queue filling up wakes the writer");
 
@@ -383,15 +494,23 @@ mod tests {
             ],
             ..AuditConfig::default()
         };
-        let Value::Object(body) = json!({"userId": "bob", "http": {"request": {"secret": "x", "method": "GET"}}})
-        else {
-            unreachable!()
+        let body = json!({"userId": "bob", "http": {"request": {"secret": "x", "method": "GET"}}});
+        let mut access = Event {
+            topic: "access",
+            text: body.to_string().into(),
         };
-        let mut access = Event { topic: "access", body };
-        filter_fields(&mut access, &config);
+        filter_fields(&mut access, &config).unwrap();
         assert_eq!(
-            Value::Object(access.body),
+            serde_json::from_str::<Value>(&access.text).unwrap(),
             json!({"userId": MASK, "http": {"request": {"method": "GET"}}})
         );
+        // A topic without filters keeps its text as it is.
+        let mut activity = Event {
+            topic: "authentication",
+            text: body.to_string().into(),
+        };
+        let text = activity.text.clone();
+        filter_fields(&mut activity, &config).unwrap();
+        assert_eq!(activity.text, text);
     }
 }

@@ -7,8 +7,6 @@ use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _, UdpSocket};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::config::audit::SyslogSettings;
 
 use super::Event;
@@ -30,7 +28,12 @@ enum Sender {
 
 impl SyslogSenders {
     /// Sends `events` to the handler's collector, connecting first when needed.
-    pub(super) fn write(&mut self, handler: &str, settings: &SyslogSettings, events: &[&Event]) -> std::io::Result<()> {
+    pub(super) fn write(
+        &mut self,
+        handler: &str,
+        settings: &SyslogSettings,
+        events: &[&Event<'_>],
+    ) -> std::io::Result<()> {
         if self
             .open
             .get(handler)
@@ -70,7 +73,7 @@ fn connect(settings: &SyslogSettings) -> std::io::Result<Sender> {
     }
 }
 
-fn send(sender: &mut Sender, settings: &SyslogSettings, events: &[&Event]) -> std::io::Result<()> {
+fn send(sender: &mut Sender, settings: &SyslogSettings, events: &[&Event<'_>]) -> std::io::Result<()> {
     for event in events {
         let message = format_message(settings.facility, event)?;
         match sender {
@@ -89,15 +92,16 @@ fn send(sender: &mut Sender, settings: &SyslogSettings, events: &[&Event]) -> st
 }
 
 /// `<PRI>1 TIMESTAMP HOSTNAME ferridm PROCID <topic> - <event JSON>`.
-pub(super) fn format_message(facility: u8, event: &Event) -> std::io::Result<String> {
+pub(super) fn format_message(facility: u8, event: &Event<'_>) -> std::io::Result<String> {
     let priority = u16::from(facility) * 8 + u16::from(INFORMATIONAL);
-    let timestamp = event.body.get("timestamp").and_then(Value::as_str).unwrap_or("-");
-    let body = serde_json::to_string(&event.body)?;
+    let timestamp = super::pick::strings(&event.text, &["timestamp"])?.swap_remove(0);
     Ok(format!(
-        "<{priority}>1 {timestamp} {} ferridm {} {} - {body}",
+        "<{priority}>1 {} {} ferridm {} {} - {}",
+        timestamp.as_deref().unwrap_or("-"),
         host_name(),
         std::process::id(),
-        event.topic
+        event.topic,
+        event.text
     ))
 }
 
@@ -119,11 +123,12 @@ mod tests {
 
     #[test]
     fn messages_follow_rfc_5424() {
-        let Value::Object(body) = json!({"_id": "e1", "timestamp": "2026-12-04T10:00:00.000Z", "eventName": "access"})
-        else {
-            unreachable!()
+        let body = json!({"_id": "e1", "timestamp": "2026-12-04T10:00:00.000Z", "eventName": "access"});
+        let event = Event {
+            topic: "access",
+            text: body.to_string().into(),
         };
-        let message = format_message(16, &Event { topic: "access", body }).unwrap_or_default();
+        let message = format_message(16, &event).unwrap_or_default();
         let prefix = format!(
             "<134>1 2026-12-04T10:00:00.000Z {} ferridm {} access - ",
             host_name(),

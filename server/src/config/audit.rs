@@ -50,13 +50,13 @@ impl AuditConfig {
             .any(|handler| handler.topics.iter().any(|t| t == topic))
     }
 
-    /// True when `topic` records operation `action` (`create`, `read`, …).
+    /// True when `topic` records operation `action` (`create`, `read`, …; any case).
     pub fn records_action(&self, topic: &str, action: &str) -> bool {
         self.records(topic)
             && self
                 .actions
                 .get(topic)
-                .is_none_or(|actions| actions.iter().any(|a| a == action))
+                .is_none_or(|actions| actions.iter().any(|a| a.eq_ignore_ascii_case(action)))
     }
 
     /// The handler that answers `audit/<topic>` queries: the repository handler recording it.
@@ -540,6 +540,10 @@ mod tests {
         assert!(config.records_action("activity", "create"));
         assert!(!config.records_action("activity", "patch"));
         assert!(config.records_action("access", "read"));
+        assert!(
+            config.records_action("activity", "CREATE"),
+            "operations are matched in any case"
+        );
         assert!(!config.records("authentication"));
         assert_eq!(config.password_fields, ["password"]);
         assert!(config.query_handler("activity").is_some());

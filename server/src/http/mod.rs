@@ -11,6 +11,7 @@ mod response;
 pub mod ui;
 pub mod wire;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -208,11 +209,9 @@ fn record_access(http: &HttpRequest, state: &AppState, trace: &Trace, status: u1
         .headers()
         .iter()
         .filter(|(name, _)| service::audit::recordable_header(name.as_str()))
-        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .filter_map(|(name, value)| Some((Cow::Borrowed(name.as_str()), Cow::Borrowed(value.to_str().ok()?))))
         .collect();
-    let query = form_urlencoded::parse(http.query_string().as_bytes())
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
-        .collect();
+    let query = form_urlencoded::parse(http.query_string().as_bytes()).collect();
     service::audit::access(
         state,
         &generation.audit,
@@ -222,7 +221,7 @@ fn record_access(http: &HttpRequest, state: &AppState, trace: &Trace, status: u1
             roles,
             client: (&client_ip, peer.map_or(0, |address| address.port())),
             server: (&server_ip, local.port()),
-            operation: trace.operation.clone(),
+            operation: trace.operation.as_deref(),
             action: trace.action.as_deref(),
             method: http.method().as_str(),
             path: http.path(),

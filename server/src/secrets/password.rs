@@ -3,6 +3,7 @@
 //! many checks run at once (each argon2id run takes `memoryKib` of memory and a core, so a burst
 //! of guesses must queue rather than exhaust the machine).
 
+pub mod idm_encryption;
 pub mod idm_hash;
 
 use std::sync::{Mutex, PoisonError};
@@ -12,14 +13,13 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier 
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde_json::{Value, json};
 
+use self::idm_encryption::IDM_ENCRYPTION;
 use self::idm_hash::{IdmHash, SALTED_HASH};
 use crate::config::settings::PasswordHashSettings;
 use crate::gate::Gate;
 
 /// The `$crypto` type of ferridm's own password hashes.
 pub const ARGON2ID: &str = "argon2id";
-/// The `$crypto` type of values IDM encrypted with its own keys.
-const IDM_ENCRYPTION: &str = "x-simple-encryption";
 
 /// ferridm's stored form of an argon2id PHC string.
 pub fn argon2id_crypto(phc: String) -> Value {

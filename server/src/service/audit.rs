@@ -5,6 +5,7 @@
 //! hashed and private properties are left out of object states, and configuration secrets are
 //! withheld as configuration reads withhold them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use ferridm_core::Object;
 use serde_json::{Value, json};
 
 use super::context::{Caller, RequestContext};
-use crate::audit::{Event, Handlers};
+use crate::audit::Handlers;
 use crate::config::audit::AuditConfig;
 use crate::state::AppState;
 
@@ -33,6 +34,7 @@ pub fn start_writer(state: &Arc<AppState>) {
             let mut handlers = Handlers::default();
             while let Some(batch) = queue.take(WRITER_WAIT) {
                 if batch.is_empty() {
+                    queue.recycle(batch);
                     continue;
                 }
                 let Some(state) = weak.upgrade() else {
@@ -40,13 +42,14 @@ pub fn start_writer(state: &Arc<AppState>) {
                 };
                 let generation = state.generation();
                 handlers.write(
-                    batch,
+                    &batch,
                     &generation.audit,
                     &state.paths,
                     &state.store,
                     state.clock.now_millis(),
                 );
                 drop(state);
+                queue.recycle(batch);
                 queue.gather(WRITER_LINGER);
             }
         });
@@ -84,7 +87,14 @@ fn submit(state: &AppState, topic: &'static str, event_name: &str, transaction_i
     body.insert("transactionId".to_owned(), Value::String(transaction_id.to_owned()));
     body.insert("userId".to_owned(), Value::String(user_id.to_owned()));
     body.extend(rest);
-    state.audit.submit(Event { topic, body });
+    queue(state, topic, &body);
+}
+
+/// Queues an event (or logs why it cannot be written).
+fn queue(state: &AppState, topic: &'static str, body: &impl serde::Serialize) {
+    if let Err(error) = state.audit.submit(topic, body) {
+        tracing::error!(%error, topic, "an audit event cannot be written as JSON; it is lost");
+    }
 }
 
 fn object(value: Value) -> Object {
@@ -123,7 +133,7 @@ pub struct AccessRecord<'a> {
     /// This server's address and port.
     pub server: (&'a str, u16),
     /// The CREST operation (`READ`, `QUERY`, `ACTION`, …), if the request got that far.
-    pub operation: Option<String>,
+    pub operation: Option<&'a str>,
     /// The action's name for actions.
     pub action: Option<&'a str>,
     /// HTTP method, full path and query parameters.
@@ -131,9 +141,9 @@ pub struct AccessRecord<'a> {
     /// The path (`/openidm/managed/user/1`).
     pub path: &'a str,
     /// Query parameters, decoded.
-    pub query: Vec<(String, String)>,
+    pub query: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// Recordable request headers (lower-case names).
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// The response status.
     pub status: u16,
     /// Its reason phrase.
@@ -143,66 +153,155 @@ pub struct AccessRecord<'a> {
 }
 
 /// Records an access event (topic `access`) for a finished client request, under `config`.
+/// Every request makes one, so it is written as JSON text straight from the record (no
+/// intermediate JSON tree), in IDM's shape.
 pub fn access(state: &AppState, config: &AuditConfig, record: &AccessRecord<'_>) {
-    let operation = record.operation.clone().unwrap_or_else(|| record.method.to_owned());
-    if !config.records_action("access", &operation.to_lowercase()) {
+    let operation = record.operation.unwrap_or(record.method);
+    if !config.records_action("access", operation) {
         return;
     }
-    let mut query = Object::new();
-    for (name, value) in &record.query {
-        match query.get_mut(name) {
-            Some(Value::Array(values)) => values.push(Value::String(value.clone())),
-            _ => {
-                query.insert(name.clone(), json!([value]));
-            }
-        }
-    }
-    let mut headers = Object::new();
-    for (name, value) in &record.headers {
-        match headers.get_mut(name) {
-            Some(Value::Array(values)) => values.push(Value::String(value.clone())),
-            _ => {
-                headers.insert(name.clone(), json!([value]));
-            }
-        }
-    }
     let succeeded = record.status < 400;
-    let mut response = json!({
-        "status": if succeeded { "SUCCESSFUL" } else { "FAILED" },
-        "statusCode": record.status.to_string(),
-        "elapsedTime": record.elapsed_millis,
-        "elapsedTimeUnits": "MILLISECONDS",
-    });
-    if !succeeded {
-        response["detail"] = json!({"reason": record.reason});
+    let event = AccessEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        timestamp: state.clock.now_iso(),
+        event_name: "access",
+        transaction_id: record.transaction_id,
+        user_id: record.user_id.unwrap_or(""),
+        tracking_ids: [],
+        server: Address {
+            ip: record.server.0,
+            port: record.server.1,
+        },
+        client: Address {
+            ip: record.client.0,
+            port: record.client.1,
+        },
+        request: AccessRequest {
+            protocol: "CREST",
+            operation,
+            detail: record.action.map(|action| ActionDetail { action }),
+        },
+        http: HttpPart {
+            request: HttpRequestPart {
+                secure: false,
+                method: record.method,
+                path: record.path,
+                query_parameters: Grouped(&record.query),
+                headers: Grouped(&record.headers),
+            },
+        },
+        response: AccessResponse {
+            status: if succeeded { "SUCCESSFUL" } else { "FAILED" },
+            status_code: record.status,
+            elapsed_time: record.elapsed_millis,
+            elapsed_time_units: "MILLISECONDS",
+            detail: (!succeeded).then_some(ReasonDetail { reason: record.reason }),
+        },
+        roles: record.roles,
+    };
+    queue(state, "access", &event);
+}
+
+/// IDM's access event, serialized in its field order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessEvent<'a> {
+    #[serde(rename = "_id")]
+    id: String,
+    timestamp: String,
+    event_name: &'a str,
+    transaction_id: &'a str,
+    user_id: &'a str,
+    tracking_ids: [&'a str; 0],
+    server: Address<'a>,
+    client: Address<'a>,
+    request: AccessRequest<'a>,
+    http: HttpPart<'a>,
+    response: AccessResponse<'a>,
+    roles: &'a [String],
+}
+
+#[derive(serde::Serialize)]
+struct Address<'a> {
+    ip: &'a str,
+    port: u16,
+}
+
+#[derive(serde::Serialize)]
+struct AccessRequest<'a> {
+    protocol: &'a str,
+    operation: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<ActionDetail<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ActionDetail<'a> {
+    action: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct HttpPart<'a> {
+    request: HttpRequestPart<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpRequestPart<'a> {
+    secure: bool,
+    method: &'a str,
+    path: &'a str,
+    query_parameters: Grouped<'a>,
+    headers: Grouped<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessResponse<'a> {
+    status: &'a str,
+    #[serde(serialize_with = "as_text")]
+    status_code: u16,
+    elapsed_time: u64,
+    elapsed_time_units: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<ReasonDetail<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ReasonDetail<'a> {
+    reason: &'a str,
+}
+
+/// IDM writes the status code as a string.
+fn as_text<S: serde::Serializer>(code: &u16, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(code)
+}
+
+/// Name/value pairs as IDM records query parameters and headers: each name once (in order of
+/// first appearance) with the array of its values.
+struct Grouped<'a>(&'a [(Cow<'a, str>, Cow<'a, str>)]);
+
+impl serde::Serialize for Grouped<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut names: Vec<&str> = Vec::with_capacity(self.0.len());
+        for (name, _) in self.0 {
+            if !names.contains(&name.as_ref()) {
+                names.push(name);
+            }
+        }
+        let mut map = serializer.serialize_map(Some(names.len()))?;
+        for name in names {
+            let values: Vec<&str> = self
+                .0
+                .iter()
+                .filter(|(candidate, _)| candidate == name)
+                .map(|(_, value)| value.as_ref())
+                .collect();
+            map.serialize_entry(name, &values)?;
+        }
+        map.end()
     }
-    let mut request = json!({"protocol": "CREST", "operation": operation});
-    if let Some(action) = record.action {
-        request["detail"] = json!({"action": action});
-    }
-    let rest = object(json!({
-        "trackingIds": [],
-        "server": {"ip": record.server.0, "port": record.server.1},
-        "client": {"ip": record.client.0, "port": record.client.1},
-        "request": request,
-        "http": {"request": {
-            "secure": false,
-            "method": record.method,
-            "path": record.path,
-            "queryParameters": query,
-            "headers": headers,
-        }},
-        "response": response,
-        "roles": record.roles,
-    }));
-    submit(
-        state,
-        "access",
-        "access",
-        record.transaction_id,
-        record.user_id.unwrap_or(""),
-        rest,
-    );
 }
 
 /// One credential check, for the `authentication` topic.
@@ -312,7 +411,7 @@ pub struct ActivityRecord<'a> {
 /// Records an activity event (topic `activity`).
 pub fn activity(ctx: &RequestContext, record: &ActivityRecord<'_>) {
     let config = &ctx.generation.audit;
-    if !config.records_action("activity", &record.operation.to_lowercase()) {
+    if !config.records_action("activity", record.operation) {
         return;
     }
     let empty = Object::new();
@@ -434,7 +533,7 @@ pub fn config(state: &AppState, record: &ConfigRecord<'_>) {
             (Some(_), None) => "DELETE",
             _ => "UPDATE",
         };
-        if !audit.records_action("config", &operation.to_lowercase()) {
+        if !audit.records_action("config", operation) {
             continue;
         }
         let changed: Vec<Value> = match (before, after) {

@@ -2,11 +2,12 @@
 //! diesel code path. Managed objects live in `objects` as JSON text; every value reachable by a
 //! JSON pointer is mirrored into the `object_props` index so `_queryFilter`s compile to indexed
 //! SQL; `unique_values` backs uniqueness; `login_failures` holds lockout state; `store_settings`
-//! holds named values every node shares; self-service flows, rate counters and session epochs
+//! holds named values every node shares; `audit_events` holds the audit trail; self-service flows, rate counters and session epochs
 //! are in `shared_state`.
 //!
 //! This is the only crate that imports diesel. Callers speak in core types.
 
+mod audit;
 mod cluster;
 mod connection;
 mod error;
@@ -28,6 +29,7 @@ mod transfer;
 mod turns;
 mod work;
 
+pub use audit::{AuditColumn, AuditFields, AuditPage, AuditQuery, NewAuditEvent, column_of};
 pub use cluster::NodeRecord;
 pub use connection::{Backend, DbTarget, Store, StoreOptions};
 pub use error::StoreError;

@@ -105,7 +105,7 @@ fn leaf_count(filter: &Filter) -> usize {
 }
 
 /// The smallest string greater than every string starting with `prefix` (byte order), if any.
-fn prefix_successor(prefix: &str) -> Option<String> {
+pub(crate) fn prefix_successor(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let mut next = u32::from(last) + 1;
@@ -120,7 +120,7 @@ fn prefix_successor(prefix: &str) -> Option<String> {
     None
 }
 
-fn like_escape(text: &str) -> String {
+pub(crate) fn like_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len() + 2);
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -1,14 +1,38 @@
 //! Migrations at open (issue 21, point 1): nodes started at the same instant on a fresh
-//! database all come up (one migrates, the others wait for it), and a database migrated by a
-//! newer ferridm is refused with a clear message instead of being served half-understood.
+//! database all come up (one migrates, the others wait for it), a database migrated by a
+//! newer ferridm is refused with a clear message instead of being served half-understood, and
+//! audit events stored as objects by earlier versions move to their own table.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use std::sync::Barrier;
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use ferridm_core::Object;
+use ferridm_core::filter::Filter;
 use ferridm_store::testing::TestDatabase;
-use ferridm_store::{Backend, IndexSpec, NewObject, Store, StoreError, StoreOptions};
+use ferridm_store::{AuditColumn, AuditQuery, Backend, IndexSpec, NewObject, Store, StoreError, StoreOptions};
+use serde_json::json;
+
+/// Runs `sql` on the database directly.
+fn execute(database: &TestDatabase, sql: &str) {
+    match database.backend() {
+        Backend::Sqlite => {
+            let path = database.url().trim_start_matches("sqlite://");
+            diesel::SqliteConnection::establish(path)
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap();
+        }
+        Backend::Postgres => {
+            diesel::PgConnection::establish(database.url())
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap();
+        }
+    }
+}
 
 #[test]
 fn nodes_started_together_on_a_fresh_database_all_come_up() {
@@ -49,22 +73,10 @@ fn nodes_started_together_on_a_fresh_database_all_come_up() {
 fn a_database_migrated_by_a_newer_ferridm_is_refused() {
     for database in TestDatabase::all() {
         drop(Store::open(database.url(), &StoreOptions::default()).unwrap());
-        let future = "INSERT INTO __diesel_schema_migrations (version) VALUES ('2099-01-01-000001')";
-        match database.backend() {
-            Backend::Sqlite => {
-                let path = database.url().trim_start_matches("sqlite://");
-                diesel::SqliteConnection::establish(path)
-                    .unwrap()
-                    .batch_execute(future)
-                    .unwrap();
-            }
-            Backend::Postgres => {
-                diesel::PgConnection::establish(database.url())
-                    .unwrap()
-                    .batch_execute(future)
-                    .unwrap();
-            }
-        }
+        execute(
+            &database,
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('2099-01-01-000001')",
+        );
         match Store::open(database.url(), &StoreOptions::default()) {
             Err(StoreError::Migration(message)) => assert_eq!(
                 message,
@@ -79,5 +91,88 @@ fn a_database_migrated_by_a_newer_ferridm_is_refused() {
                 other.map(|_| ())
             ),
         }
+    }
+}
+
+#[test]
+fn audit_events_stored_as_objects_move_to_their_table() {
+    for database in TestDatabase::all() {
+        // The layout before the audit table: events were objects of type `audit/<topic>`.
+        let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+        let access = json!({"timestamp": "2026-12-01T10:00:00.000Z", "eventName": "access", "transactionId": "T-1",
+            "userId": "openidm-admin", "request": {"protocol": "CREST", "operation": "READ"},
+            "response": {"status": "SUCCESSFUL", "elapsedTime": 3}});
+        let authentication = json!({"timestamp": "2026-12-01T10:00:01.000Z", "eventName": "authentication",
+            "transactionId": "T-2", "userId": "u-1", "principal": ["Bob"], "result": "FAILED"});
+        let user = json!({"userName": "bob"});
+        for (object_type, id, content) in [
+            ("audit/access", "a-1", &access),
+            ("audit/authentication", "n-1", &authentication),
+            ("user", "u-1", &user),
+        ] {
+            store
+                .insert(NewObject {
+                    object_type,
+                    id,
+                    content: content.as_object().unwrap(),
+                    meta: &Object::new(),
+                    index: &IndexSpec::default(),
+                })
+                .unwrap();
+        }
+        drop(store);
+        execute(
+            &database,
+            "DROP TABLE audit_events; DELETE FROM __diesel_schema_migrations WHERE version LIKE '2026%12%05%000009'",
+        );
+
+        let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+        assert_eq!(
+            store
+                .audit_event("access", "a-1")
+                .unwrap()
+                .map(serde_json::Value::Object),
+            Some(access),
+            "{:?}",
+            database.backend()
+        );
+        assert!(store.get("audit/access", "a-1").unwrap().is_none(), "moved, not copied");
+        assert!(store.get("user", "u-1").unwrap().is_some(), "managed objects stay");
+        let find = |topic, field: &'static str, column, value: &str| {
+            let fields = [(field, column)];
+            let filter = Filter::Comparison {
+                field: ferridm_core::JsonPointer::parse(field),
+                op: ferridm_core::filter::ComparisonOp::Eq,
+                value: ferridm_core::filter::Literal::String(value.to_owned()),
+            };
+            let page = store
+                .query_audit(&AuditQuery {
+                    topic,
+                    fields: &fields,
+                    filter: &filter,
+                    sort: &[],
+                    page_size: None,
+                    offset: 0,
+                    cookie: None,
+                    count: false,
+                    limit: 10,
+                    time_limit: None,
+                })
+                .unwrap();
+            page.events.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            find("access", "request/operation", AuditColumn::Operation, "read"),
+            ["a-1"]
+        );
+        assert_eq!(
+            find("access", "transactionId", AuditColumn::TransactionId, "t-1"),
+            ["a-1"]
+        );
+        assert_eq!(
+            find("authentication", "principal", AuditColumn::ObjectId, "BOB"),
+            ["n-1"]
+        );
+        assert_eq!(find("authentication", "result", AuditColumn::Status, "failed"), ["n-1"]);
     }
 }

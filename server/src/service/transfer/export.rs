@@ -9,7 +9,6 @@ use ferridm_store::{Snapshot, Store, StoreError};
 use serde_json::{Map, Value, json};
 
 use super::{EXPORT_FORMAT, EXPORT_VERSION, OBJECTS_FILE};
-use crate::audit::is_repository_type;
 use crate::config::ConfigPaths;
 
 /// Objects read from the snapshot at a time.
@@ -115,12 +114,10 @@ pub fn export(
     }
 }
 
-/// How many managed objects of each type the snapshot holds (the audit trail is not exported:
-/// its handlers' files are its archive).
+/// How many managed objects of each type the snapshot holds (the audit trail, kept in its own
+/// table, is not exported: its handlers' files are its archive).
 fn managed_counts(snapshot: &mut Snapshot<'_>) -> Result<std::collections::BTreeMap<String, i64>, ExportError> {
-    let mut counts = snapshot.counts()?;
-    counts.retain(|object_type, _| !is_repository_type(object_type));
-    Ok(counts)
+    Ok(snapshot.counts()?)
 }
 
 fn header(now: &str, counts: &std::collections::BTreeMap<String, i64>) -> Value {
@@ -192,7 +189,7 @@ fn write_objects(
         let page = snapshot.objects_after(after, PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.object.pk;
-        for item in page.into_iter().filter(|item| !is_repository_type(&item.object_type)) {
+        for item in page {
             let mut object = Map::new();
             object.insert("_id".to_owned(), Value::String(item.object.id));
             object.insert("_rev".to_owned(), Value::String(item.object.rev.to_string()));

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::{EXPORT_FORMAT, OBJECTS_FILE};
 use crate::secrets::password::StoredPassword;
+use crate::secrets::password::idm_encryption::{IDM_ENCRYPTION, IdmKeys};
 use crate::service::context::RequestContext;
 use crate::service::managed::ManagedObjects;
 
@@ -36,6 +37,9 @@ pub struct ImportOptions {
     pub resume: bool,
     /// Objects per transaction.
     pub batch_size: usize,
+    /// Keys that open IDM's encrypted values (`x-simple-encryption`); without them such values
+    /// are refused.
+    pub idm_keys: IdmKeys,
 }
 
 /// How an import ended.
@@ -160,7 +164,7 @@ pub fn import(
         }
         checked += 1;
         progress.update(checked, false);
-        let problem = match prepare(ctx, record) {
+        let problem = match prepare(ctx, record, &options.idm_keys) {
             Ok(prepared) => duplicate_in_input(&mut seen, ctx, &prepared).err().map(|reason| {
                 (
                     record_name(&prepared.object_type, &prepared.id, &prepared.content),
@@ -234,7 +238,7 @@ pub fn import(
             return Ok(());
         }
         let ordinal = record.ordinal;
-        let prepared = prepare(ctx, record).map_err(|(name, reason)| ImportError::Write {
+        let prepared = prepare(ctx, record, &options.idm_keys).map_err(|(name, reason)| ImportError::Write {
             committed: last_ordinal,
             message: format!("{name} no longer passes: {reason}"),
         })?;
@@ -383,8 +387,9 @@ fn record_name(object_type: &str, id: &str, object: &Object) -> String {
 
 /// Validates one object as a create would and returns it as it is to be written, or its name
 /// in the report and why it fails. `exported` objects (from a ferridm export) keep revision,
-/// metadata and content as stored; IDM objects get what a create gives them.
-fn prepare(ctx: &RequestContext, record: &Record) -> Result<Prepared, (String, String)> {
+/// metadata and content as stored; IDM objects get what a create gives them, with their
+/// encrypted values opened by `idm_keys`.
+fn prepare(ctx: &RequestContext, record: &Record, idm_keys: &IdmKeys) -> Result<Prepared, (String, String)> {
     let exported = record.exported;
     let mut object = record.object.clone();
     let id = match object.get("_id") {
@@ -399,10 +404,19 @@ fn prepare(ctx: &RequestContext, record: &Record) -> Result<Prepared, (String, S
     let name = record_name(&record.object_type, &id, &object);
     let fail = |reason: String| (name.clone(), reason);
     let managed = ManagedObjects::new(ctx, &record.object_type).map_err(|error| fail(error.to_string()))?;
-    for (property, value) in &object {
+    for (property, value) in &mut object {
+        if !idm_keys.is_empty()
+            && let Some(crypto) = value.get("$crypto")
+            && crypto.get("type").and_then(Value::as_str) == Some(IDM_ENCRYPTION)
+        {
+            let encrypted = crypto.get("value").unwrap_or(&Value::Null);
+            *value = idm_keys
+                .decrypt(encrypted)
+                .map_err(|reason| fail(format!("property \"{property}\" cannot be decrypted: {reason}")))?;
+        }
         if let Some(StoredPassword::Unusable(reason)) = StoredPassword::from_crypto(value) {
             return Err(fail(format!(
-                "property \"{property}\" cannot be imported: {reason} (export it from IDM in clear or as a salted hash)"
+                "property \"{property}\" cannot be imported: {reason} (export it from IDM in clear or as a salted hash, or give IDM's key with --idm-key)"
             )));
         }
     }
