@@ -51,6 +51,9 @@ pub struct ServerOptions {
     pub clock: Option<Arc<dyn Clock>>,
     /// This node's id among the nodes sharing the database (default: host name and port).
     pub node_id: Option<String>,
+    /// Connections the database pool keeps ready (see [`StoreOptions::idle_connections`]; 0 for
+    /// one-shot commands).
+    pub idle_connections: u32,
 }
 
 impl Default for ServerOptions {
@@ -63,6 +66,7 @@ impl Default for ServerOptions {
             ui_dir: None,
             clock: None,
             node_id: None,
+            idle_connections: StoreOptions::default().idle_connections,
         }
     }
 }
@@ -90,8 +94,11 @@ pub fn export(
     {
         anyhow::bail!("there is no database at {}", path.display());
     }
-    let store = Store::open(db, &StoreOptions::default())
-        .with_context(|| format!("cannot open the database {}", redact_url(db)))?;
+    let one_shot = StoreOptions {
+        idle_connections: 0,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(db, &one_shot).with_context(|| format!("cannot open the database {}", redact_url(db)))?;
     let paths = ConfigPaths::new(conf_dir);
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let summary = match output {
@@ -116,6 +123,7 @@ pub fn import(
     let state = prepare(&ServerOptions {
         conf_dir: conf_dir.to_path_buf(),
         db: db.to_owned(),
+        idle_connections: 0,
         ..ServerOptions::default()
     })?;
     let ctx = service::RequestContext::internal(Arc::clone(&state), state.generation());
@@ -141,7 +149,11 @@ pub fn prepare(options: &ServerOptions) -> anyhow::Result<Arc<AppState>> {
     if secrets.admin_password_is_default {
         tracing::warn!("openidm-admin still has its default password: set adminPassword in conf/boot.json");
     }
-    let store = Store::open(&options.db, &StoreOptions::default())
+    let store_options = StoreOptions {
+        idle_connections: options.idle_connections,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&options.db, &store_options)
         .with_context(|| format!("cannot open the database {}", redact_url(&options.db)))?;
     tracing::info!(backend = ?store.backend(), generation = generation.number, "configuration loaded");
     let clock = options.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));

@@ -255,6 +255,7 @@ fn serve(cli: &Cli) -> ExitCode {
         ui_dir: cli.ui.clone(),
         clock: None,
         node_id: cli.node_id.clone(),
+        ..ServerOptions::default()
     };
     let state = match ferridm::prepare(&options) {
         Ok(state) => state,

@@ -180,7 +180,12 @@ fn export_then_import_into_a_fresh_database_keeps_every_field_and_the_users_log_
             server.db_url(),
             &["export", "--output", exported.to_str().unwrap()],
         );
-        assert!(export.status.success(), "export: {}", stderr(&export));
+        assert!(
+            export.status.success(),
+            "export: {:?} {}",
+            export.status,
+            stderr(&export)
+        );
         assert!(
             exported.join("conf/managed.json").is_file(),
             "the conf directory is exported"

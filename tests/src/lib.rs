@@ -216,6 +216,7 @@ impl ServerBuilder {
             ui_dir: self.ui_dir,
             clock: self.clock.clone().map(|clock| clock as Arc<dyn ferridm::clock::Clock>),
             node_id: None,
+            ..ServerOptions::default()
         })
         .unwrap_or_else(|error| panic!("the test server did not start: {error:#}"));
         let client = Client::builder()

@@ -151,6 +151,7 @@ pub fn assess(paths: ConfigPaths, generation: Generation, db_url: &str, sample: 
         db_url,
         &StoreOptions {
             pool_size: 2,
+            idle_connections: 0,
             ..StoreOptions::default()
         },
     )?;

@@ -81,6 +81,11 @@ pub struct StoreOptions {
     pub connection_timeout: Duration,
     /// How long SQLite waits on a locked database before failing a statement.
     pub busy_timeout: Duration,
+    /// Connections the pool keeps open and ready, replenished by its background threads. A
+    /// one-shot command sets 0: it then connects only on demand, in its own thread, so no
+    /// background connect is in flight when the process exits (libpq and OpenSSL clean up at
+    /// exit and crash a thread still connecting).
+    pub idle_connections: u32,
 }
 
 impl Default for StoreOptions {
@@ -89,6 +94,7 @@ impl Default for StoreOptions {
             pool_size: 16,
             connection_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(10),
+            idle_connections: 1,
         }
     }
 }
@@ -208,7 +214,7 @@ impl Store {
         };
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
-            .min_idle(Some(1))
+            .min_idle(Some(options.idle_connections))
             .connection_timeout(options.connection_timeout)
             .build(manager)?;
         Ok(Self {
@@ -242,7 +248,7 @@ impl Store {
         };
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
-            .min_idle(Some(1))
+            .min_idle(Some(options.idle_connections))
             .connection_timeout(options.connection_timeout)
             .build(Manager {
                 target,

@@ -435,6 +435,7 @@ fn main() -> anyhow::Result<()> {
                 ui_dir: None,
                 clock: None,
                 node_id: None,
+                ..ServerOptions::default()
             })
         };
         let servers = [
