@@ -10,19 +10,16 @@
 //! cookies carry the last row's sort values and key, so a walk sees every event once while
 //! others are appended.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::RunQueryDsl;
 use diesel::sql_types::{BigInt, Text};
 use ferridm_core::filter::{ComparisonOp, Filter, Literal};
 use ferridm_core::query::SortKey;
 use ferridm_core::{JsonPointer, Object};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::connection::Deadline;
 use crate::flatten::fold_string;
-use crate::query::{like_escape, prefix_successor};
+use crate::query::{Cookie, like_escape, prefix_successor};
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
 
@@ -130,15 +127,6 @@ pub struct AuditPage {
     pub total: Option<u64>,
 }
 
-/// The sort position of the last event of a page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Cookie {
-    /// Per sort key: the folded value, or `None` when the event lacks it.
-    k: Vec<Option<String>>,
-    /// The row's key.
-    p: i64,
-}
-
 /// The column a field is kept in, if any.
 pub fn column_of(fields: &AuditFields, field: &JsonPointer) -> Option<AuditColumn> {
     if let [only] = field.segments()
@@ -209,7 +197,7 @@ impl Store {
     pub fn query_audit(&self, query: &AuditQuery<'_>) -> Result<AuditPage, StoreError> {
         let cookie = query
             .cookie
-            .map(|text| decode_cookie(text, query.sort.len()))
+            .map(|text| Cookie::<String>::decode(text, query.sort.len()))
             .transpose()?;
         let deadline = query.time_limit.and_then(Deadline::after);
         self.read_within(deadline, |conn| {
@@ -266,7 +254,7 @@ impl Store {
                                 .and_then(|column| column_value(body, id, query.fields, column))
                         })
                         .collect();
-                    Some(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Cookie { k, p: *pk })?))
+                    Some(Cookie { k, p: *pk }.encode()?)
                 }
                 _ => None,
             };
@@ -277,15 +265,6 @@ impl Store {
             })
         })
     }
-}
-
-fn decode_cookie(text: &str, keys: usize) -> Result<Cookie, StoreError> {
-    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| StoreError::InvalidCookie)?;
-    let cookie: Cookie = serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCookie)?;
-    if cookie.k.len() != keys {
-        return Err(StoreError::InvalidCookie);
-    }
-    Ok(cookie)
 }
 
 /// `topic = ? AND (<filter>)`.
@@ -410,7 +389,7 @@ fn last_ascending(sort: &[SortKey]) -> bool {
 }
 
 /// The rows after the cookie's row in the query's order.
-fn push_after(sql: &mut Sql, query: &AuditQuery<'_>, cookie: &Cookie) {
+fn push_after(sql: &mut Sql, query: &AuditQuery<'_>, cookie: &Cookie<String>) {
     let keys: Vec<(Option<&str>, bool, Option<&String>)> = query
         .sort
         .iter()

@@ -15,6 +15,7 @@ use diesel::RunQueryDsl;
 use diesel::sql_types::{BigInt, Text};
 use ferridm_core::filter::{ComparisonOp, Filter, Literal};
 use ferridm_core::query::SortKey;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::{DbConnection, Deadline};
@@ -68,34 +69,49 @@ pub struct QueryPage {
     pub total: Option<u64>,
 }
 
-/// The sort position of the last row of a page.
+/// The sort position of the last row of a page: per sort key the row's value (`None` when it
+/// lacks the field), and the row's key. Object queries key by `(kind, num, str)`, audit queries
+/// by the folded column value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Cookie {
-    /// Per sort key: the row's `(kind, num, str)`, or `None` when it lacks the field.
-    k: Vec<Option<(i16, f64, String)>>,
+pub(crate) struct Cookie<K> {
+    /// Per sort key: the row's value.
+    pub(crate) k: Vec<Option<K>>,
     /// The row's key.
-    p: i64,
+    pub(crate) p: i64,
 }
 
-impl Cookie {
-    fn encode(&self) -> Result<String, StoreError> {
+impl<K: Serialize + DeserializeOwned> Cookie<K> {
+    /// The opaque text handed to the client.
+    pub(crate) fn encode(&self) -> Result<String, StoreError> {
         Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(self)?))
     }
 
-    fn decode(text: &str, keys: usize) -> Result<Self, StoreError> {
+    /// Reads a cookie made for a query with `keys` sort keys.
+    pub(crate) fn decode(text: &str, keys: usize) -> Result<Self, StoreError> {
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| StoreError::InvalidCookie)?;
         let cookie: Self = serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCookie)?;
-        if cookie.k.len() != keys
-            || cookie
-                .k
-                .iter()
-                .flatten()
-                .any(|(kind, num, _)| !num.is_finite() || *kind < 0)
-        {
+        if cookie.k.len() != keys {
             return Err(StoreError::InvalidCookie);
         }
         Ok(cookie)
     }
+}
+
+/// An object query's cookie: each sort value as the index keys it.
+type ObjectCookie = Cookie<(i16, f64, String)>;
+
+/// An object query's cookie, with its numbers checked.
+fn decode_object_cookie(text: &str, keys: usize) -> Result<ObjectCookie, StoreError> {
+    let cookie = ObjectCookie::decode(text, keys)?;
+    if cookie
+        .k
+        .iter()
+        .flatten()
+        .any(|(kind, num, _)| !num.is_finite() || *kind < 0)
+    {
+        return Err(StoreError::InvalidCookie);
+    }
+    Ok(cookie)
 }
 
 fn leaf_count(filter: &Filter) -> usize {
@@ -368,7 +384,7 @@ struct Component {
     value: Bind,
 }
 
-fn keyset_components(keys: &[SortKey], cookie: &Cookie) -> Vec<Component> {
+fn keyset_components(keys: &[SortKey], cookie: &ObjectCookie) -> Vec<Component> {
     let mut components = Vec::with_capacity(keys.len() * 4 + 1);
     for (index, (key, value)) in keys.iter().zip(&cookie.k).enumerate() {
         let alias = format!("s{index}");
@@ -432,7 +448,7 @@ impl Store {
     pub fn query(&self, query: &ObjectQuery<'_>) -> Result<QueryPage, StoreError> {
         let cookie = query
             .cookie
-            .map(|text| Cookie::decode(text, query.sort.len()))
+            .map(|text| decode_object_cookie(text, query.sort.len()))
             .transpose()?;
         let cacheable = leaf_count(query.filter) <= CACHEABLE_LEAVES;
         let deadline = query.time_limit.and_then(Deadline::after);
@@ -515,7 +531,7 @@ fn push_limit(sql: &mut Sql, limit: u64, offset: u64) {
 fn creation_order_page(
     conn: &mut DbConnection,
     query: &ObjectQuery<'_>,
-    cookie: Option<&Cookie>,
+    cookie: Option<&ObjectCookie>,
     limit: u64,
     cacheable: bool,
 ) -> Result<Vec<StoredObject>, StoreError> {
@@ -533,7 +549,7 @@ fn single_key_page(
     conn: &mut DbConnection,
     query: &ObjectQuery<'_>,
     key: &SortKey,
-    cookie: Option<&Cookie>,
+    cookie: Option<&ObjectCookie>,
     limit: u64,
     cacheable: bool,
 ) -> Result<Vec<StoredObject>, StoreError> {
@@ -602,7 +618,7 @@ fn single_key_page(
 fn general_page(
     conn: &mut DbConnection,
     query: &ObjectQuery<'_>,
-    cookie: Option<&Cookie>,
+    cookie: Option<&ObjectCookie>,
     limit: u64,
     cacheable: bool,
 ) -> Result<Vec<StoredObject>, StoreError> {
@@ -653,14 +669,14 @@ mod tests {
 
     #[test]
     fn cookies_round_trip_and_reject_garbage() {
-        let cookie = Cookie {
+        let cookie: ObjectCookie = Cookie {
             k: vec![Some((3, 0.0, "smith".into())), None],
             p: 42,
         };
         let text = cookie.encode().unwrap();
-        assert_eq!(Cookie::decode(&text, 2).unwrap(), cookie);
-        assert!(matches!(Cookie::decode(&text, 1), Err(StoreError::InvalidCookie)));
-        assert!(matches!(Cookie::decode("abc", 0), Err(StoreError::InvalidCookie)));
-        assert!(matches!(Cookie::decode("!!!", 0), Err(StoreError::InvalidCookie)));
+        assert_eq!(decode_object_cookie(&text, 2).unwrap(), cookie);
+        assert!(matches!(decode_object_cookie(&text, 1), Err(StoreError::InvalidCookie)));
+        assert!(matches!(decode_object_cookie("abc", 0), Err(StoreError::InvalidCookie)));
+        assert!(matches!(decode_object_cookie("!!!", 0), Err(StoreError::InvalidCookie)));
     }
 }

@@ -62,7 +62,7 @@ fn check_queryable<'a>(
 }
 
 /// The fields a filter compares or tests.
-fn filter_fields(filter: &Filter) -> Vec<JsonPointer> {
+fn compared_fields(filter: &Filter) -> Vec<JsonPointer> {
     let mut named = Vec::new();
     filter.for_each_leaf(&mut |leaf| match leaf {
         Filter::Comparison { field, .. } | Filter::Present(field) => named.push(field.clone()),
@@ -87,7 +87,7 @@ pub fn query(ctx: &RequestContext, request: &Request, topic: &str) -> Result<Rep
     check_queryable(
         topic,
         fields_of_topic,
-        filter_fields(&query.filter)
+        compared_fields(&query.filter)
             .iter()
             .chain(query.sort.iter().map(|key| &key.field)),
     )?;
