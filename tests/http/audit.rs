@@ -196,9 +196,25 @@ fn authentication_events_record_successes_failures_and_lockouts() {
         assert_eq!(success["userId"], json!(id));
         assert_eq!(success["principal"], json!([name]));
         assert_eq!(success["method"], json!("MANAGED_USER"));
-        assert_eq!(success["context"]["id"], json!(id));
-        assert_eq!(success["context"]["component"], json!("managed/user"));
-        assert_eq!(success["entries"][0]["result"], json!("SUCCESSFUL"));
+        assert_eq!(success["eventName"], json!("authentication"));
+        assert_eq!(success["trackingIds"], json!([]));
+        let roles = success["context"]["roles"].clone();
+        assert!(
+            roles
+                .as_array()
+                .is_some_and(|roles| roles.contains(&json!("internal/role/openidm-authorized"))),
+            "{success:#}"
+        );
+        assert_eq!(
+            success["context"],
+            json!({"id": id, "component": "managed/user", "roles": roles, "moduleId": "MANAGED_USER",
+                "ipAddress": "127.0.0.1"})
+        );
+        assert_eq!(
+            success["entries"],
+            json!([{"moduleId": "MANAGED_USER", "result": "SUCCESSFUL",
+                "info": {"org.forgerock.authentication.principal": name}}])
+        );
 
         assert_eq!(login(&server, &name, "wrong-1").status, 401);
         assert_eq!(login(&server, &name, "wrong-2").status, 401);
@@ -229,6 +245,15 @@ fn authentication_events_record_successes_failures_and_lockouts() {
         for event in &found {
             assert_eq!(event["userId"], json!(name));
             assert_eq!(event["entries"][0]["result"], json!("FAILED"));
+            assert_eq!(
+                event["entries"][0]["info"]["org.forgerock.authentication.principal"],
+                json!(name)
+            );
+            // Nothing authenticated: only where the attempt came from (the lock is recorded
+            // where the failure count is kept, without the address).
+            let locked = event["entries"][0]["info"]["reason"] == json!("account locked after repeated failed logins");
+            let ip = if locked { "" } else { "127.0.0.1" };
+            assert_eq!(event["context"], json!({"ipAddress": ip}), "{event:#}");
         }
         let text = serde_json::to_string(&found).unwrap_or_default();
         assert!(!text.contains("wrong-1") && !text.contains("Passw0rd!"), "{text}");

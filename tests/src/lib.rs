@@ -16,6 +16,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+pub mod oidc;
 pub mod python;
 pub mod schemathesis;
 pub mod smtp;

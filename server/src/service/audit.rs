@@ -162,7 +162,7 @@ pub fn access(state: &AppState, config: &AuditConfig, record: &AccessRecord<'_>)
     }
     let succeeded = record.status < 400;
     let event = AccessEvent {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: uuid::Uuid::now_v7(),
         timestamp: state.clock.now_iso(),
         event_name: "access",
         transaction_id: record.transaction_id,
@@ -206,8 +206,8 @@ pub fn access(state: &AppState, config: &AuditConfig, record: &AccessRecord<'_>)
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AccessEvent<'a> {
-    #[serde(rename = "_id")]
-    id: String,
+    #[serde(rename = "_id", serialize_with = "hyphenated")]
+    id: uuid::Uuid,
     timestamp: String,
     event_name: &'a str,
     transaction_id: &'a str,
@@ -272,6 +272,11 @@ struct ReasonDetail<'a> {
     reason: &'a str,
 }
 
+/// An event id in its usual form, written without allocating.
+fn hyphenated<S: serde::Serializer>(id: &uuid::Uuid, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
+}
+
 /// IDM writes the status code as a string.
 fn as_text<S: serde::Serializer>(code: &u16, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(code)
@@ -319,7 +324,8 @@ pub struct AuthenticationRecord<'a> {
     pub failure: Option<&'a str>,
 }
 
-/// Records an authentication event (topic `authentication`).
+/// Records an authentication event (topic `authentication`). Header logins make one per
+/// request, so it is written as JSON text straight from the record, like access events.
 pub fn authentication(state: &AppState, record: &AuthenticationRecord<'_>) {
     if !state.generation().audit.records("authentication") {
         return;
@@ -329,47 +335,87 @@ pub fn authentication(state: &AppState, record: &AuthenticationRecord<'_>) {
     } else {
         "FAILED"
     };
-    let method = record
-        .authenticated
-        .map_or("", |context| context.authorization.module_id.as_str());
-    let mut info = json!({"org.forgerock.authentication.principal": record.principal});
-    if let Some(reason) = record.failure {
-        info["reason"] = Value::String(reason.to_owned());
-    }
-    let mut rest = object(json!({
-        "principal": [record.principal],
-        "result": result,
-        "method": method,
-        "entries": [{"moduleId": method, "result": result, "info": info}],
-        "trackingIds": [],
-    }));
-    let user_id = match record.authenticated {
-        Some(context) => {
-            rest.insert(
-                "context".to_owned(),
-                json!({
-                    "id": context.authorization.id,
-                    "component": context.authorization.component,
-                    "roles": context.authorization.roles,
-                    "moduleId": context.authorization.module_id,
-                    "ipAddress": record.ip,
-                }),
-            );
-            context.authorization.id.as_str()
-        }
-        None => {
-            rest.insert("context".to_owned(), json!({"ipAddress": record.ip}));
-            record.principal
-        }
+    let authorization = record.authenticated.map(|context| &context.authorization);
+    let method = authorization.map_or("", |authorization| authorization.module_id.as_str());
+    let event = AuthenticationEvent {
+        id: uuid::Uuid::now_v7(),
+        timestamp: state.clock.now_iso(),
+        event_name: "authentication",
+        transaction_id: record.transaction_id,
+        user_id: authorization.map_or(record.principal, |authorization| authorization.id.as_str()),
+        principal: [record.principal],
+        result,
+        method,
+        entries: [AuthenticationEntry {
+            module_id: method,
+            result,
+            info: EntryInfo {
+                principal: record.principal,
+                reason: record.failure,
+            },
+        }],
+        tracking_ids: [],
+        context: AuthenticationContext {
+            authorization,
+            ip_address: record.ip,
+        },
     };
-    submit(
-        state,
-        "authentication",
-        "authentication",
-        record.transaction_id,
-        user_id,
-        rest,
-    );
+    queue(state, "authentication", &event);
+}
+
+/// IDM's authentication event, serialized in its field order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthenticationEvent<'a> {
+    #[serde(rename = "_id", serialize_with = "hyphenated")]
+    id: uuid::Uuid,
+    timestamp: String,
+    event_name: &'a str,
+    transaction_id: &'a str,
+    user_id: &'a str,
+    principal: [&'a str; 1],
+    result: &'a str,
+    method: &'a str,
+    entries: [AuthenticationEntry<'a>; 1],
+    tracking_ids: [&'a str; 0],
+    context: AuthenticationContext<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthenticationEntry<'a> {
+    module_id: &'a str,
+    result: &'a str,
+    info: EntryInfo<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct EntryInfo<'a> {
+    #[serde(rename = "org.forgerock.authentication.principal")]
+    principal: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+/// Who authenticated (when it succeeded: id, component, roles and module) and from where.
+struct AuthenticationContext<'a> {
+    authorization: Option<&'a crate::auth::Authorization>,
+    ip_address: &'a str,
+}
+
+impl serde::Serialize for AuthenticationContext<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(authorization) = self.authorization {
+            map.serialize_entry("id", &authorization.id)?;
+            map.serialize_entry("component", &authorization.component)?;
+            map.serialize_entry("roles", &authorization.roles)?;
+            map.serialize_entry("moduleId", &authorization.module_id)?;
+        }
+        map.serialize_entry("ipAddress", self.ip_address)?;
+        map.end()
+    }
 }
 
 /// The user a request runs for (`""` for the server's own work).

@@ -159,7 +159,7 @@ fn column_value(body: &Object, id: &str, fields: &AuditFields, column: AuditColu
 impl Store {
     /// Stores events in one transaction.
     pub fn insert_audit_events(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
-        self.write(|conn| {
+        self.audit_store().write(|conn| {
             for chunk in events.chunks(EVENTS_PER_INSERT) {
                 // The text depends on the chunk length only, so its shapes are bounded.
                 let mut insert = Sql::cached(
@@ -185,7 +185,7 @@ impl Store {
 
     /// One stored event of `topic` by id.
     pub fn audit_event(&self, topic: &str, id: &str) -> Result<Option<Object>, StoreError> {
-        self.read(|conn| {
+        self.audit_store().read(|conn| {
             let mut select = Sql::cached("SELECT body FROM audit_events WHERE topic = ");
             select.bind_text(topic).push(" AND event_id = ").bind_text(id);
             let bodies: Vec<String> = select.typed::<Text>().load(conn)?;
@@ -200,7 +200,7 @@ impl Store {
             .map(|text| Cookie::<String>::decode(text, query.sort.len()))
             .transpose()?;
         let deadline = query.time_limit.and_then(Deadline::after);
-        self.read_within(deadline, |conn| {
+        self.audit_store().read_within(deadline, |conn| {
             let look_ahead = u64::from(query.count && query.page_size.is_some());
             let limit = query
                 .page_size

@@ -105,6 +105,8 @@ pub(crate) struct Manager {
     /// Connections that cannot write: SQLite opened with `mode=ro`, PostgreSQL sessions whose
     /// transactions are all read-only.
     read_only: bool,
+    /// SQLite pragmas every connection runs after the common ones.
+    sqlite_pragmas: &'static str,
 }
 
 impl ManageConnection for Manager {
@@ -121,8 +123,8 @@ impl ManageConnection for Manager {
                 };
                 let mut conn = diesel::SqliteConnection::establish(&location).map_err(r2d2::Error::ConnectionError)?;
                 let pragmas = format!(
-                    "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                    self.busy_timeout_ms
+                    "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; {}",
+                    self.busy_timeout_ms, self.sqlite_pragmas
                 );
                 conn.batch_execute(&pragmas).map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
@@ -161,6 +163,10 @@ pub struct Store {
     pub(crate) postgres_url: Option<String>,
     /// How long database work takes (for metrics).
     timings: Timings,
+    /// SQLite: the audit trail's own file beside the database
+    /// ([`migrate::sqlite_audit_path`]), so its steady appends stay out of the main file's WAL,
+    /// checkpoints and page caches. `None` where the audit table is in this database.
+    audit: Option<Box<Store>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -188,11 +194,15 @@ impl Store {
                 source,
             })?;
         }
+        if let DbTarget::Sqlite(path) = &target {
+            migrate::prepare_sqlite_audit(&migrate::sqlite_audit_path(path))?;
+        }
         migrate::run(&target)?;
         let manager = Manager {
             target,
             busy_timeout_ms: options.busy_timeout.as_millis(),
             read_only: false,
+            sqlite_pragmas: "",
         };
         let postgres_url = match &manager.target {
             DbTarget::Postgres(url) => Some(url.clone()),
@@ -208,9 +218,20 @@ impl Store {
                         target: manager.target.clone(),
                         busy_timeout_ms: manager.busy_timeout_ms,
                         read_only: false,
+                        sqlite_pragmas: "",
                     }),
             ),
             DbTarget::Sqlite(_) => None,
+        };
+        let timings = Timings::new();
+        let audit = match &manager.target {
+            DbTarget::Sqlite(path) => Some(Box::new(Self::sqlite_audit(
+                migrate::sqlite_audit_path(path),
+                options,
+                false,
+                timings.clone(),
+            )?)),
+            DbTarget::Postgres(_) => None,
         };
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
@@ -218,13 +239,51 @@ impl Store {
             .connection_timeout(options.connection_timeout)
             .build(manager)?;
         Ok(Self {
-            timings: Timings::new(),
+            timings,
             pool,
             backend,
             sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
             turn_pool,
             postgres_url,
+            audit,
         })
+    }
+
+    /// The store of an SQLite audit file (prepared by [`migrate::prepare_sqlite_audit`]): a
+    /// small pool of its own, sharing the main store's timings.
+    fn sqlite_audit(
+        path: PathBuf,
+        options: &StoreOptions,
+        read_only: bool,
+        timings: Timings,
+    ) -> Result<Self, StoreError> {
+        let pool = r2d2::Pool::builder()
+            .max_size(AUDIT_CONNECTIONS)
+            .min_idle(Some(options.idle_connections.min(AUDIT_CONNECTIONS)))
+            .connection_timeout(options.connection_timeout)
+            .build(Manager {
+                target: DbTarget::Sqlite(path),
+                busy_timeout_ms: options.busy_timeout.as_millis(),
+                read_only,
+                // Room for a batch of several thousand events, so that its transaction does
+                // not spill (and journal) pages before the commit writes them; statement journals
+                // in memory.
+                sqlite_pragmas: "PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY;",
+            })?;
+        Ok(Self {
+            timings,
+            pool,
+            backend: Backend::Sqlite,
+            sqlite_writer: Some(Mutex::new(())),
+            turn_pool: None,
+            postgres_url: None,
+            audit: None,
+        })
+    }
+
+    /// Where the audit trail is stored: the SQLite audit file's store, or this one.
+    pub(crate) fn audit_store(&self) -> &Self {
+        self.audit.as_deref().unwrap_or(self)
     }
 
     /// Opens an existing database without the means to change it: no directory is created, no
@@ -246,6 +305,18 @@ impl Store {
             DbTarget::Postgres(url) => Some(url.clone()),
             DbTarget::Sqlite(_) => None,
         };
+        let timings = Timings::new();
+        let audit = match &target {
+            DbTarget::Sqlite(path) => {
+                let audit_path = migrate::sqlite_audit_path(path);
+                audit_path
+                    .is_file()
+                    .then(|| Self::sqlite_audit(audit_path, options, true, timings.clone()))
+                    .transpose()?
+                    .map(Box::new)
+            }
+            DbTarget::Postgres(_) => None,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(options.idle_connections))
@@ -254,14 +325,16 @@ impl Store {
                 target,
                 busy_timeout_ms: options.busy_timeout.as_millis(),
                 read_only: true,
+                sqlite_pragmas: "",
             })?;
         Ok(Self {
-            timings: Timings::new(),
+            timings,
             pool,
             backend,
             sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
             turn_pool: None,
             postgres_url,
+            audit,
         })
     }
 
@@ -385,6 +458,9 @@ fn read_only_uri(path: &std::path::Path) -> String {
     uri.push_str("?mode=ro");
     uri
 }
+
+/// Most connections to the SQLite audit file: its writer and a few audit queries.
+const AUDIT_CONNECTIONS: u32 = 4;
 
 /// Most connections holding writers' turns on objects at once (PostgreSQL).
 const TURN_CONNECTIONS: u32 = 8;

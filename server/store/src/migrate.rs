@@ -1,15 +1,16 @@
 //! Embedded migrations, one set per backend under the same names, applied at open by one node
 //! at a time: under a PostgreSQL advisory lock (per schema), or a lock on a file beside the
 //! SQLite database, so nodes started together on a fresh database all come up. A database
-//! migrated by a newer ferridm is refused.
+//! migrated by a newer ferridm is refused. SQLite's audit trail lives in a file of its own
+//! ([`sqlite_audit_path`]), prepared beside the migrations.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use diesel::backend::Backend;
 use diesel::connection::SimpleConnection;
 use diesel::migration::{MigrationSource, MigrationVersion};
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Text};
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -39,7 +40,9 @@ pub(crate) fn run(target: &DbTarget) -> Result<(), StoreError> {
                 "PRAGMA busy_timeout = {SQLITE_BUSY_MILLIS}; PRAGMA journal_mode = WAL;"
             ))?;
             let rekey = apply(&mut conn, SQLITE)?;
-            finish(rekey, DbConnection::Sqlite(conn))
+            let mut conn = DbConnection::Sqlite(conn);
+            move_sqlite_audit_events(&mut conn, &sqlite_audit_path(path))?;
+            finish(rekey, conn)
         }
         DbTarget::Postgres(url) => {
             let mut conn = diesel::PgConnection::establish(url)?;
@@ -51,6 +54,94 @@ pub(crate) fn run(target: &DbTarget) -> Result<(), StoreError> {
             finish(rekey, DbConnection::Postgres(conn))
         }
     }
+}
+
+/// The SQLite file that holds the audit trail of the database at `database`:
+/// `<name>-audit.<extension>` beside it (`data/ferridm.db` → `data/ferridm-audit.db`).
+pub(crate) fn sqlite_audit_path(database: &Path) -> PathBuf {
+    let mut name = database.file_stem().unwrap_or_default().to_owned();
+    name.push("-audit");
+    if let Some(extension) = database.extension() {
+        name.push(".");
+        name.push(extension);
+    }
+    database.with_file_name(name)
+}
+
+/// The layout of the SQLite audit file, as `PRAGMA user_version` records it.
+const SQLITE_AUDIT_VERSION: i64 = 1;
+
+/// The SQLite audit file's table: as `audit_events` in the PostgreSQL migrations (one row per
+/// event, the queryable fields as folded columns).
+const SQLITE_AUDIT_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_events (
+    pk             INTEGER PRIMARY KEY,
+    topic          TEXT NOT NULL,
+    event_id       TEXT NOT NULL,
+    event_ts       TEXT,
+    event_name     TEXT,
+    transaction_id TEXT,
+    user_id        TEXT,
+    object_id      TEXT,
+    operation      TEXT,
+    status         TEXT,
+    body           TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS audit_events_id ON audit_events (topic, event_id);
+CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (topic, event_ts);
+CREATE INDEX IF NOT EXISTS audit_events_transaction ON audit_events (topic, transaction_id);
+CREATE INDEX IF NOT EXISTS audit_events_user ON audit_events (topic, user_id);
+CREATE INDEX IF NOT EXISTS audit_events_object ON audit_events (topic, object_id) WHERE object_id IS NOT NULL;
+";
+
+/// The columns an audit row is copied with.
+const AUDIT_COLUMNS: &str =
+    "topic, event_id, event_ts, event_name, transaction_id, user_id, object_id, operation, status, body";
+
+/// Creates the SQLite audit file and its table where missing and refuses one laid out by a
+/// newer ferridm. It keeps a rollback journal rather than a WAL: its writes are appends, which
+/// then reach the file once instead of twice (the log, then the checkpoint).
+pub(crate) fn prepare_sqlite_audit(path: &Path) -> Result<(), StoreError> {
+    let mut conn = DbConnection::Sqlite(diesel::SqliteConnection::establish(&path.to_string_lossy())?);
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {SQLITE_BUSY_MILLIS}; PRAGMA journal_mode = DELETE;"
+    ))?;
+    let version: i64 = Sql::uncached("PRAGMA user_version")
+        .typed::<BigInt>()
+        .get_result(&mut conn)?;
+    if version > SQLITE_AUDIT_VERSION {
+        return Err(StoreError::Migration(format!(
+            "the audit database {} was laid out by a newer ferridm (version {version}); run a version that knows it",
+            path.display()
+        )));
+    }
+    conn.batch_execute(SQLITE_AUDIT_SCHEMA)?;
+    conn.batch_execute(&format!("PRAGMA user_version = {SQLITE_AUDIT_VERSION}"))?;
+    Ok(())
+}
+
+/// Copies audit events the migrations set aside (`audit_events_moving`) into the audit file,
+/// then drops them from the database. Safe to repeat: an event already copied is kept once.
+fn move_sqlite_audit_events(conn: &mut DbConnection, audit_path: &Path) -> Result<(), StoreError> {
+    let pending: i64 =
+        Sql::uncached("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_events_moving'")
+            .typed::<BigInt>()
+            .get_result(conn)?;
+    if pending == 0 {
+        return Ok(());
+    }
+    let mut attach = Sql::uncached("ATTACH DATABASE ");
+    attach.bind_text(audit_path.to_string_lossy()).push(" AS audit_file");
+    attach.execute(conn)?;
+    let moved = conn.transaction(|conn| {
+        conn.batch_execute(&format!(
+            "INSERT OR IGNORE INTO audit_file.audit_events ({AUDIT_COLUMNS}) \
+             SELECT {AUDIT_COLUMNS} FROM main.audit_events_moving ORDER BY pk; \
+             DROP TABLE main.audit_events_moving;"
+        ))
+    });
+    conn.batch_execute("DETACH DATABASE audit_file")?;
+    Ok(moved?)
 }
 
 /// An exclusive lock on `<database>.lock`, held until dropped (other processes wait for it).

@@ -1,7 +1,8 @@
 //! Migrations at open (issue 21, point 1): nodes started at the same instant on a fresh
 //! database all come up (one migrates, the others wait for it), a database migrated by a
-//! newer ferridm is refused with a clear message instead of being served half-understood, and
-//! audit events stored as objects by earlier versions move to their own table.
+//! newer ferridm is refused with a clear message instead of being served half-understood,
+//! audit events stored as objects by earlier versions move to their own table, and on SQLite
+//! that table lives in a file of its own beside the database.
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -12,7 +13,9 @@ use diesel::connection::SimpleConnection;
 use ferridm_core::Object;
 use ferridm_core::filter::Filter;
 use ferridm_store::testing::TestDatabase;
-use ferridm_store::{AuditColumn, AuditQuery, Backend, IndexSpec, NewObject, Store, StoreError, StoreOptions};
+use ferridm_store::{
+    AuditColumn, AuditQuery, Backend, IndexSpec, NewAuditEvent, NewObject, Store, StoreError, StoreOptions,
+};
 use serde_json::json;
 
 /// Runs `sql` on the database directly.
@@ -121,10 +124,14 @@ fn audit_events_stored_as_objects_move_to_their_table() {
                 .unwrap();
         }
         drop(store);
-        execute(
-            &database,
-            "DROP TABLE audit_events; DELETE FROM __diesel_schema_migrations WHERE version LIKE '2026%12%05%000009'",
-        );
+        // Before the audit table: no `audit_events` (on SQLite it has moved to its own file,
+        // empty there) and neither migration applied.
+        let forget = "DELETE FROM __diesel_schema_migrations \
+             WHERE version LIKE '2026%12%05%000009' OR version LIKE '2026%12%05%000010'";
+        match database.backend() {
+            Backend::Sqlite => execute(&database, forget),
+            Backend::Postgres => execute(&database, &format!("DROP TABLE audit_events; {forget}")),
+        }
 
         let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
         assert_eq!(
@@ -174,5 +181,101 @@ fn audit_events_stored_as_objects_move_to_their_table() {
             ["n-1"]
         );
         assert_eq!(find("authentication", "result", AuditColumn::Status, "failed"), ["n-1"]);
+    }
+}
+
+/// Runs `sql` on the SQLite audit file beside `database` and returns the first column of the
+/// first row, as text.
+fn audit_file_value(database: &TestDatabase, sql: &str) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    use diesel::RunQueryDsl as _;
+    let path = database
+        .url()
+        .trim_start_matches("sqlite://")
+        .replace(".db", "-audit.db");
+    let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+    diesel::sql_query(sql).get_result::<Row>(&mut conn).unwrap().value
+}
+
+#[test]
+fn sqlite_keeps_audit_events_in_a_file_of_its_own() {
+    let database = TestDatabase::sqlite();
+    let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+    let event = |id| NewAuditEvent {
+        topic: "access",
+        id,
+        body: r#"{"eventName":"access"}"#,
+        values: [None; AuditColumn::VALUES.len()],
+    };
+    store.insert_audit_events(&[event("e-1")]).unwrap();
+    drop(store);
+    assert_eq!(
+        audit_file_value(&database, "SELECT group_concat(event_id) AS value FROM audit_events"),
+        "e-1"
+    );
+    let in_main = || {
+        let path = database.url().trim_start_matches("sqlite://");
+        let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        use diesel::RunQueryDsl as _;
+        diesel::sql_query("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE 'audit_events%'")
+            .get_result::<Count>(&mut conn)
+            .unwrap()
+            .n
+    };
+    assert_eq!(in_main(), 0, "no audit table left in the main file");
+
+    // A move cut short (the rows copied, the old table not yet dropped) is finished at the next
+    // open, each event kept once.
+    execute(
+        &database,
+        "CREATE TABLE audit_events_moving (pk INTEGER PRIMARY KEY, topic TEXT NOT NULL, event_id TEXT NOT NULL, \
+         event_ts TEXT, event_name TEXT, transaction_id TEXT, user_id TEXT, object_id TEXT, operation TEXT, \
+         status TEXT, body TEXT NOT NULL); \
+         INSERT INTO audit_events_moving (topic, event_id, body) VALUES ('access', 'e-1', '{}'), ('access', 'e-2', '{\"n\":2}');",
+    );
+    let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+    assert_eq!(
+        store
+            .audit_event("access", "e-2")
+            .unwrap()
+            .map(serde_json::Value::Object),
+        Some(json!({"n": 2}))
+    );
+    assert_eq!(
+        store
+            .audit_event("access", "e-1")
+            .unwrap()
+            .map(serde_json::Value::Object),
+        Some(json!({"eventName": "access"})),
+        "the copy already made is kept"
+    );
+    drop(store);
+    assert_eq!(in_main(), 0);
+    assert_eq!(
+        audit_file_value(&database, "SELECT CAST(count(*) AS TEXT) AS value FROM audit_events"),
+        "2"
+    );
+
+    // An audit file laid out by a newer ferridm is refused, not written.
+    let path = database
+        .url()
+        .trim_start_matches("sqlite://")
+        .replace(".db", "-audit.db");
+    diesel::SqliteConnection::establish(&path)
+        .unwrap()
+        .batch_execute("PRAGMA user_version = 99")
+        .unwrap();
+    match Store::open(database.url(), &StoreOptions::default()) {
+        Err(StoreError::Migration(message)) => assert!(message.contains("newer ferridm"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }

@@ -1,0 +1,1 @@
+ALTER TABLE audit_events_moving RENAME TO audit_events;
