@@ -16,6 +16,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+mod helper_process;
 pub mod oidc;
 pub mod python;
 pub mod schemathesis;

@@ -7,11 +7,10 @@
 //! when they are missing or not the pinned version, the first provider started runs `npm ci`
 //! there, once, under a lock shared by concurrent test processes.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -20,6 +19,7 @@ use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::Value;
 
+use crate::helper_process::{HelperProcess, lock_in_target, run};
 use crate::{url_encode, workspace_root};
 
 /// The provider's npm package, relative to the workspace root.
@@ -40,9 +40,8 @@ const MAX_STEPS: usize = 20;
 /// `idTokenTtlSeconds`, `pkceRequired` (default `true`, S256 only) and `conformIdTokenClaims`
 /// (default `false`: the `profile`/`email` claims are in the ID token as well as at userinfo).
 pub struct OidcProvider {
-    child: Mutex<Child>,
-    /// Held open: the provider exits when its standard input closes, even if this process dies.
-    _stdin: Option<ChildStdin>,
+    /// The provider (it exits when its standard input closes, even if this process dies).
+    process: HelperProcess,
     issuer: String,
     http: Client,
     stderr: PathBuf,
@@ -67,7 +66,7 @@ impl OidcProvider {
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", setup_path.display()));
         let stderr = dir.path().join("stderr.log");
         let stderr_file = File::create(&stderr).unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr.display()));
-        let mut child = Command::new("node")
+        let child = Command::new("node")
             .arg(package.join("provider.mjs"))
             .arg(&setup_path)
             .current_dir(&package)
@@ -77,42 +76,23 @@ impl OidcProvider {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run `node` (is Node.js on PATH?): {e}"));
 
-        let (sender, receiver) = mpsc::channel();
-        let stdout = child.stdout.take();
-        std::thread::spawn(move || {
-            let Some(stdout) = stdout else { return };
-            let mut sender = Some(sender);
-            // Reads to the end so that the provider never blocks on a full pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let issuer = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|ready| ready.get("issuer")?.as_str().map(str::to_owned));
-                if let Some(issuer) = issuer
-                    && let Some(sender) = sender.take()
-                {
-                    let _ = sender.send(issuer);
-                }
-            }
-        });
-        let issuer = match receiver.recv_timeout(READY_TIMEOUT) {
-            Ok(issuer) => issuer,
-            Err(error) => {
-                let _ = child.kill();
-                let status = child.wait().map_or_else(|e| e.to_string(), |status| status.to_string());
-                panic!(
-                    "the OpenID Provider did not start ({error}; {status}); stderr:\n{}",
-                    read_lossy(&stderr)
-                );
-            }
+        let ready = |line: &str| {
+            let ready: Value = serde_json::from_str(line).ok()?;
+            ready.get("issuer")?.as_str().map(str::to_owned)
         };
+        let (process, issuer) = HelperProcess::await_ready(child, READY_TIMEOUT, ready).unwrap_or_else(|why| {
+            panic!(
+                "the OpenID Provider did not start ({why}); stderr:\n{}",
+                read_lossy(&stderr)
+            )
+        });
         let http = Client::builder()
             .redirect(Policy::none())
             .timeout(REQUEST_TIMEOUT)
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         Self {
-            _stdin: child.stdin.take(),
-            child: Mutex::new(child),
+            process,
             issuer,
             http,
             stderr,
@@ -260,25 +240,11 @@ impl OidcProvider {
 
     /// The provider's exit status (if it exited) and stderr, for failure messages.
     fn diagnostics(&self) -> String {
-        let exited = self.exited().map(|status| format!("\nthe provider exited ({status})"));
+        let exited = self
+            .process
+            .exited()
+            .map(|status| format!("\nthe provider exited ({status})"));
         format!("{}\nprovider stderr:\n{}", exited.unwrap_or_default(), self.stderr())
-    }
-
-    fn exited(&self) -> Option<ExitStatus> {
-        self.child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .try_wait()
-            .ok()
-            .flatten()
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
@@ -365,34 +331,13 @@ fn install_packages() -> Result<(), String> {
     if installed(&package)? {
         return Ok(());
     }
-    let target = target_dir();
-    std::fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    let lock_path = target.join("oidc-provider-npm.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-    // Released when `lock` is dropped, or by the OS if this process dies.
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let _lock = lock_in_target("oidc-provider-npm")?;
     if installed(&package)? {
         return Ok(());
     }
-    let mut command = Command::new("npm");
-    command.args(["ci", "--no-audit", "--no-fund"]).current_dir(&package);
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {command:?} (is npm on PATH?): {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{command:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&package))?;
     if installed(&package)? {
         Ok(())
     } else {
@@ -421,13 +366,6 @@ fn installed(package: &Path) -> Result<bool, String> {
     Ok(present.as_deref() == Some(pinned.as_str()))
 }
 
-/// `CARGO_TARGET_DIR` (relative to the workspace root), else `<workspace root>/target` (as
-/// [`crate::python`] places its virtualenvs).
-fn target_dir() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty());
-    workspace_root().join(dir.map_or_else(|| PathBuf::from("target"), PathBuf::from))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,16 +387,21 @@ mod tests {
                 "redirect_uris": [REDIRECT_URI],
                 "token_endpoint_auth_method": "client_secret_post",
             }],
-            "accounts": [{
-                "sub": "alice",
-                "email": "alice@example.com",
-                "email_verified": true,
-                "given_name": "Alice",
-                "family_name": "Liddell",
-                "name": "Alice Liddell",
-                "preferred_username": "alice",
-            }],
+            "accounts": [alice()],
         }))
+    }
+
+    /// The test account: its id and every claim the provider releases for it.
+    fn alice() -> Value {
+        json!({
+            "sub": "alice",
+            "email": "alice@example.com",
+            "email_verified": true,
+            "given_name": "Alice",
+            "family_name": "Liddell",
+            "name": "Alice Liddell",
+            "preferred_username": "alice",
+        })
     }
 
     fn http() -> Client {
@@ -629,18 +572,7 @@ mod tests {
         let userinfo_endpoint = discovery["userinfo_endpoint"].as_str().unwrap();
         let (status, userinfo) = get_with_token(userinfo_endpoint, access_token);
         assert_eq!(status, 200, "{userinfo}");
-        assert_eq!(
-            userinfo,
-            json!({
-                "sub": "alice",
-                "email": "alice@example.com",
-                "email_verified": true,
-                "given_name": "Alice",
-                "family_name": "Liddell",
-                "name": "Alice Liddell",
-                "preferred_username": "alice",
-            })
-        );
+        assert_eq!(userinfo, alice());
         let (status, _) = get_with_token(userinfo_endpoint, "not-a-token");
         assert_eq!(status, 401);
 

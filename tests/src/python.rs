@@ -2,10 +2,10 @@
 //! virtualenv under the target directory, built once from a pinned requirements file in
 //! `tests/support/` and rebuilt when that file changes.
 
-use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::helper_process::{lock_in_target, run, target_dir};
 use crate::workspace_root;
 
 /// A virtualenv the tests use: its directory name under the target directory, the
@@ -33,17 +33,7 @@ impl Venv {
         let requirements_path = workspace_root().join(self.requirements);
         let requirements = std::fs::read_to_string(&requirements_path)
             .map_err(|e| format!("cannot read {}: {e}", requirements_path.display()))?;
-        std::fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-        let lock_path = target.join(format!("{}.lock", self.name));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        // Released when `lock` is dropped, or by the OS if this process dies.
-        lock.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        let _lock = lock_in_target(self.name)?;
         let current = std::fs::read_to_string(&stamp).is_ok_and(|stamp| stamp == requirements)
             && run(Command::new(&python).args(["-c", &format!("import {}", self.module)])).is_ok();
         if !current {
@@ -55,23 +45,4 @@ impl Venv {
         }
         Ok(venv.join("bin"))
     }
-}
-
-/// `CARGO_TARGET_DIR` (relative to the workspace root), else `<workspace root>/target`.
-fn target_dir() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty());
-    workspace_root().join(dir.map_or_else(|| PathBuf::from("target"), PathBuf::from))
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{command:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
 }

@@ -6,15 +6,16 @@
 //! ([`crate::python`]).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind};
+use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::helper_process::HelperProcess;
 use crate::python::Venv;
 use crate::workspace_root;
 
@@ -28,9 +29,8 @@ const PASSWORD: &str = "secret";
 
 /// An SMTP server on 127.0.0.1 that keeps every message it receives; stopped on drop.
 pub struct SmtpServer {
-    child: Mutex<Child>,
-    /// Held open: the sink exits when its standard input closes, even if this process dies.
-    _stdin: Option<ChildStdin>,
+    /// The sink (it exits when its standard input closes, even if this process dies).
+    process: HelperProcess,
     port: u16,
     auth: bool,
     mailbox: PathBuf,
@@ -62,41 +62,18 @@ impl SmtpServer {
         if auth {
             command.arg("auth");
         }
-        let mut child = command
+        let child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
 
-        let (sender, receiver) = mpsc::channel();
-        let stdout = child.stdout.take();
-        std::thread::spawn(move || {
-            let Some(stdout) = stdout else { return };
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(port) = line
-                    .strip_prefix("READY ")
-                    .and_then(|port| port.trim().parse::<u16>().ok())
-                {
-                    let _ = sender.send(port);
-                    return;
-                }
-            }
-        });
-        let port = match receiver.recv_timeout(READY_TIMEOUT) {
-            Ok(port) => port,
-            Err(error) => {
-                let _ = child.kill();
-                let status = child.wait().map_or_else(|e| e.to_string(), |status| status.to_string());
-                panic!(
-                    "the SMTP sink did not start ({error}; {status}); stderr:\n{}",
-                    read_lossy(&stderr)
-                );
-            }
-        };
+        let ready = |line: &str| line.strip_prefix("READY ")?.trim().parse::<u16>().ok();
+        let (process, port) = HelperProcess::await_ready(child, READY_TIMEOUT, ready)
+            .unwrap_or_else(|why| panic!("the SMTP sink did not start ({why}); stderr:\n{}", read_lossy(&stderr)));
         Self {
-            _stdin: child.stdin.take(),
-            child: Mutex::new(child),
+            process,
             port,
             auth,
             mailbox,
@@ -167,7 +144,7 @@ impl SmtpServer {
             if messages.len() >= count {
                 return messages;
             }
-            if let Some(status) = self.exited() {
+            if let Some(status) = self.process.exited() {
                 panic!(
                     "the SMTP sink exited ({status}) after {} of {count} messages; stderr:\n{}",
                     messages.len(),
@@ -183,23 +160,6 @@ impl SmtpServer {
             }
             std::thread::sleep(POLL_INTERVAL);
         }
-    }
-
-    fn exited(&self) -> Option<ExitStatus> {
-        self.child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .try_wait()
-            .ok()
-            .flatten()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
