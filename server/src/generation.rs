@@ -8,13 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferridm_core::schema::ManagedConfig;
-use ferridm_plugins::ScriptLimits;
+use ferridm_plugins::{CompiledScript, ScriptLimits};
 use serde_json::Value;
 
 use crate::config::access::AccessRules;
 use crate::config::audit::AuditConfig;
 use crate::config::authentication::AuthenticationConfig;
 use crate::config::email::EmailConfig;
+use crate::config::identity_providers::IdentityProviders;
 use crate::config::policy::{DerivedResources, PolicySet};
 use crate::config::profile::{AuthProfile, CompletenessRule};
 use crate::config::scripts::TransformScripts;
@@ -55,6 +56,10 @@ pub struct Generation {
     pub auth_profile: AuthProfile,
     /// `external.email.json`.
     pub email: EmailConfig,
+    /// `identityProviders.json` and `identityProvider-<name>.json`.
+    pub identity_providers: IdentityProviders,
+    /// `scripts/social/<provider>.rhai`: each enabled provider's mapping script, if it has one.
+    pub social_scripts: BTreeMap<String, Arc<CompiledScript>>,
     /// `audit.json`: the audit handlers and what they record.
     pub audit: Arc<AuditConfig>,
     /// `selfservice.kba.json` as served at `selfservice/kba`, if present.
@@ -230,6 +235,10 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
     })
     .unwrap_or_default();
     let email: EmailConfig = typed(&files, "external.email", &mut errors);
+    let identity_providers = IdentityProviders::from_files(&files)
+        .map_err(|error| errors.push(error))
+        .unwrap_or_default();
+    let social_scripts = social_scripts(paths, &script_limits, &identity_providers, &mut errors);
     let audit: AuditConfig = typed(&files, "audit", &mut errors);
     let kba = parsed(&files, "selfservice.kba", None, &mut errors, |file| {
         match &file.resolved {
@@ -259,6 +268,8 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
                 completeness,
                 auth_profile,
                 email,
+                identity_providers,
+                social_scripts,
                 audit: Arc::new(audit),
                 kba,
                 progressive_profile,
@@ -267,6 +278,32 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
         }
         _ => Err(errors),
     }
+}
+
+/// The mapping script of each enabled provider that has one (`scripts/social/<provider>.rhai`,
+/// which must define `normalize(profile, claims)`).
+fn social_scripts(
+    paths: &ConfigPaths,
+    limits: &ScriptLimits,
+    providers: &IdentityProviders,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, Arc<CompiledScript>> {
+    let mut scripts = BTreeMap::new();
+    for provider in providers.all_enabled() {
+        let relative = format!("scripts/social/{}.rhai", provider.provider);
+        if !paths.resolve(&relative).is_file() {
+            continue;
+        }
+        let compiled = CompiledScript::compile(limits, &paths.script(&relative))
+            .and_then(|script| script.require_functions(&[("normalize", 2)]).map(|()| script));
+        match compiled {
+            Ok(script) => {
+                scripts.insert(provider.provider.clone(), Arc::new(script));
+            }
+            Err(error) => errors.push(crate::config::scripts::config_error(&error)),
+        }
+    }
+    scripts
 }
 
 /// The properties the registration process collects (its `idmUserDetails` stage), if any.

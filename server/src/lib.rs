@@ -12,6 +12,7 @@ pub mod gate;
 pub mod generation;
 pub mod http;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod resource;
 pub mod sealed;

@@ -13,6 +13,7 @@ use crate::config::{ConfigError, ConfigPaths};
 use crate::gate::{Gate, per_core_or};
 use crate::generation::Generation;
 use crate::metrics::Metrics;
+use crate::oidc::ProviderClient;
 use crate::secrets::{CredentialCache, HashingGate, Secrets};
 
 /// Everything a request may need.
@@ -46,6 +47,8 @@ pub struct AppState {
     pub audit_writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What `GET /openidm/metrics/prometheus` serves.
     pub metrics: Metrics,
+    /// The client of the social identity providers (discovery and key sets cached).
+    pub social: ProviderClient,
     generation: ArcSwap<Generation>,
     last_errors: Mutex<Vec<ConfigError>>,
     reloading: Mutex<()>,
@@ -81,6 +84,7 @@ impl AppState {
             audit,
             audit_writer: Mutex::new(None),
             metrics,
+            social: ProviderClient::new(),
             generation: ArcSwap::from_pointee(generation),
             last_errors: Mutex::new(Vec::new()),
             reloading: Mutex::new(()),

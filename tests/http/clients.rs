@@ -1656,45 +1656,6 @@ fn reset_links_to_the_app(server: &TestServer) {
     assert_eq!(conf_json(server, "selfservice-reset.json"), conf, "written as sent");
 }
 
-/// Runs `node tests/ui-e2e/run.mjs` against `server` with the extra `env`; returns (success,
-/// output).
-fn run_browser(server: &TestServer, root: &Path, chromium: &Path, env: &[(&str, &OsStr)]) -> (bool, String) {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let err = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new("node")
-        .arg(root.join("tests/ui-e2e/run.mjs"))
-        .current_dir(root)
-        .env("FERRIDM_URL", server.base())
-        .env("CHROMIUM", chromium)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(out.reopen().unwrap())
-        .stderr(err.reopen().unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        std::fs::read_to_string(out.path()).unwrap_or_default(),
-        std::fs::read_to_string(err.path()).unwrap_or_default()
-    );
-    match status {
-        Some(status) => (status.success(), format!("{status}\n{output}")),
-        None => (false, format!("timed out after {BROWSER_TIMEOUT:?}\n{output}")),
-    }
-}
-
 /// A real browser loads `tests/ui-e2e/app` through `--ui` and drives registration → auto-login
 /// → progressive profile → dashboard and profile page (preference toggle, password change with
 /// re-authentication, download) → profile edit → log out → "Forgot password?" → the mailed link (read
@@ -1706,13 +1667,9 @@ fn run_browser(server: &TestServer, root: &Path, chromium: &Path, env: &[(&str, 
 fn browser_drives_registration_to_profile_edit() {
     let root = workspace_root();
     let e2e = root.join("tests/ui-e2e");
-    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()));
-    if let Some(reason) = browser_missing(&e2e, &chromium) {
-        let required = std::env::var("FERRIDM_REQUIRE_BROWSER").is_ok_and(|value| value == "1");
-        assert!(!required, "FERRIDM_REQUIRE_BROWSER=1 but {reason}");
-        println!("skipped: browser_drives_registration_to_profile_edit: {reason}");
+    let Some(chromium) = chromium_or_skip("browser_drives_registration_to_profile_edit", &e2e) else {
         return;
-    }
+    };
     on_each_backend(|builder| {
         let smtp = SmtpServer::start();
         let server = builder
@@ -1722,9 +1679,10 @@ fn browser_drives_registration_to_profile_edit() {
             .start();
         reset_links_to_the_app(&server);
         let user_name = unique("e2e");
-        let (success, output) = run_browser(
+        let (success, output) = run_browser_script(
             &server,
             &root,
+            "tests/ui-e2e/run.mjs",
             &chromium,
             &[
                 ("FERRIDM_E2E_USER", user_name.as_ref()),
@@ -1776,5 +1734,211 @@ fn browser_drives_registration_to_profile_edit() {
         );
         let new = server.user(&user_name, BROWSER_NEW_PASSWORD).post_empty(LOGIN).send();
         assert_eq!(new.status, 401, "the deleted account: {}", new.text);
+    });
+}
+
+/// The social provider's name in ferridm in the browser's "sign up with" run.
+const SOCIAL_PROVIDER: &str = "loopback";
+/// ferridm's client at that provider.
+const SOCIAL_CLIENT_ID: &str = "ferridm-e2e";
+const SOCIAL_CLIENT_SECRET: &str = "e2e-Cl1ent-S3cret";
+/// The given name the provider has for the account (its profile has no family name).
+const SOCIAL_GIVEN_NAME: &str = "Grace";
+/// The family name the browser types when the registration asks for it.
+const SOCIAL_SN: &str = "Hopper";
+
+/// The shipped `selfservice-registration.json` with social registration on.
+fn social_registration_conf() -> String {
+    let path = workspace_root().join("conf/selfservice-registration.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut process: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    process["stageConfigs"][0]["socialRegistrationEnabled"] = json!(true);
+    serde_json::to_string_pretty(&process).unwrap()
+}
+
+/// Writes `conf/identityProviders.json` of the running `server` (written aside, then moved in,
+/// so the reload never reads half a file) and waits until `GET authentication` offers
+/// [`SOCIAL_PROVIDER`].
+fn offer_provider(server: &TestServer, providers: &Value) {
+    let aside = server.project().join("identityProviders.json.new");
+    std::fs::write(&aside, serde_json::to_string_pretty(providers).unwrap()).unwrap();
+    std::fs::rename(&aside, server.conf().join("identityProviders.json")).unwrap();
+    server.wait_until(RELOAD, "GET authentication to offer the provider", || {
+        let reply = server.anonymous().get("/openidm/authentication").send();
+        reply.status == 200
+            && reply.body["providers"]
+                .as_array()
+                .is_some_and(|listed| listed.iter().any(|entry| entry["provider"] == json!(SOCIAL_PROVIDER)))
+    });
+}
+
+/// The Chromium the browser tests drive, or `None` (after a notice naming `test`) when node,
+/// Chromium or playwright-core is missing and `FERRIDM_REQUIRE_BROWSER` is not `1`.
+fn chromium_or_skip(test: &str, e2e: &Path) -> Option<PathBuf> {
+    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()));
+    let Some(reason) = browser_missing(e2e, &chromium) else {
+        return Some(chromium);
+    };
+    let required = std::env::var("FERRIDM_REQUIRE_BROWSER").is_ok_and(|value| value == "1");
+    assert!(!required, "FERRIDM_REQUIRE_BROWSER=1 but {reason}");
+    println!("skipped: {test}: {reason}");
+    None
+}
+
+/// Runs `node <script>` (relative to `root`) against `server` with the extra `env`; returns
+/// (success, output).
+fn run_browser_script(
+    server: &TestServer,
+    root: &Path,
+    script: &str,
+    chromium: &Path,
+    env: &[(&str, &OsStr)],
+) -> (bool, String) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new("node")
+        .arg(root.join(script))
+        .current_dir(root)
+        .env("FERRIDM_URL", server.base())
+        .env("CHROMIUM", chromium)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
+    let deadline = Instant::now() + BROWSER_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        std::fs::read_to_string(out.path()).unwrap_or_default(),
+        std::fs::read_to_string(err.path()).unwrap_or_default()
+    );
+    match status {
+        Some(status) => (status.success(), format!("{status}\n{output}")),
+        None => (false, format!("timed out after {BROWSER_TIMEOUT:?}\n{output}")),
+    }
+}
+
+/// A real browser signs up with a social provider (idm-api §13) through `tests/ui-e2e/app`: the
+/// registration page's "Sign up with Loopback" → a real OpenID Provider on loopback (its login
+/// step done non-interactively) → the app's `/oauthReturn/` → `handlePostAuth` → the OAuth login
+/// (401: nobody linked yet) → registration through the identity, typing only the family name the
+/// provider's profile lacks → the OAuth login → dashboard and profile page (see
+/// tests/ui-e2e/social.mjs). The user is stored once, linked to the provider's subject. Skipped
+/// like [`browser_drives_registration_to_profile_edit`].
+#[test]
+fn browser_signs_up_with_a_social_provider() {
+    let root = workspace_root();
+    let e2e = root.join("tests/ui-e2e");
+    let Some(chromium) = chromium_or_skip("browser_signs_up_with_a_social_provider", &e2e) else {
+        return;
+    };
+    on_each_backend(|builder| {
+        let server = builder
+            .ui(&e2e.join("app"))
+            .conf_file("selfservice-registration.json", &social_registration_conf())
+            .start();
+        let return_page = format!("{}/oauthReturn/", server.base());
+        let user_name = unique("social");
+        let sub = format!("{user_name}-subject");
+        let mail = format!("{user_name}@example.com");
+        let provider = ferridm_tests::oidc::OidcProvider::start(&json!({
+            "clients": [{"client_id": SOCIAL_CLIENT_ID, "client_secret": SOCIAL_CLIENT_SECRET,
+                         "redirect_uris": [return_page]}],
+            "accounts": [{"sub": sub, "email": mail, "email_verified": true,
+                          "given_name": SOCIAL_GIVEN_NAME, "preferred_username": user_name}],
+        }));
+        offer_provider(
+            &server,
+            &json!({"providers": [{
+                "provider": SOCIAL_PROVIDER,
+                "clientId": SOCIAL_CLIENT_ID,
+                "clientSecret": SOCIAL_CLIENT_SECRET,
+                "wellKnownEndpoint": format!("{}/.well-known/openid-configuration", provider.issuer()),
+                "redirectUri": return_page,
+                "scope": ["openid", "profile", "email"],
+                "propertyMap": [
+                    {"source": "given_name", "target": "givenName"},
+                    {"source": "family_name", "target": "sn"},
+                    {"source": "email", "target": "mail"},
+                    {"source": "preferred_username", "target": "userName"}
+                ],
+                "uiConfig": {"buttonDisplayName": "Loopback"}
+            }]}),
+        );
+
+        let (success, output) = run_browser_script(
+            &server,
+            &root,
+            "tests/ui-e2e/social.mjs",
+            &chromium,
+            &[
+                ("FERRIDM_E2E_PROVIDER", SOCIAL_PROVIDER.as_ref()),
+                ("FERRIDM_E2E_ISSUER", provider.issuer().as_ref()),
+                ("FERRIDM_E2E_ACCOUNT", sub.as_ref()),
+                ("FERRIDM_E2E_SN", SOCIAL_SN.as_ref()),
+                ("FERRIDM_E2E_GIVEN_NAME", SOCIAL_GIVEN_NAME.as_ref()),
+            ],
+        );
+        println!("{output}");
+        assert!(
+            success,
+            "the browser run failed on {:?}:\n{output}\nprovider stderr:\n{}",
+            server.backend(),
+            provider.stderr()
+        );
+        assert!(output.contains("ui-e2e-social: all steps passed"), "{output}");
+        assert!(
+            output.contains("/openidm responses, none 400 or more but 3 login probes"),
+            "the session probes of the two page loads and the OAuth login before the registration: {output}"
+        );
+        assert!(
+            output.contains(&format!(
+                "social user: {user_name} {SOCIAL_GIVEN_NAME} {SOCIAL_SN} {mail}"
+            )),
+            "{output}"
+        );
+
+        // Stored once, linked to the provider's subject, with the family name the browser typed.
+        let ids = ids_named(&server, &user_name);
+        let [id] = ids.as_slice() else {
+            panic!("one user named {user_name} expected: {ids:?}")
+        };
+        let linked = server
+            .admin()
+            .get(&format!("/openidm/managed/user/{id}?_fields=idps"))
+            .send();
+        assert_eq!(linked.status, 200, "{}", linked.text);
+        let idps = linked.body["idps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no idps: {}", linked.text));
+        let [idp] = idps.as_slice() else {
+            panic!("one linked identity expected: {}", linked.text)
+        };
+        assert_eq!(
+            idp["_ref"],
+            json!(format!("managed/{SOCIAL_PROVIDER}/{sub}")),
+            "{}",
+            linked.text
+        );
+        let user = server.admin().get(&format!("/openidm/managed/user/{id}")).send();
+        assert_eq!(user.status, 200, "{}", user.text);
+        assert_eq!(
+            (&user.body["givenName"], &user.body["sn"], &user.body["mail"]),
+            (&json!(SOCIAL_GIVEN_NAME), &json!(SOCIAL_SN), &json!(mail)),
+            "{}",
+            user.text
+        );
     });
 }

@@ -85,7 +85,7 @@ fn config_queries_answer_with_the_exact_query_envelope() {
                 "resultCount": 3,
                 "pagedResultsCookie": "3",
                 "totalPagedResultsPolicy": "EXACT",
-                "totalPagedResults": 4,
+                "totalPagedResults": 5,
                 "remainingPagedResults": -1
             })
         );
@@ -95,8 +95,8 @@ fn config_queries_answer_with_the_exact_query_envelope() {
         assert_eq!(
             rest.body,
             json!({
-                "result": [{"_id": "selfservice/username"}],
-                "resultCount": 1,
+                "result": [{"_id": "selfservice/socialUserClaim"}, {"_id": "selfservice/username"}],
+                "resultCount": 2,
                 "pagedResultsCookie": null,
                 "totalPagedResultsPolicy": "NONE",
                 "totalPagedResults": -1,
@@ -137,8 +137,15 @@ fn config_queries_answer_with_the_exact_query_envelope() {
 const EMAIL: &str = r#"{"host": "127.0.0.1", "port": 2525, "from": "idm@example.com",
     "auth": {"enable": true, "username": "mailer", "password": "Sm7pS3cret"}}"#;
 const PROVIDERS: &str = r#"{"providers": [
-    {"provider": "google", "clientId": "g-id", "clientSecret": "G00gleS3cret"},
-    {"provider": "apple", "clientId": "a-id", "clientSecret": "&{APPLE_SECRET|unset}"}]}"#;
+    {"provider": "google", "clientId": "g-id", "clientSecret": "G00gleS3cret",
+     "wellKnownEndpoint": "https://accounts.google.com/.well-known/openid-configuration",
+     "redirectUri": "https://idm.example.com/oauthReturn/", "scope": ["openid"]},
+    {"provider": "apple", "clientId": "a-id", "clientSecret": "&{APPLE_SECRET|}",
+     "wellKnownEndpoint": "https://appleid.apple.com/.well-known/openid-configuration",
+     "redirectUri": "https://idm.example.com/oauthReturn/", "scope": ["openid"]},
+    {"provider": "amazon", "clientId": "z-id", "clientSecret": "&{AMAZON_SECRET|Am4zonS3cret}",
+     "wellKnownEndpoint": "https://amazon.example.com/.well-known/openid-configuration",
+     "redirectUri": "https://idm.example.com/oauthReturn/", "scope": ["openid"]}]}"#;
 
 #[test]
 fn config_reads_and_queries_withhold_secrets() {
@@ -168,8 +175,14 @@ fn config_reads_and_queries_withhold_secrets() {
         assert_eq!(providers.body["providers"][0]["clientId"], json!("g-id"));
         assert_eq!(
             providers.body["providers"][1]["clientSecret"],
-            json!("&{APPLE_SECRET|unset}"),
-            "a placeholder is no secret"
+            json!("&{APPLE_SECRET|}"),
+            "a placeholder without a default is no secret"
+        );
+        assert_eq!(
+            providers.body["providers"][2]["clientSecret"],
+            withheld(),
+            "a placeholder's default is the secret itself: {}",
+            providers.text
         );
 
         let queried = admin
@@ -178,7 +191,9 @@ fn config_reads_and_queries_withhold_secrets() {
         assert_eq!(queried.body["result"], json!([read.body.clone()]), "{}", queried.text);
         let all = admin.get("/openidm/config?_queryFilter=true").send();
         assert!(
-            !all.text.contains("Sm7pS3cret") && !all.text.contains("G00gleS3cret"),
+            !all.text.contains("Sm7pS3cret")
+                && !all.text.contains("G00gleS3cret")
+                && !all.text.contains("Am4zonS3cret"),
             "{}",
             all.text
         );

@@ -70,6 +70,8 @@ fn admin_context(state: &Arc<AppState>) -> RequestContext {
         reauth_password: None,
         logout: false,
         no_session: true,
+        data_store_token: None,
+        social_binding: None,
     };
     RequestContext::client(Arc::clone(state), state.generation(), caller, None, Vec::new())
 }

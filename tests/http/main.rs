@@ -33,5 +33,6 @@ mod reload;
 mod sandbox;
 mod script_limits;
 mod seeds;
+mod social;
 mod stages;
 mod transfer;

@@ -531,6 +531,7 @@ fn config_queries_return_whole_entities_in_the_query_envelope() {
         ids,
         [
             "selfservice/username",
+            "selfservice/socialUserClaim",
             "selfservice/reset",
             "selfservice/registration",
             "selfservice/profile",
@@ -550,16 +551,16 @@ fn config_queries_return_whole_entities_in_the_query_envelope() {
         .get("/openidm/config?_queryFilter=_id sw \"selfservice\"&_pageSize=4&_totalPagedResultsPolicy=EXACT")
         .send();
     assert_eq!(first.body["resultCount"], json!(4), "{}", first.text);
-    assert_eq!(first.body["totalPagedResults"], json!(6));
+    assert_eq!(first.body["totalPagedResults"], json!(7));
     let cookie = first.body["pagedResultsCookie"].as_str().expect("a cookie").to_owned();
     let second = admin
         .get(&format!(
             "/openidm/config?_queryFilter=_id sw \"selfservice\"&_pageSize=4&_pagedResultsCookie={cookie}"
         ))
         .send();
-    assert_eq!(second.body["resultCount"], json!(2), "{}", second.text);
+    assert_eq!(second.body["resultCount"], json!(3), "{}", second.text);
     assert_eq!(second.body["pagedResultsCookie"], Value::Null);
-    assert_eq!(second.body["result"][1]["_id"], json!("selfservice/username"));
+    assert_eq!(second.body["result"][2]["_id"], json!("selfservice/username"));
 
     let plain = admin.get("/openidm/config").send();
     assert_eq!(keys(&plain.body), ["_id", "configurations"]);

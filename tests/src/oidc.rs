@@ -132,6 +132,16 @@ impl OidcProvider {
         self.post_test("accounts", account);
     }
 
+    /// Makes the next token response carry an ID token with `claims` merged in, signed again by
+    /// the provider's key or, with `rogue_key`, by a key outside its key set under the same key
+    /// id: the relying party's ID token checks are then each broken on their own.
+    pub fn tamper_next_id_token(&self, claims: &Value, rogue_key: bool) {
+        self.post_test(
+            "next-id-token",
+            &serde_json::json!({"claims": claims, "rogueKey": rogue_key}),
+        );
+    }
+
     /// Follows `authorization_url` through the provider as a browser would (carrying its
     /// cookies), logs `account` in and consents to everything requested, and returns the URL the
     /// provider finally redirects to at the client's `redirect_uri` (with `code`, `state` and
@@ -636,6 +646,33 @@ mod tests {
             header["kid"],
             after[0].as_str(),
             "new ID tokens are signed with the new key"
+        );
+    }
+
+    #[test]
+    fn the_next_id_token_can_be_tampered_with_once() {
+        let provider = provider();
+        let discovery = provider.discovery();
+        provider.tamper_next_id_token(&json!({"email": "mallory@example.com"}), false);
+        let (tampered, _, _) = sign_in(&provider, &discovery, "alice");
+        let id_token = tampered["id_token"].as_str().unwrap();
+        assert_eq!(jwt_part(id_token, 1)["email"], "mallory@example.com");
+        assert_eq!(jwt_part(id_token, 1)["given_name"], "Alice", "the other claims stay");
+        assert_eq!(kids(&discovery), [jwt_part(id_token, 0)["kid"].as_str().unwrap()]);
+
+        provider.tamper_next_id_token(&json!({}), true);
+        let (rogue, _, _) = sign_in(&provider, &discovery, "alice");
+        let (honest, _, _) = sign_in(&provider, &discovery, "alice");
+        let signature = |tokens: &Value| tokens["id_token"].as_str().unwrap().split('.').nth(2).unwrap().len();
+        assert_eq!(signature(&rogue), signature(&honest), "both RS256 with 2048-bit keys");
+        assert_eq!(
+            jwt_part(honest["id_token"].as_str().unwrap(), 1)["email"],
+            "alice@example.com"
+        );
+        assert_eq!(
+            jwt_part(rogue["id_token"].as_str().unwrap(), 0)["kid"],
+            jwt_part(honest["id_token"].as_str().unwrap(), 0)["kid"],
+            "the rogue key poses under the provider's key id"
         );
     }
 

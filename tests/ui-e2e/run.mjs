@@ -18,11 +18,9 @@
 // Every response the browser gets is recorded; the run fails if any /openidm response is 400 or
 // more other than the login probes (POST /openidm/authentication?_action=login answered 401: the
 // UI's "is there a session?" on load, a refused sign-in, the check after deleting the account).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { chromium } from 'playwright-core';
+import { check, expectStep, runInBrowser, stepText } from './harness.mjs';
 
 const base = (process.env.FERRIDM_URL ?? '').replace(/\/+$/, '');
 if (!base) {
@@ -30,7 +28,6 @@ if (!base) {
   process.exit(2);
 }
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const STEP_TIMEOUT = 30_000;
 
 const userName = process.env.FERRIDM_E2E_USER || `e2e-${randomBytes(4).toString('hex')}`;
 const password = process.env.FERRIDM_E2E_PASSWORD || 'Sunfl0werSeed';
@@ -44,28 +41,7 @@ const MAIL_POLL = 100;
 const telephone = '+1 555 0100';
 const newGivenName = 'Edited';
 
-function check(condition, message) {
-  if (!condition) {
-    throw new Error(message);
-  }
-}
-
-// Waits for step `name` (or any failed step) and returns its text; a failed step fails the run.
-async function stepText(page, name) {
-  await page.waitForSelector(`#step-${name}, #steps [data-ok="false"]`, { timeout: STEP_TIMEOUT });
-  const failed = await page.locator('#steps [data-ok="false"]').allTextContents();
-  check(failed.length === 0, `a step failed: ${failed.join(' | ')}`);
-  const text = (await page.locator(`#step-${name}`).textContent()) ?? '';
-  console.log(`  ${text}`);
-  return text;
-}
-
-async function expectStep(page, name, expected) {
-  const text = await stepText(page, name);
-  check(text === `${name}: ok ${expected}`, `step ${name}: expected "${name}: ok ${expected}", got "${text}"`);
-}
-
-async function main(page, context) {
+async function main(page, context, watch) {
   // A client route: the server answers it with index.html, which loads /app.js.
   const response = await page.goto(`${base}/register`, { waitUntil: 'load' });
   check(response && response.status() === 200, `GET /register: HTTP ${response && response.status()}`);
@@ -145,7 +121,7 @@ async function main(page, context) {
     await deleteAccount(page);
     return;
   }
-  const last = await passwordReset(page, context);
+  const last = await passwordReset(page, context, watch);
   console.log('ui-e2e: password reset passed');
   await downloadData(last, 2);
   await deleteAccount(last);
@@ -178,24 +154,6 @@ async function deleteAccount(page) {
 }
 
 // True for a login probe: a login refused for want of a session or of the right password.
-function isLoginProbe(response) {
-  return (
-    response.method === 'POST' &&
-    response.path === '/openidm/authentication' &&
-    response.query === '?_action=login' &&
-    response.status === 401
-  );
-}
-
-// Fails unless every /openidm response but the login probes is below 400.
-function checkResponses() {
-  const api = responses.filter((response) => response.path.startsWith('/openidm/') || response.path === '/openidm');
-  const failed = api.filter((response) => response.status >= 400 && !isLoginProbe(response));
-  const line = (r) => `${r.method} ${r.path}${r.query} -> ${r.status}`;
-  check(failed.length === 0, `/openidm responses of 400 or more:\n  ${failed.map(line).join('\n  ')}`);
-  const probes = api.filter(isLoginProbe).length;
-  console.log(`ui-e2e: ${api.length} /openidm responses, none 400 or more but ${probes} login probes`);
-}
 
 // Every complete message in the mailbox, oldest first (a line still being written is left for
 // the next look).
@@ -269,7 +227,7 @@ async function signIn(page, name, secret) {
 
 // Log out → "Forgot password?" → the mail → its link → a weak then a strong new password →
 // sign in with it (and not with the old one).
-async function passwordReset(firstPage, context) {
+async function passwordReset(firstPage, context, watch) {
   let page = firstPage;
   const address = `${userName}@example.com`;
   await page.click('#logout-button');
@@ -364,62 +322,5 @@ async function passwordReset(firstPage, context) {
   return page;
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'ferridm-ui-e2e-'));
-let context;
-let page;
-const log = [];
-// Every response of every tab: {method, path, query, status}.
-const responses = [];
-
-// Records what `tab` logs and every response it gets.
-function watch(tab) {
-  tab.on('console', (message) => log.push(`console.${message.type()}: ${message.text()}`));
-  tab.on('pageerror', (error) => log.push(`page error: ${error.message}`));
-  tab.on('response', (response) => {
-    const request = response.request();
-    const url = new URL(response.url());
-    responses.push({ method: request.method(), path: url.pathname, query: url.search, status: response.status() });
-    log.push(`${request.method()} ${url.pathname}${url.search} -> ${response.status()}`);
-  });
-}
-try {
-  // launchPersistentContext passes --user-data-dir (a fresh directory) itself.
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    timeout: 60_000,
-  });
-  context.setDefaultTimeout(STEP_TIMEOUT);
-  page = context.pages()[0] ?? (await context.newPage());
-  watch(page);
-  console.log(`ui-e2e: ${base} as ${userName}`);
-  await main(page, context);
-  checkResponses();
-  console.log('ui-e2e: all steps passed');
-} catch (error) {
-  process.exitCode = 1;
-  console.error(`ui-e2e FAILED: ${error && error.message ? error.message : error}`);
-  for (const [index, open] of (context ? context.pages() : []).entries()) {
-    const steps = await open
-      .locator('#steps li')
-      .allTextContents()
-      .catch(() => []);
-    console.error(`steps (tab ${index + 1}, ${open.url()}):\n  ${steps.join('\n  ')}`);
-  }
-  console.error(`browser log:\n  ${log.join('\n  ')}`);
-} finally {
-  if (context) {
-    await context.close().catch(() => {});
-  }
-  rmSync(userDataDir, { recursive: true, force: true });
-}
+console.log(`ui-e2e: ${base} as ${userName}`);
+await runInBrowser({ name: 'ui-e2e', base, executablePath, main });

@@ -252,6 +252,8 @@ const FILES: &[(&str, Coverage)] = &[
     ("ui-configuration.json", Coverage::Whole),
     ("ui-dashboard.json", Coverage::Whole),
     ("auth.profile.json", Coverage::Whole),
+    ("identityProviders.json", Coverage::Whole),
+    ("identityProvider-", Coverage::Whole),
     ("boot.json", Coverage::Whole),
     ("ferridm.json", Coverage::Whole),
     (
@@ -293,7 +295,6 @@ const FILES: &[(&str, Coverage)] = &[
         Coverage::Missing("clustering: see ferridm.json cluster"),
     ),
     ("secrets.json", Coverage::Missing("secret stores: use boot.json")),
-    ("identityProviders.json", Coverage::Missing("social identity providers")),
     ("emailTemplate-", Coverage::Missing("e-mail templates")),
     ("ui.context-", Coverage::Missing("UI contexts: use --ui")),
     ("ui-", Coverage::Missing("UI settings not read by ferridm")),

@@ -8,6 +8,7 @@ pub mod authentication;
 pub mod email;
 mod files;
 pub mod gaps;
+pub mod identity_providers;
 pub mod managed;
 pub mod policy;
 pub mod profile;

@@ -85,6 +85,11 @@ pub fn presented(http: &HttpRequest, generation: &Generation) -> Presented {
             .unwrap_or_default(),
         no_session: header(http, "x-openidm-nosession").is_some_and(|value| value.eq_ignore_ascii_case("true")),
         reauth_password: header(http, "x-openidm-reauth-password").map(decode_rfc5987),
+        oauth_login: header(http, "x-openidm-oauth-login").is_some_and(|value| value.eq_ignore_ascii_case("true")),
+        data_store_token: header(http, "x-openidm-datastoretoken").map(str::to_owned),
+        social_binding: http
+            .cookie(crate::service::social::BINDING_COOKIE)
+            .map(|cookie| cookie.value().to_owned()),
     }
 }
 

@@ -326,7 +326,15 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>,
                 let ip = unverified.ip().to_owned();
                 let verified = login::verify(&state, &generation, unverified, &transaction_id);
                 match &verified {
-                    Ok(client) => authentication_event(&state, &transaction_id, &principal, Some(client), &ip),
+                    Ok(client) => {
+                        // A social login names its user only once verified.
+                        let principal = if principal.is_empty() {
+                            &client.session.context.authentication_id
+                        } else {
+                            &principal
+                        };
+                        authentication_event(&state, &transaction_id, principal, Some(client), &ip);
+                    }
                     Err(Error::Unauthorized) => authentication_event(&state, &transaction_id, &principal, None, &ip),
                     Err(_) => {}
                 }

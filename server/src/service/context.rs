@@ -40,6 +40,10 @@ pub struct ClientCaller {
     pub logout: bool,
     /// `X-OpenIDM-NoSession: true`: no cookie is issued.
     pub no_session: bool,
+    /// `X-OpenIDM-DataStoreToken`: a social sign-in's start or identity token.
+    pub data_store_token: Option<String>,
+    /// The cookie binding a social sign-in to this browser.
+    pub social_binding: Option<String>,
 }
 
 /// Everything a handler or service needs about the request it serves.

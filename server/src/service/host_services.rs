@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::context::RequestContext;
 use super::host::SelfServiceScope;
 use super::login::CREDENTIAL_PURPOSE;
+use super::social::ClaimProof;
 use super::storage_error;
 use crate::resource::error::to_host;
 use crate::resource::path::ResourcePath;
@@ -148,8 +149,17 @@ fn rate_limit(ctx: &RequestContext, scope: &SelfServiceScope, arguments: &Value)
         .map_err(|error| to_host(storage_error(error)))
 }
 
+/// The managed type named by a service's `path` argument (`managed/<type>`, `managed/user` by
+/// default).
+fn managed_type_of(arguments: &Value) -> HostResult<&str> {
+    let path = arguments.get("path").and_then(Value::as_str).unwrap_or("managed/user");
+    path.strip_prefix("managed/")
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+        .ok_or_else(|| HostError::bad_request(format!("{path} is not a managed object type")))
+}
+
 /// The name of every host service, as scripts pass it to `openidm::service`.
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 18] = [
     "hashAnswer",
     "answerMatches",
     "sendMail",
@@ -164,6 +174,10 @@ pub const NAMES: [&str; 14] = [
     "profileCompleteness",
     "validQueryFilter",
     "rateLimit",
+    "identityProviders",
+    "socialIdentity",
+    "socialClaimCandidate",
+    "socialClaim",
 ];
 
 /// Runs a named service.
@@ -277,6 +291,31 @@ pub fn call(
         "rateLimit" => {
             let scope = scope.ok_or_else(|| HostError::bad_request("rateLimit is only available in a process"))?;
             rate_limit(ctx, scope, arguments)
+        }
+        "identityProviders" => Ok(Value::Array(super::social::enabled_providers(ctx))),
+        "socialIdentity" => {
+            scope.ok_or_else(|| HostError::bad_request("socialIdentity is only available in a process"))?;
+            super::social::unlinked_identity(ctx, text(arguments, "token")?).map_err(to_host)
+        }
+        "socialClaimCandidate" => {
+            scope.ok_or_else(|| HostError::bad_request("socialClaimCandidate is only available in a process"))?;
+            let type_name = managed_type_of(arguments)?;
+            super::social::claim_candidate(ctx, text(arguments, "token")?, type_name).map_err(to_host)
+        }
+        "socialClaim" => {
+            scope.ok_or_else(|| HostError::bad_request("socialClaim is only available in a process"))?;
+            let type_name = managed_type_of(arguments)?;
+            let proof = match (
+                arguments.get("password").and_then(Value::as_str),
+                arguments.get("linkedToken").and_then(Value::as_str),
+            ) {
+                (Some(password), _) => ClaimProof::Password(password),
+                (None, Some(linked)) => ClaimProof::LinkedIdentity(linked),
+                (None, None) => return Err(HostError::bad_request("password or linkedToken is required")),
+            };
+            super::social::claim(ctx, text(arguments, "token")?, type_name, proof)
+                .map(|()| Value::Bool(true))
+                .map_err(to_host)
         }
         other => Err(HostError::bad_request(format!("no host service named {other}"))),
     }

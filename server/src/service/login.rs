@@ -46,19 +46,39 @@ pub struct Presented {
     pub no_session: bool,
     /// `X-OpenIDM-Reauth-Password`, decoded.
     pub reauth_password: Option<String>,
+    /// `X-OpenIDM-OAuth-Login: true`: log in as the user linked to the social identity in
+    /// `data_store_token`.
+    pub oauth_login: bool,
+    /// `X-OpenIDM-DataStoreToken`: a social sign-in's start or identity token.
+    pub data_store_token: Option<String>,
+    /// The cookie binding a social sign-in to this browser.
+    pub social_binding: Option<String>,
+}
+
+/// What an unverified caller offers as proof.
+#[derive(Debug)]
+enum Proof {
+    /// A user name and password.
+    Password(Credentials),
+    /// A social identity token (`X-OpenIDM-OAuth-Login`).
+    SocialIdentity(String),
 }
 
 /// A caller still to be verified (blocking work: the store and argon2).
 #[derive(Debug)]
 pub struct Unverified {
     presented: Presented,
-    credentials: Credentials,
+    proof: Proof,
 }
 
 impl Unverified {
-    /// The user name the credentials carry.
+    /// The user name the credentials carry (empty for a social login, whose user is known only
+    /// once verified).
     pub fn username(&self) -> &str {
-        &self.credentials.username
+        match &self.proof {
+            Proof::Password(credentials) => &credentials.username,
+            Proof::SocialIdentity(_) => "",
+        }
     }
 
     /// The client address.
@@ -84,6 +104,8 @@ fn client(presented: Presented, session: Session, by_credentials: bool) -> Clien
         reauth_password: presented.reauth_password,
         logout: false,
         no_session: presented.no_session,
+        data_store_token: presented.data_store_token,
+        social_binding: presented.social_binding,
     }
 }
 
@@ -99,6 +121,13 @@ pub fn identify(state: &AppState, generation: &Generation, presented: Presented)
     {
         return Ok(Identified::Known(client(presented, session, false)));
     }
+    if presented.oauth_login {
+        let token = presented.data_store_token.clone().ok_or(Error::Unauthorized)?;
+        return Ok(Identified::Unverified(Unverified {
+            presented,
+            proof: Proof::SocialIdentity(token),
+        }));
+    }
     let credentials = match &presented.credential_token {
         Some(token) => crate::sealed::open::<Credentials>(&state.secrets.token_key, CREDENTIAL_PURPOSE, token, now)
             .map_err(|_| Error::Unauthorized)?,
@@ -110,7 +139,10 @@ pub fn identify(state: &AppState, generation: &Generation, presented: Presented)
             Ok(Identified::Known(client(presented, session, true)))
         }
         Some(None) => Err(Error::Unauthorized),
-        None => Ok(Identified::Unverified(Unverified { presented, credentials })),
+        None => Ok(Identified::Unverified(Unverified {
+            presented,
+            proof: Proof::Password(credentials),
+        })),
     }
 }
 
@@ -124,8 +156,11 @@ pub fn verify(
 ) -> Result<ClientCaller> {
     let mut ctx = RequestContext::internal(Arc::clone(state), Arc::clone(generation));
     transaction_id.clone_into(&mut ctx.transaction_id);
-    let context = verify_credentials(&ctx, &unverified.credentials, Some(&unverified.presented.peer_ip))?
-        .ok_or(Error::Unauthorized)?;
+    let context = match &unverified.proof {
+        Proof::Password(credentials) => verify_credentials(&ctx, credentials, Some(&unverified.presented.peer_ip))?,
+        Proof::SocialIdentity(token) => social_user(&ctx, token)?,
+    }
+    .ok_or(Error::Unauthorized)?;
     let mut session = Session::start(context, &generation.authentication.session, state.clock.now_seconds());
     if !unverified.presented.no_session {
         session.epoch = session_epoch(state, &session.context)?;
@@ -391,7 +426,6 @@ fn managed_user(
     module: &AuthModule,
     credentials: &Credentials,
 ) -> Result<Option<SecurityContext>> {
-    let generation = &ctx.generation;
     let Some(user) = find_managed_user(ctx, module, &credentials.username)? else {
         // An unknown account costs what a real one does.
         ctx.verify_decoy(&credentials.password)?;
@@ -410,6 +444,26 @@ fn managed_user(
     if let (Some(StoredPassword::Idm(_)), Some(previous)) = (&stored, stored_value) {
         upgrade_idm_hash(ctx, module, &id, previous, credentials);
     }
+    Ok(Some(managed_context(
+        ctx,
+        module,
+        &user,
+        id,
+        credentials.username.clone(),
+        ModuleKind::ManagedUser.module_id(),
+    )))
+}
+
+/// The security context of a verified managed user: the roles stored on the user plus the
+/// module's defaults, and the type's protected properties.
+fn managed_context(
+    ctx: &RequestContext,
+    module: &AuthModule,
+    user: &Value,
+    id: String,
+    authentication_id: String,
+    module_id: &str,
+) -> SecurityContext {
     let mut roles: Vec<String> = user
         .get(&module.roles_property)
         .and_then(Value::as_array)
@@ -425,24 +479,71 @@ fn managed_user(
             roles.push(role.clone());
         }
     }
-    let protected = generation
+    let protected = ctx
+        .generation
         .managed
         .get(managed_type(&module.resource).unwrap_or("user"))
         .map(|object_type| object_type.protected.clone())
         .unwrap_or_default();
-    Ok(Some(SecurityContext {
-        authentication_id: credentials.username.clone(),
+    SecurityContext {
+        authentication_id,
         authorization: Authorization {
             id,
             component: module.resource.clone(),
             roles,
-            module_id: ModuleKind::ManagedUser.module_id().to_owned(),
+            module_id: module_id.to_owned(),
             query_id: module.query_id.clone(),
             protected_attribute_list: Some(protected),
             processes_required: None,
             required_profile_processes: None,
         },
-    }))
+    }
+}
+
+/// The module id of logins through a social identity provider (IDM's).
+const SOCIAL_MODULE_ID: &str = "SOCIAL_PROVIDERS";
+
+/// Logs in the active managed user linked to a verified social identity (the identity token of
+/// `identityProviders?_action=handlePostAuth`), once per token. An identity linked to no user
+/// (or to several) logs nobody in: the client goes on to registration or account claiming.
+fn social_user(ctx: &RequestContext, token: &str) -> Result<Option<SecurityContext>> {
+    let Ok(identity) = super::social::open_identity(ctx, token) else {
+        return Ok(None);
+    };
+    let Some(module) = ctx
+        .generation
+        .authentication
+        .modules
+        .iter()
+        .find(|module| module.kind == ModuleKind::ManagedUser)
+    else {
+        return Ok(None);
+    };
+    let fields = ["*", module.roles_property.as_str(), "accountStatus"];
+    let type_name = managed_type(&module.resource).unwrap_or("user");
+    let found = super::social::linked_users(ctx, &identity, type_name, &fields, 2)?;
+    let [user] = found.as_slice() else {
+        tracing::info!(provider = %identity.provider, linked = found.len(), "social login refused: no single linked user");
+        return Ok(None);
+    };
+    if user
+        .get("accountStatus")
+        .and_then(Value::as_str)
+        .is_some_and(|status| status != "active")
+    {
+        tracing::info!(provider = %identity.provider, "social login refused: account not active");
+        return Ok(None);
+    }
+    if !super::social::spend_login(ctx, &identity)? {
+        tracing::info!(provider = %identity.provider, "social login refused: identity token already used");
+        return Ok(None);
+    }
+    let id = user.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let name = user
+        .get("userName")
+        .and_then(Value::as_str)
+        .map_or_else(|| id.clone(), str::to_owned);
+    Ok(Some(managed_context(ctx, module, user, id, name, SOCIAL_MODULE_ID)))
 }
 
 /// Replaces a verified IDM hash with an argon2id hash of the same password, leaving the
@@ -513,6 +614,23 @@ fn verify_credentials(
         };
         if found.is_some() {
             return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// The id of the managed user `user_name` when `password` is theirs, checked as a login is
+/// (active accounts only, lockout counted).
+pub fn verified_user_id(ctx: &RequestContext, user_name: &str, password: &str) -> Result<Option<String>> {
+    let credentials = Credentials {
+        username: user_name.to_owned(),
+        password: password.to_owned(),
+    };
+    for module in &ctx.generation.authentication.modules {
+        if module.kind == ModuleKind::ManagedUser
+            && let Some(context) = managed_user(ctx, module, &credentials)?
+        {
+            return Ok(Some(context.authorization.id));
         }
     }
     Ok(None)

@@ -23,6 +23,7 @@ pub mod profile;
 pub mod reload;
 pub mod router;
 pub mod shared_config;
+pub mod social;
 pub mod transfer;
 pub mod validation;
 

@@ -7,7 +7,9 @@ use ferridm_core::{Error, Result};
 
 use super::context::{Caller, RequestContext};
 use super::endpoints::metrics;
-use super::endpoints::{audit, authentication, client, cluster, config, health, info, managed, policy, selfservice};
+use super::endpoints::{
+    audit, authentication, client, cluster, config, health, identity_providers, info, managed, policy, selfservice,
+};
 use super::{access, api, login, profile};
 use crate::resource::{Operation, Reply, Request};
 
@@ -57,7 +59,7 @@ pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operati
         ["info", "features"] if query => Ok(client::query_features(&ctx.generation)),
         ["schema", "managed", type_name] if read => client::read_schema(&ctx.generation, type_name),
         ["privilege"] => client::list_privileges(operation),
-        ["identityProviders"] if read => Ok(client::read_identity_providers()),
+        ["identityProviders"] => identity_providers::handle(ctx, request, operation),
         ["selfservice", "kba"] if read => Ok(client::read_kba(&ctx.generation)),
         ["consent"] if query => Ok(client::query_consent()),
         ["authentication"] => authentication::handle(ctx, operation),

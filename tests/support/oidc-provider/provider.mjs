@@ -40,6 +40,10 @@
 // Test knobs (tests only):
 //   POST /test/rotate-keys   replaces the signing keys with a new RS256 key: {"kids": [...]}
 //   POST /test/accounts      adds or replaces an account (body as in "accounts"): 204
+//   POST /test/next-id-token {"claims": {...}, "rogueKey": bool}: the next token response's
+//                            id_token gets `claims` merged in and is signed again, with the
+//                            provider's key or (rogueKey) with a key outside its JWKS under the
+//                            same `kid`: 204
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -212,6 +216,8 @@ function buildProvider(issuer, keys) {
 
 let provider;
 let providerCallback;
+/** The tampering `POST /test/next-id-token` asked for, spent by the next token response. */
+let nextIdToken;
 let signingKeys = [signingKey()];
 
 function useProvider(issuer) {
@@ -272,6 +278,35 @@ async function finishLogin(req, res, url) {
   await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
 }
 
+/** `id_token` with `claims` merged into its payload, signed again with `key` (a private JWK). */
+function resign(idToken, claims, key) {
+  const [header, payload] = idToken.split('.').slice(0, 2).map((part) => JSON.parse(Buffer.from(part, 'base64url')));
+  const encode = (part) => Buffer.from(JSON.stringify(part)).toString('base64url');
+  const input = `${encode({ ...header, alg: 'RS256', kid: signingKeys[0].kid })}.${encode({ ...payload, ...claims })}`;
+  const signature = crypto.sign('sha256', Buffer.from(input), crypto.createPrivateKey({ key, format: 'jwk' }));
+  return `${input}.${signature.toString('base64url')}`;
+}
+
+/** Passes a token request to the provider, rewriting the response's `id_token` as
+ * `tampering` asks. */
+function tamperedTokenResponse(req, res, tampering) {
+  const end = res.end.bind(res);
+  res.end = (body, ...rest) => {
+    if (res.statusCode !== 200) {
+      return end(body, ...rest);
+    }
+    const reply = JSON.parse(body.toString());
+    if (reply.id_token) {
+      const key = tampering.rogueKey ? signingKey() : signingKeys[0];
+      reply.id_token = resign(reply.id_token, tampering.claims ?? {}, key);
+    }
+    const text = JSON.stringify(reply);
+    res.setHeader('content-length', Buffer.byteLength(text));
+    return end(text, ...rest);
+  };
+  providerCallback(req, res);
+}
+
 /** `GET /profile`: the claims of the bearer token's account that its scopes release. */
 async function profile(req, res) {
   const [scheme, value] = (req.headers.authorization ?? '').split(' ');
@@ -325,6 +360,13 @@ async function handle(req, res, issuer) {
     signingKeys = [signingKey()];
     useProvider(issuer);
     sendJson(res, 200, { kids: signingKeys.map((key) => key.kid) });
+  } else if (req.method === 'POST' && path === '/test/next-id-token') {
+    nextIdToken = await readJson(req);
+    sendJson(res, 204);
+  } else if (req.method === 'POST' && path === '/token' && nextIdToken) {
+    const tampering = nextIdToken;
+    nextIdToken = undefined;
+    tamperedTokenResponse(req, res, tampering);
   } else if (req.method === 'POST' && path === '/test/accounts') {
     addAccount(await readJson(req));
     sendJson(res, 204);

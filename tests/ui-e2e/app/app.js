@@ -10,8 +10,18 @@
 // security with the password change, security questions, preferences, trusted devices, consent,
 // download and delete) → edit → log out.
 //
+// Social sign-in (idm-api §13): the login and registration pages show one button per provider of
+// `GET authentication`; a click logs the anonymous "session" out, asks `getAuthRedirect` for the
+// provider's authorization URL (keeping the start token base64-encoded in local storage) and
+// goes there. The provider sends the browser back to /oauthReturn/ (the provider's
+// `redirectUri`), which posts every query parameter as an array to `handlePostAuth`, tries the
+// OAuth login with the identity token it gets, and on 401 registers through it
+// (`oauthRegister` + `clientToken`), asking only for what the provider's profile lacked, then logs
+// in with the token and goes on as after any sign-in.
+//
 // On load it asks, as the UI does, whether a session exists: a login with no credentials (401
-// without one). That and a refused sign-in are the only answers of 400 or more it expects.
+// without one). That, a refused sign-in and the OAuth login of an identity no user is linked to
+// yet are the only answers of 400 or more it expects.
 'use strict';
 
 const API = '/openidm';
@@ -30,7 +40,15 @@ const session = {
   features: {},
   uiconfig: {},
   schema: {},
+  // The social providers offered (GET authentication: those with a uiConfig).
+  providers: [],
 };
+// A social sign-in in progress on /oauthReturn: the identity token handlePostAuth answered, the
+// registration process token and the profile the server prefilled the registration with.
+const social = { provider: null, identity: null, token: null, defaults: {} };
+// Where the start token of a social round trip waits for the return (as the End User UI keeps it).
+const DATA_STORE_TOKEN = 'dataStoreToken';
+const SOCIAL_PROVIDER = 'socialProvider';
 // The password reset in progress: the process token the next submission carries.
 const reset = { token: null };
 
@@ -123,6 +141,16 @@ async function start() {
       `${registration ? JSON.stringify(registration.endpoints) : ''}`,
   );
   session.features = Object.fromEntries(result.map((feature) => [feature.name, feature]));
+
+  // The social sign-in buttons (the login and registration pages read them).
+  const authentication = await call('GET', '/authentication', { headers: ANONYMOUS });
+  const providers = expectStatus('providers', authentication, 200).providers ?? [];
+  session.providers = providers.filter((provider) => provider.uiConfig && provider.provider);
+  step(
+    'providers',
+    Array.isArray(providers),
+    session.providers.map((provider) => `${provider.provider}=${buttonName(provider)}`).join(',') || 'none',
+  );
   await render();
 }
 
@@ -134,6 +162,7 @@ const PAGES = {
   },
   login: showLogin,
   passwordreset: showPasswordReset,
+  oauthReturn: showOAuthReturn,
 };
 
 function pageOf(pathname) {
@@ -148,6 +177,7 @@ async function render() {
   for (const section of document.querySelectorAll('section[data-page]')) {
     section.hidden = section.dataset.page !== page;
   }
+  showSocialButtons(page);
   await PAGES[page]();
 }
 
@@ -397,6 +427,11 @@ async function showProfilePage() {
   $('consent').replaceChildren(
     ...mappings.map((mapping) => Object.assign(document.createElement('li'), { textContent: mapping.name })),
   );
+
+  const user = $('profile-user');
+  user.textContent = `${profile.givenName ?? ''} ${profile.sn ?? ''} (${profile.userName}, ${profile.mail ?? 'no e-mail'})`;
+  user.dataset.userId = profile._id ?? session.userId;
+  user.dataset.givenName = profile.givenName ?? '';
 
   const shown = Object.keys(preferences).map((name) => `${name}:${profile.preferences?.[name] ?? 'unset'}`);
   step(
@@ -681,7 +716,236 @@ async function resetPassword() {
   $('login-message').textContent = 'Your password has been reset: sign in with the new one.';
 }
 
+// ---------------------------------------------------------------------------------------------
+// Social sign-in (idm-api §13)
+// ---------------------------------------------------------------------------------------------
+
+// Where each page shows its provider buttons, and what they say.
+const SOCIAL_BUTTONS = {
+  home: { container: 'registration-social', verb: 'Sign up with' },
+  login: { container: 'login-social', verb: 'Sign in with' },
+};
+
+function buttonName(provider) {
+  return provider.uiConfig?.buttonDisplayName ?? provider.provider;
+}
+
+// One button per provider on the login and registration pages (ids `social-<provider>`).
+function showSocialButtons(page) {
+  for (const [name, { container, verb }] of Object.entries(SOCIAL_BUTTONS)) {
+    const box = $(container);
+    box.replaceChildren();
+    if (name !== page) {
+      continue;
+    }
+    for (const provider of session.providers) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.id = `social-${provider.provider}`;
+      button.dataset.provider = provider.provider;
+      button.textContent = `${verb} ${buttonName(provider)}`;
+      button.addEventListener('click', () => guarded(() => startSocial(provider.provider, button)));
+      box.append(button);
+    }
+  }
+}
+
+// §13.2: drop the anonymous "session", ask for the provider's authorization URL (coming back to
+// /oauthReturn), keep the start token for the return and go to the provider.
+async function startSocial(provider, button) {
+  button.disabled = true;
+  const logout = await call('POST', '/authentication?_action=logout', { headers: ANONYMOUS });
+  expectStatus('social-start', logout, 200);
+  const reply = await call('POST', '/identityProviders?_action=getAuthRedirect', {
+    headers: ANONYMOUS,
+    body: { provider, landingPage: `${window.location.origin}/oauthReturn` },
+  });
+  const body = expectStatus('social-start', reply, 200);
+  let target = 'none';
+  try {
+    const url = new URL(body.redirect);
+    target = `${url.origin}${url.pathname}`;
+  } catch {
+    target = `not a URL: ${body.redirect}`;
+  }
+  step(
+    'social-start',
+    target.startsWith('http') && typeof body.token === 'string' && body.token.length > 0,
+    `${provider} redirect=${target}`,
+  );
+  window.localStorage.setItem(DATA_STORE_TOKEN, window.btoa(body.token));
+  window.localStorage.setItem(SOCIAL_PROVIDER, provider);
+  window.location.assign(body.redirect);
+}
+
+// The OAuth login with the identity token of a finished round trip (§13.4).
+function oauthLogin(identity) {
+  return call('POST', '/authentication?_action=login', {
+    headers: {
+      'X-OpenIDM-OAuth-Login': 'true',
+      'X-OpenIDM-DataStoreToken': identity,
+      'X-OpenIDM-NoSession': 'false',
+    },
+  });
+}
+
+// /oauthReturn/?code=…&state=…&iss=… (§13.3): every query parameter as an array of strings to
+// handlePostAuth with the start token; then the OAuth login, or the registration when no user is
+// linked to the identity yet.
+async function showOAuthReturn() {
+  const query = new URLSearchParams(window.location.search);
+  const parameters = {};
+  for (const name of query.keys()) {
+    parameters[name] = query.getAll(name);
+  }
+  const stored = window.localStorage.getItem(DATA_STORE_TOKEN);
+  window.localStorage.removeItem(DATA_STORE_TOKEN);
+  social.provider = window.localStorage.getItem(SOCIAL_PROVIDER) ?? '';
+  window.localStorage.removeItem(SOCIAL_PROVIDER);
+  // The code and state are spent now: keep them out of the history.
+  window.history.replaceState(null, '', window.location.pathname);
+  $('oauth-status').textContent = `Back from ${social.provider}…`;
+  step(
+    'oauth-return',
+    Boolean(stored) && parameters.error === undefined,
+    `${social.provider} parameters=${Object.keys(parameters).join(',')}` +
+      (stored ? '' : ' no start token') +
+      (parameters.error ? ` error=${parameters.error} ${parameters.error_description ?? ''}` : ''),
+  );
+
+  const verified = await call('POST', '/identityProviders?_action=handlePostAuth', {
+    headers: { ...ANONYMOUS, 'X-OpenIDM-DataStoreToken': window.atob(stored) },
+    body: parameters,
+  });
+  const identity = expectStatus('handle-post-auth', verified, 200).token;
+  step(
+    'handle-post-auth',
+    typeof identity === 'string' && identity.length > 0,
+    `token=${typeof identity === 'string' ? 'new' : 'missing'}`,
+  );
+  social.identity = identity;
+
+  const probe = await oauthLogin(identity);
+  if (probe.status === 200) {
+    step('oauth-probe', true, 'HTTP 200 linked');
+    await afterOAuthLogin('social-login', probe);
+    return;
+  }
+  step(
+    'oauth-probe',
+    probe.status === 401,
+    probe.status === 401 ? 'HTTP 401 not linked: registering' : `HTTP ${probe.status}: ${probe.text}`,
+  );
+  $('oauth-status').textContent = `No account is linked to your ${social.provider} identity yet: signing you up.`;
+  await registerSocial();
+}
+
+// §13.5: registration through the verified identity. The server prefills the user from the
+// provider's profile; what it lacked (or what fails the policy) comes back as the registration
+// form, prefilled.
+async function registerSocial() {
+  const reply = await call('POST', '/selfservice/registration?_action=submitRequirements', {
+    headers: ANONYMOUS,
+    body: { input: { clientToken: social.identity, oauthRegister: 'true' } },
+  });
+  const body = expectStatus('social-registration', reply, 200);
+  if (body.tag === 'end') {
+    await socialRegistrationEnd('social-registration', body, null);
+    return;
+  }
+  const requirements = body.requirements ?? {};
+  const defaults = requirements.properties?.user?.default ?? {};
+  const failed = (requirements.failedPolicyRequirements ?? []).map((failure) => failure.property);
+  const properties = requirements.registrationProperties?.properties ?? {};
+  const names = [...Object.keys(properties), ...failed.filter((name) => !Object.hasOwn(properties, name))];
+  const form = $('registration-form');
+  form.replaceChildren();
+  for (const name of names) {
+    const label = document.createElement('label');
+    label.textContent = `${properties[name]?.title ?? name}${failed.includes(name) ? ' (required)' : ''} `;
+    const input = document.createElement('input');
+    input.id = `reg-${name}`;
+    input.autocomplete = 'off';
+    input.required = failed.includes(name);
+    input.value = defaults[name] === undefined ? '' : String(defaults[name]);
+    label.append(input);
+    form.append(label);
+  }
+  social.token = body.token;
+  social.defaults = defaults;
+  $('registration').hidden = false;
+  $('password-field').hidden = true;
+  $('register').hidden = true;
+  $('registration-missing').textContent = `Your ${social.provider} profile did not say: ${failed.join(', ')}.`;
+  $('complete-social').hidden = false;
+  $('complete-social').disabled = false;
+  step(
+    'social-registration',
+    body.type === 'idmUserDetails' && body.tag === 'initial' && typeof body.token === 'string',
+    `${body.type} ${body.tag} missing=${failed.join(',')} prefilled=${Object.keys(defaults).sort().join(',')}`,
+  );
+}
+
+// Submits what the user typed or changed (the rest the server keeps from the provider).
+async function completeSocialRegistration() {
+  $('complete-social').disabled = true;
+  const user = {};
+  for (const input of $('registration-form').querySelectorAll('input')) {
+    const name = input.id.replace(/^reg-/, '');
+    const before = social.defaults[name] === undefined ? '' : String(social.defaults[name]);
+    if (input.value !== before) {
+      user[name] = input.value;
+    }
+  }
+  const reply = await call('POST', '/selfservice/registration?_action=submitRequirements', {
+    headers: ANONYMOUS,
+    body: { token: social.token, input: { user } },
+  });
+  const body = expectStatus('social-registration-end', reply, 200);
+  await socialRegistrationEnd('social-registration-end', body, Object.keys(user));
+}
+
+// The registration's end: `oauthLogin: true` says to log in with the identity token.
+async function socialRegistrationEnd(name, body, sent) {
+  const additions = body.additions ?? {};
+  step(
+    name,
+    body.tag === 'end' && body.status?.success === true && additions.oauthLogin === true,
+    `${body.type} ${body.tag} oauthLogin=${additions.oauthLogin}${sent ? ` sent=${sent.join(',')}` : ''}`,
+  );
+  social.token = null;
+  $('registration').hidden = true;
+  $('oauth-status').textContent = 'Signed up: signing you in.';
+  await afterOAuthLogin('social-login', await oauthLogin(social.identity));
+}
+
+// A session from the OAuth login: on as after any sign-in (a pending profile process first).
+async function afterOAuthLogin(name, login) {
+  const context = expectStatus(name, login, 200);
+  const authorization = context.authorization ?? {};
+  session.userName = context.authenticationId;
+  session.userId = authorization.id;
+  session.processes = authorization.requiredProfileProcesses ?? [];
+  social.identity = null;
+  const cookieVisible = document.cookie.includes('session-jwt');
+  $('oauth-status').textContent = `Signed in as ${context.authenticationId} through ${social.provider}.`;
+  step(
+    name,
+    Boolean(context.authenticationId) && Boolean(authorization.id) && !cookieVisible,
+    `${context.authenticationId} moduleId=${authorization.moduleId} ` +
+      `processesRequired=${authorization.processesRequired === true} ` +
+      `[${session.processes.join(',')}] cookie=${cookieVisible ? 'visible' : 'httpOnly'}`,
+  );
+  if (session.processes.length > 0) {
+    $('profile').hidden = false;
+    await showProfileForm(session.processes[0]);
+  } else {
+    await afterProfile();
+  }
+}
+
 $('register').addEventListener('click', () => guarded(register));
+$('complete-social').addEventListener('click', () => guarded(completeSocialRegistration));
 $('complete-profile').addEventListener('click', () => guarded(completeProfile));
 $('edit-profile').addEventListener('click', () => guarded(editProfile));
 $('logout-button').addEventListener('click', () => guarded(signOut));

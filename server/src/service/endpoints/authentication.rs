@@ -22,7 +22,9 @@ pub fn read_login(ctx: &RequestContext) -> Result<Reply> {
 /// `/openidm/authentication` operations.
 pub fn handle(ctx: &mut RequestContext, operation: &Operation) -> Result<Reply> {
     match operation {
-        Operation::Read => Ok(Reply::ok(json!({"providers": []}))),
+        Operation::Read => Ok(Reply::ok(
+            json!({"providers": crate::service::social::enabled_providers(ctx)}),
+        )),
         Operation::Action(action) => match action.as_str() {
             "login" => {
                 let caller = ctx.client_caller()?;

@@ -83,11 +83,6 @@ pub fn query_features(generation: &Generation) -> Reply {
     Reply::ok(unpaged(result))
 }
 
-/// `GET /openidm/identityProviders`: enabled social providers (ferridm reaches none).
-pub fn read_identity_providers() -> Reply {
-    Reply::ok(json!({"_id": "", "providers": []}))
-}
-
 /// `GET /openidm/selfservice/kba`: the security questions (`selfservice.kba.json`) while
 /// `ui-configuration.json`'s `kbaEnabled` is on. While it is off (or the file is absent) the
 /// answer says so in the same shape: no questions, none to define or verify — the End User UI

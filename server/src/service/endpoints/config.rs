@@ -8,8 +8,9 @@
 //! (`external.email`'s `auth/password`, each identity provider's `clientSecret`, a self-service
 //! stage's `clientSecret` or `recaptchaSecretKey`) are never returned in clear. IDM returns its
 //! `$crypto` ciphertext there; ferridm, which keeps them as written, returns
-//! [`WITHHELD`] instead. A `&{…}` placeholder is returned as written, and a value that is already
-//! a `$crypto` object as stored. A write that carries [`WITHHELD`] back keeps the current value.
+//! [`WITHHELD`] instead. A `&{…}` placeholder is returned as written unless it carries a default
+//! (`&{NAME|default}`: the secret itself), and a value that is already a `$crypto` object as
+//! stored. A write that carries [`WITHHELD`] back keeps the current value.
 
 use ferridm_core::fields::FieldSelection;
 use ferridm_core::filter;
@@ -46,10 +47,16 @@ fn withheld() -> Value {
     json!({"$crypto": {"type": WITHHELD}})
 }
 
-/// True for a secret written in clear (not a placeholder, not already `$crypto`).
+/// True for a secret written in clear (not already `$crypto`, not a placeholder without a
+/// default).
 fn is_clear_secret(value: &Value) -> bool {
     match value {
-        Value::String(text) => !text.is_empty() && !text.starts_with("&{"),
+        Value::String(text) => match text.strip_prefix("&{") {
+            Some(placeholder) => placeholder
+                .split_once('|')
+                .is_some_and(|(_, default)| !default.trim_end_matches('}').is_empty()),
+            None => !text.is_empty(),
+        },
         Value::Null | Value::Object(_) => false,
         _ => true,
     }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod health;
+pub mod identity_providers;
 pub mod info;
 pub mod managed;
 pub mod metrics;
