@@ -830,3 +830,49 @@ fn provider_config_and_mapping_scripts_reload_and_broken_ones_are_refused() {
     assert_eq!(status()["errors"], json!([]));
     sign_in(&server, &provider, "reload-1");
 }
+
+/// Progressive profile applies to a social login as to a password login: with a profile process
+/// due on every login, the login through the provider reports it pending.
+#[test]
+fn progressive_profile_applies_to_social_logins() {
+    let name = unique("pending");
+    let provider = start_provider(json!([complete_account("pending-1", &name)]), json!({}));
+    let every_login = json!({
+        "stageConfigs": [{
+            "name": "conditionaluser",
+            "identityServiceUrl": "managed/user",
+            "condition": {"type": "loginCount", "interval": "every", "amount": 1},
+            "evaluateConditionOnField": "user",
+            "onConditionTrue": {
+                "name": "attributecollection",
+                "identityServiceUrl": "managed/user",
+                "uiConfig": {"displayName": "Add your telephone number", "purpose": "Reach you", "buttonText": "Save"},
+                "attributes": [{"name": "telephoneNumber", "isRequired": true}]
+            }
+        }]
+    });
+    let server = social_server(
+        TestServer::builder().conf_file("selfservice-profile.json", &every_login.to_string()),
+        &[oidc_config(&provider)],
+    );
+    let identity = sign_in(&server, &provider, "pending-1");
+    assert_end(&register(&server.anonymous(), &identity), "localAutoLogin");
+    let login = social_login(&server, &identity);
+    assert_eq!(login.status, 200, "{}", login.text);
+    let authorization = &login.body["authorization"];
+    assert_eq!(authorization["processesRequired"], json!(true), "{}", login.text);
+    assert_eq!(
+        authorization["requiredProfileProcesses"],
+        json!(["selfservice/profile"]),
+        "{}",
+        login.text
+    );
+    assert!(
+        !authorization["roles"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("internal/role/openidm-authorized")),
+        "{}",
+        login.text
+    );
+}
