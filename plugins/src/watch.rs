@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use notify::{Event, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::event::{ModifyKind, RemoveKind};
+use notify::{Event, EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 /// How to learn about changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +43,14 @@ pub fn is_relevant(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
         return false;
     };
-    !name.starts_with('.') && !name.ends_with('~') && (name.ends_with(".json") || name.ends_with(".rhai"))
+    is_visible(path) && !name.ends_with('~') && (name.ends_with(".json") || name.ends_with(".rhai"))
+}
+
+/// False for hidden files and directories (`.git`, an editor's swap file).
+fn is_visible(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| !name.starts_with('.'))
 }
 
 /// Watches `directories` (recursively) and calls `on_change` with the changed paths after
@@ -88,9 +96,25 @@ fn poll_watcher(
     Ok(Box::new(PollWatcher::new(sender, config)?))
 }
 
+/// The paths of `event` a reload cares about: changed `.json` and `.rhai` files, and directories
+/// created, removed or renamed — a file written into a brand-new directory can land before the
+/// native watch reaches that directory, so the directory's own event must reload the tree.
 fn relevant_paths(event: notify::Result<Event>) -> Vec<PathBuf> {
     match event {
-        Ok(event) if !event.kind.is_access() => event.paths.into_iter().filter(|path| is_relevant(path)).collect(),
+        Ok(event) if !event.kind.is_access() => {
+            let moves_directories = matches!(
+                event.kind,
+                EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+            );
+            let folder_removed = matches!(event.kind, EventKind::Remove(RemoveKind::Folder));
+            event
+                .paths
+                .into_iter()
+                .filter(|path| {
+                    is_relevant(path) || (moves_directories && is_visible(path) && (folder_removed || path.is_dir()))
+                })
+                .collect()
+        }
         Ok(_) => Vec::new(),
         Err(error) => {
             tracing::warn!(%error, "file watch error");
@@ -184,6 +208,37 @@ mod tests {
     #[test]
     fn native_events_are_debounced_into_one_change() {
         check_mode(WatchMode::Native);
+    }
+
+    /// A script saved into a directory created a moment before is not lost between the
+    /// directory's creation and the native watch reaching it.
+    #[test]
+    fn a_script_in_a_new_directory_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&calls);
+        let _watch = watch(
+            &[dir.path().to_path_buf()],
+            WatchMode::Native,
+            Duration::from_millis(100),
+            move |paths| recorded.lock().unwrap().push(paths),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        let new_directory = dir.path().join("social");
+        std::fs::create_dir(&new_directory).unwrap();
+        std::fs::write(new_directory.join("loopback.rhai"), "fn normalize(p, c) { p }").unwrap();
+        let seen = wait_for(&calls, 1);
+        assert!(
+            seen.iter().flatten().any(|path| path.starts_with(&new_directory)),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn hidden_directories_do_not_count() {
+        assert!(!is_visible(Path::new("scripts/.git")));
+        assert!(is_visible(Path::new("scripts/social")));
     }
 
     #[test]
