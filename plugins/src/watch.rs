@@ -168,7 +168,7 @@ mod tests {
         assert!(!is_relevant(Path::new("conf/notes.txt")));
     }
 
-    fn wait_for(calls: &Arc<Mutex<Vec<Vec<PathBuf>>>>, count: usize) -> Vec<Vec<PathBuf>> {
+    fn wait_for(calls: &Calls, count: usize) -> Vec<Vec<PathBuf>> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let seen = calls.lock().unwrap().clone();
@@ -180,20 +180,27 @@ mod tests {
         calls.lock().unwrap().clone()
     }
 
-    fn check_mode(mode: WatchMode) {
+    type Calls = Arc<Mutex<Vec<Vec<PathBuf>>>>;
+
+    /// A watch over a fresh directory (debounce 100 ms) recording every change it reports,
+    /// given time to start.
+    fn recording_watch(mode: WatchMode) -> (tempfile::TempDir, Calls, DirectoryWatch) {
         let dir = tempfile::tempdir().unwrap();
-        let calls = Arc::new(Mutex::new(Vec::new()));
+        let calls = Calls::default();
         let recorded = Arc::clone(&calls);
-        let _watch = watch(
+        let watch = watch(
             &[dir.path().to_path_buf()],
             mode,
             Duration::from_millis(100),
-            move |paths| {
-                recorded.lock().unwrap().push(paths);
-            },
+            move |paths| recorded.lock().unwrap().push(paths),
         )
         .unwrap();
         std::thread::sleep(Duration::from_millis(250));
+        (dir, calls, watch)
+    }
+
+    fn check_mode(mode: WatchMode) {
+        let (dir, calls, _watch) = recording_watch(mode);
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
         for i in 0..5 {
             std::fs::write(dir.path().join("a.json"), format!("{{\"v\": {i}}}")).unwrap();
@@ -214,17 +221,7 @@ mod tests {
     /// directory's creation and the native watch reaching it.
     #[test]
     fn a_script_in_a_new_directory_is_a_change() {
-        let dir = tempfile::tempdir().unwrap();
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let recorded = Arc::clone(&calls);
-        let _watch = watch(
-            &[dir.path().to_path_buf()],
-            WatchMode::Native,
-            Duration::from_millis(100),
-            move |paths| recorded.lock().unwrap().push(paths),
-        )
-        .unwrap();
-        std::thread::sleep(Duration::from_millis(250));
+        let (dir, calls, _watch) = recording_watch(WatchMode::Native);
         let new_directory = dir.path().join("social");
         std::fs::create_dir(&new_directory).unwrap();
         std::fs::write(new_directory.join("loopback.rhai"), "fn normalize(p, c) { p }").unwrap();
