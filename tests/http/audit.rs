@@ -84,6 +84,15 @@ fn access_events_record_every_request_with_its_outcome() {
         let found = events(&server, "access", &format!("transactionId eq \"{transaction}\""), 1);
         assert_eq!(found.len(), 1, "{found:#?}");
         let event = &found[0];
+        // Every queryable field of the event finds it.
+        let by_every_field = format!(
+            "transactionId eq \"{transaction}\" and eventName eq \"access\" and userId eq \"openidm-admin\" \
+             and request/operation eq \"READ\" and response/status eq \"SUCCESSFUL\" and timestamp eq \"{}\" \
+             and _id eq \"{}\"",
+            event["timestamp"].as_str().unwrap_or_default(),
+            event["_id"].as_str().unwrap_or_default()
+        );
+        assert_eq!(events(&server, "access", &by_every_field, 1), found);
         assert_eq!(event["eventName"], json!("access"));
         assert_eq!(event["userId"], json!("openidm-admin"));
         assert_eq!(event["request"], json!({"protocol": "CREST", "operation": "READ"}));
@@ -131,7 +140,8 @@ fn access_events_record_every_request_with_its_outcome() {
         let missing = server.admin().get("/openidm/managed/user/nobody-here").send();
         assert_eq!(missing.status, 404);
         let transaction = missing.header("x-forgerock-transactionid").unwrap_or_default();
-        let event = &events(&server, "access", &format!("transactionId eq \"{transaction}\""), 1)[0];
+        let filter = format!("transactionId eq \"{transaction}\" and response/status eq \"FAILED\"");
+        let event = &events(&server, "access", &filter, 1)[0];
         assert_eq!(
             event["response"],
             json!({"status": "FAILED", "statusCode": "404", "elapsedTime": event["response"]["elapsedTime"],
@@ -189,7 +199,14 @@ fn authentication_events_record_successes_failures_and_lockouts() {
 
         assert_eq!(login(&server, &name, "Passw0rd!").status, 200);
         let by_name = format!("principal eq \"{name}\"");
-        let found = events(&server, "authentication", &by_name, 1);
+        let found = events(
+            &server,
+            "authentication",
+            &format!(
+                "{by_name} and result eq \"SUCCESSFUL\" and userId eq \"{id}\" and eventName eq \"authentication\""
+            ),
+            1,
+        );
         assert_eq!(found.len(), 1, "{found:#?}");
         let success = &found[0];
         assert_eq!(success["result"], json!("SUCCESSFUL"));

@@ -29,6 +29,61 @@ pub struct Event<'a> {
     pub topic: &'static str,
     /// The event as handlers write it.
     pub text: Cow<'a, str>,
+    /// The values of its queryable fields as the request gave them, while `text` is unchanged
+    /// (a field filter that rewrites the text drops them: they are read from the text again).
+    pub columns: Option<Columns<'a>>,
+}
+
+/// An event's id and the values of its topic's [`queryable_fields`], in the store's column
+/// order ([`AuditColumn::VALUES`]): what the repository handler stores beside its text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns<'a> {
+    /// `_id`.
+    pub id: &'a str,
+    /// The values, `None` where the event lacks the field.
+    pub values: [Option<&'a str>; AuditColumn::VALUES.len()],
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of an event of `topic` with id `id`, each queryable field's value looked up
+    /// by its name (`request/operation`) with `value_of`.
+    pub fn of(topic: &str, id: &'a str, mut value_of: impl FnMut(&str) -> Option<&'a str>) -> Self {
+        let mut values = [None; AuditColumn::VALUES.len()];
+        for (field, column) in queryable_fields(topic) {
+            if let Some(slot) = AuditColumn::VALUES.iter().position(|candidate| candidate == column) {
+                values[slot] = value_of(field);
+            }
+        }
+        Self { id, values }
+    }
+
+    /// The columns of an event of `topic` held as a JSON object: strings at the fields' paths,
+    /// or the one string of a one-element array there (IDM's `principal`).
+    pub fn of_object(topic: &str, id: &'a str, body: &'a Object) -> Self {
+        Self::of(topic, id, |field| {
+            let mut segments = field.split('/');
+            let mut value = body.get(segments.next()?)?;
+            for segment in segments {
+                value = value.as_object()?.get(segment)?;
+            }
+            match value {
+                Value::String(text) => Some(text),
+                Value::Array(items) if items.len() == 1 => items[0].as_str(),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// Where one queued event's parts end in a [`Batch`]'s buffers.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    topic: &'static str,
+    /// The end of its text in `text`.
+    text_end: usize,
+    /// Its id's and values' ranges in `columns`.
+    id: (usize, usize),
+    values: [Option<(usize, usize)>; AuditColumn::VALUES.len()],
 }
 
 /// Events queued together: their texts one after the other in one buffer. Requests append to
@@ -37,37 +92,61 @@ pub struct Event<'a> {
 #[derive(Debug, Default)]
 pub struct Batch {
     text: String,
-    /// Each event's topic and where its text ends.
-    ends: Vec<(&'static str, usize)>,
+    /// The events' column values, one after the other.
+    columns: String,
+    queued: Vec<Queued>,
 }
 
 impl Batch {
     /// How many events it holds.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.queued.len()
     }
 
     /// True when it holds none.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.queued.is_empty()
     }
 
     /// Its events, in order.
     pub fn events(&self) -> impl Iterator<Item = Event<'_>> {
         let mut start = 0;
-        self.ends.iter().map(move |&(topic, end)| {
-            let text = &self.text[start..end];
-            start = end;
+        self.queued.iter().map(move |queued| {
+            let text = &self.text[start..queued.text_end];
+            start = queued.text_end;
+            let slice = |(from, to): (usize, usize)| &self.columns[from..to];
             Event {
-                topic,
+                topic: queued.topic,
                 text: Cow::Borrowed(text),
+                columns: Some(Columns {
+                    id: slice(queued.id),
+                    values: queued.values.map(|range| range.map(slice)),
+                }),
             }
         })
     }
 
-    fn push(&mut self, topic: &'static str, text: &str) {
+    fn push(&mut self, topic: &'static str, text: &str, columns: &Columns<'_>) {
         self.text.push_str(text);
-        self.ends.push((topic, self.text.len()));
+        let mut keep = |value: &str| {
+            let start = self.columns.len();
+            self.columns.push_str(value);
+            (start, self.columns.len())
+        };
+        let id = keep(columns.id);
+        let values = columns.values.map(|value| value.map(&mut keep));
+        self.queued.push(Queued {
+            topic,
+            text_end: self.text.len(),
+            id,
+            values,
+        });
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.columns.clear();
+        self.queued.clear();
     }
 }
 
@@ -109,20 +188,25 @@ impl AuditQueue {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues an event of `topic` whose body serializes as `body`; a full queue drops it
-    /// (counted) or waits for room, as configured.
-    pub fn submit(&self, topic: &'static str, body: &impl serde::Serialize) -> serde_json::Result<()> {
+    /// Queues an event of `topic` whose body serializes as `body` and holds the values
+    /// `columns`; a full queue drops it (counted) or waits for room, as configured.
+    pub fn submit(
+        &self,
+        topic: &'static str,
+        body: &impl serde::Serialize,
+        columns: &Columns<'_>,
+    ) -> serde_json::Result<()> {
         SERIALIZED.with_borrow_mut(|buffer| {
             buffer.clear();
             serde_json::to_writer(&mut *buffer, body)?;
             // serde_json writes UTF-8 only.
             let text = std::str::from_utf8(buffer).map_err(serde::ser::Error::custom)?;
-            self.push(topic, text);
+            self.push(topic, text, columns);
             Ok(())
         })
     }
 
-    fn push(&self, topic: &'static str, text: &str) {
+    fn push(&self, topic: &'static str, text: &str, columns: &Columns<'_>) {
         let mut state = self.lock();
         while state.pending.len() >= state.settings.max_size && !self.closed.load(Ordering::Relaxed) {
             if state.settings.when_full == WhenFull::Drop {
@@ -132,7 +216,7 @@ impl AuditQueue {
             }
             state = self.room.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        state.pending.push(topic, text);
+        state.pending.push(topic, text, columns);
         let wake = state.writer_waiting || state.pending.len() >= state.settings.max_size;
         drop(state);
         if wake {
@@ -165,11 +249,10 @@ impl AuditQueue {
 
     /// Takes back a written batch, emptied, for requests to fill again.
     pub fn recycle(&self, mut batch: Batch) {
-        if batch.text.capacity() > MAX_SPARE_BYTES {
+        if batch.text.capacity() + batch.columns.capacity() > MAX_SPARE_BYTES {
             return;
         }
-        batch.text.clear();
-        batch.ends.clear();
+        batch.clear();
         self.lock().spare = batch;
     }
 
@@ -306,37 +389,61 @@ fn write_stdout(events: &[&Event<'_>]) -> std::io::Result<()> {
 }
 
 fn write_repository(store: &Store, events: &[&Event<'_>]) -> std::io::Result<()> {
-    // Per event: its id, then the values of its topic's queryable fields in the store's column
-    // order, read from its text.
-    let picked: Vec<(String, [Option<String>; AuditColumn::VALUES.len()])> = events
+    // An event rewritten by a field filter carries no columns: they are read from its text.
+    let picked: Vec<Option<PickedColumns>> = events
         .iter()
-        .map(|event| {
-            let fields = queryable_fields(event.topic);
-            let paths: Vec<&str> = std::iter::once("_id")
-                .chain(fields.iter().map(|(name, _)| *name))
-                .collect();
-            let mut found = pick::strings(&event.text, &paths).map_err(std::io::Error::other)?;
-            let id = found[0].take().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-            let mut values: [Option<String>; AuditColumn::VALUES.len()] = Default::default();
-            for ((_, column), value) in fields.iter().zip(found.into_iter().skip(1)) {
-                if let Some(slot) = AuditColumn::VALUES.iter().position(|candidate| candidate == column) {
-                    values[slot] = value;
-                }
-            }
-            Ok((id, values))
+        .map(|event| match event.columns {
+            Some(_) => Ok(None),
+            None => PickedColumns::read(event).map(Some),
         })
         .collect::<std::io::Result<_>>()?;
     let rows: Vec<NewAuditEvent<'_>> = events
         .iter()
         .zip(&picked)
-        .map(|(event, (id, values))| NewAuditEvent {
-            topic: event.topic,
-            id,
-            body: &event.text,
-            values: values.each_ref().map(Option::as_deref),
+        .map(|(event, picked)| {
+            let columns = picked
+                .as_ref()
+                .map_or_else(|| event.columns.unwrap_or_default(), PickedColumns::columns);
+            NewAuditEvent {
+                topic: event.topic,
+                id: columns.id,
+                body: &event.text,
+                values: columns.values,
+            }
         })
         .collect();
     store.insert_audit_events(&rows).map_err(std::io::Error::other)
+}
+
+/// The columns of an event read from its text.
+struct PickedColumns {
+    id: String,
+    values: [Option<String>; AuditColumn::VALUES.len()],
+}
+
+impl PickedColumns {
+    fn read(event: &Event<'_>) -> std::io::Result<Self> {
+        let fields = queryable_fields(event.topic);
+        let paths: Vec<&str> = std::iter::once("_id")
+            .chain(fields.iter().map(|(name, _)| *name))
+            .collect();
+        let mut found = pick::strings(&event.text, &paths).map_err(std::io::Error::other)?;
+        let id = found[0].take().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let mut values: [Option<String>; AuditColumn::VALUES.len()] = Default::default();
+        for ((_, column), value) in fields.iter().zip(found.into_iter().skip(1)) {
+            if let Some(slot) = AuditColumn::VALUES.iter().position(|candidate| candidate == column) {
+                values[slot] = value;
+            }
+        }
+        Ok(Self { id, values })
+    }
+
+    fn columns(&self) -> Columns<'_> {
+        Columns {
+            id: &self.id,
+            values: self.values.each_ref().map(Option::as_deref),
+        }
+    }
 }
 
 /// Applies `filterPolicies`: excluded fields are removed, masked values replaced. Only an event
@@ -365,6 +472,7 @@ fn filter_fields<'a>(event: &mut Event<'_>, config: &'a AuditConfig) -> serde_js
         }
     }
     event.text = Cow::Owned(serde_json::to_string(&body)?);
+    event.columns = None;
     Ok(())
 }
 
@@ -403,7 +511,7 @@ mod tests {
     use serde_json::json;
 
     fn submit(queue: &AuditQueue, n: i64) {
-        queue.submit("access", &json!({"n": n})).unwrap();
+        queue.submit("access", &json!({"n": n}), &Columns::default()).unwrap();
     }
 
     /// The texts of a batch's events.
@@ -498,8 +606,11 @@ mod tests {
         let mut access = Event {
             topic: "access",
             text: body.to_string().into(),
+            columns: Some(Columns::default()),
         };
         filter_fields(&mut access, &config).unwrap();
+        // Rewritten, its columns are read from the new text.
+        assert_eq!(access.columns, None);
         assert_eq!(
             serde_json::from_str::<Value>(&access.text).unwrap(),
             json!({"userId": MASK, "http": {"request": {"method": "GET"}}})
@@ -508,9 +619,80 @@ mod tests {
         let mut activity = Event {
             topic: "authentication",
             text: body.to_string().into(),
+            columns: Some(Columns::default()),
         };
         let text = activity.text.clone();
         filter_fields(&mut activity, &config).unwrap();
         assert_eq!(activity.text, text);
+        assert_eq!(activity.columns, Some(Columns::default()));
+    }
+
+    #[test]
+    fn events_keep_the_columns_they_were_queued_with_and_they_match_their_text() {
+        let events = [
+            (
+                "access",
+                json!({"_id": "a1", "timestamp": "2026-12-05T10:00:00.000Z", "eventName": "access",
+                "transactionId": "t-1", "userId": "bob", "request": {"operation": "READ"},
+                "response": {"status": "SUCCESSFUL", "statusCode": "200"}}),
+            ),
+            (
+                "authentication",
+                json!({"_id": "b2", "timestamp": "2026-12-05T10:00:01.000Z",
+                "eventName": "authentication", "transactionId": "t-2", "userId": "bob",
+                "principal": ["bob"], "result": "FAILED"}),
+            ),
+            (
+                "activity",
+                json!({"_id": "c3", "timestamp": "2026-12-05T10:00:02.000Z", "eventName": "activity",
+                "transactionId": "t-3", "userId": "", "objectId": "managed/user/1", "operation": "PATCH",
+                "status": "SUCCESS", "before": {"objectId": "other"}}),
+            ),
+        ];
+        let queue = AuditQueue::default();
+        queue.configure(QueueSettings {
+            max_size: 10,
+            when_full: WhenFull::Drop,
+        });
+        let bodies: Vec<(&'static str, Object)> =
+            events.into_iter().map(|(topic, body)| (topic, object(body))).collect();
+        for (topic, body) in &bodies {
+            let id = body["_id"].as_str().unwrap_or_default();
+            queue.submit(topic, body, &Columns::of_object(topic, id, body)).unwrap();
+        }
+        let batch = queue.take(Duration::ZERO).unwrap_or_default();
+        let taken: Vec<Event<'_>> = batch.events().collect();
+        assert_eq!(taken.len(), 3);
+        for event in &taken {
+            let read = PickedColumns::read(event).unwrap();
+            assert_eq!(event.columns, Some(read.columns()), "{}", event.topic);
+        }
+        let columns: Vec<Columns<'_>> = taken.iter().filter_map(|event| event.columns).collect();
+        assert_eq!(
+            columns[0],
+            Columns {
+                id: "a1",
+                values: [
+                    Some("2026-12-05T10:00:00.000Z"),
+                    Some("access"),
+                    Some("t-1"),
+                    Some("bob"),
+                    None,
+                    Some("READ"),
+                    Some("SUCCESSFUL")
+                ],
+            }
+        );
+        assert_eq!(columns[1].values[4], Some("bob"), "the principal, as the object column");
+        assert_eq!(columns[1].values[6], Some("FAILED"));
+        assert_eq!(columns[2].values[4], Some("managed/user/1"));
+        assert_eq!(columns[2].values[3], Some(""));
+    }
+
+    fn object(value: Value) -> Object {
+        match value {
+            Value::Object(map) => map,
+            _ => Object::new(),
+        }
     }
 }

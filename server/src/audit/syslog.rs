@@ -127,6 +127,7 @@ mod tests {
         let event = Event {
             topic: "access",
             text: body.to_string().into(),
+            columns: None,
         };
         let message = format_message(16, &event).unwrap_or_default();
         let prefix = format!(

@@ -13,7 +13,7 @@ use ferridm_core::Object;
 use serde_json::{Value, json};
 
 use super::context::{Caller, RequestContext};
-use crate::audit::Handlers;
+use crate::audit::{Columns, Handlers};
 use crate::config::audit::AuditConfig;
 use crate::state::AppState;
 
@@ -87,12 +87,13 @@ fn submit(state: &AppState, topic: &'static str, event_name: &str, transaction_i
     body.insert("transactionId".to_owned(), Value::String(transaction_id.to_owned()));
     body.insert("userId".to_owned(), Value::String(user_id.to_owned()));
     body.extend(rest);
-    queue(state, topic, &body);
+    let id = body.get("_id").and_then(Value::as_str).unwrap_or_default();
+    queue(state, topic, &body, &Columns::of_object(topic, id, &body));
 }
 
-/// Queues an event (or logs why it cannot be written).
-fn queue(state: &AppState, topic: &'static str, body: &impl serde::Serialize) {
-    if let Err(error) = state.audit.submit(topic, body) {
+/// Queues an event holding the values `columns` (or logs why it cannot be written).
+fn queue(state: &AppState, topic: &'static str, body: &impl serde::Serialize, columns: &Columns<'_>) {
+    if let Err(error) = state.audit.submit(topic, body, columns) {
         tracing::error!(%error, topic, "an audit event cannot be written as JSON; it is lost");
     }
 }
@@ -199,7 +200,18 @@ pub fn access(state: &AppState, config: &AuditConfig, record: &AccessRecord<'_>)
         },
         roles: record.roles,
     };
-    queue(state, "access", &event);
+    let mut id_text = uuid::Uuid::encode_buffer();
+    let id = event.id.hyphenated().encode_lower(&mut id_text);
+    let columns = Columns::of("access", id, |field| match field {
+        "timestamp" => Some(event.timestamp.as_str()),
+        "eventName" => Some(event.event_name),
+        "transactionId" => Some(event.transaction_id),
+        "userId" => Some(event.user_id),
+        "request/operation" => Some(event.request.operation),
+        "response/status" => Some(event.response.status),
+        _ => None,
+    });
+    queue(state, "access", &event, &columns);
 }
 
 /// IDM's access event, serialized in its field order.
@@ -360,7 +372,18 @@ pub fn authentication(state: &AppState, record: &AuthenticationRecord<'_>) {
             ip_address: record.ip,
         },
     };
-    queue(state, "authentication", &event);
+    let mut id_text = uuid::Uuid::encode_buffer();
+    let id = event.id.hyphenated().encode_lower(&mut id_text);
+    let columns = Columns::of("authentication", id, |field| match field {
+        "timestamp" => Some(event.timestamp.as_str()),
+        "eventName" => Some(event.event_name),
+        "transactionId" => Some(event.transaction_id),
+        "userId" => Some(event.user_id),
+        "principal" => Some(record.principal),
+        "result" => Some(event.result),
+        _ => None,
+    });
+    queue(state, "authentication", &event, &columns);
 }
 
 /// IDM's authentication event, serialized in its field order.
