@@ -119,6 +119,7 @@ pub struct Metrics {
     authentication_failures: IntCounter,
     lockouts: IntCounter,
     locked_refusals: IntCounter,
+    password_hashings: IntCounter,
     policy_failures: IntCounterVec,
     stage_outcomes: IntCounterVec,
     reloads_installed: IntCounter,
@@ -194,6 +195,10 @@ impl Metrics {
             "ferridm_login_refused_locked_total",
             "Logins refused because the account was locked.",
         );
+        let password_hashings = counter(
+            "ferridm_password_hashings_total",
+            "Runs of the password hash function: checks the credential cache could not answer (or renews), and new hashes.",
+        );
         let policy_failures = counters(
             "ferridm_policy_failures_total",
             "Failed policy requirements of refused requests, by requirement.",
@@ -263,6 +268,7 @@ impl Metrics {
             authentication_failures,
             lockouts,
             locked_refusals,
+            password_hashings,
             policy_failures,
             stage_outcomes,
             reloads_installed: reloads.with_label_values(&["installed"]),
@@ -328,6 +334,11 @@ impl Metrics {
     /// Counts an account locked after repeated failed logins.
     pub fn account_locked(&self) {
         self.lockouts.inc();
+    }
+
+    /// Counts a run of the password hash function.
+    pub fn password_hashing(&self) {
+        self.password_hashings.inc();
     }
 
     /// Counts a login refused because the account is locked.

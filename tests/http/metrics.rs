@@ -224,6 +224,43 @@ fn failed_logins_and_lockouts_are_counted() {
 }
 
 #[test]
+fn cached_credentials_are_renewed_by_one_request_before_they_expire() {
+    let server = TestServer::builder().manual_clock().start();
+    // Read as the administrator, whose credentials are the cached ones (the metrics principal
+    // would add a decoy check of its own per scrape).
+    let hashings = || {
+        let reply = server.admin().get(METRICS).send();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        parse(&reply.text).value("ferridm_password_hashings_total", &[])
+    };
+    let admin_get = || {
+        let reply = server.admin().get("/openidm/info/login").send();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    };
+    let seconds = |n| std::time::Duration::from_secs(n);
+    admin_get();
+    let first = hashings();
+    admin_get();
+    admin_get();
+    assert_eq!(hashings(), first, "checked once, then cached");
+    // In the last quarter of the cache's 60 s, one request checks the password again...
+    server.advance_clock(seconds(46));
+    admin_get();
+    assert_eq!(hashings(), first + 1.0);
+    admin_get();
+    admin_get();
+    assert_eq!(hashings(), first + 1.0, "one renewal, not one per request");
+    // ...so that past the first check's expiry the credentials are still cached.
+    server.advance_clock(seconds(20));
+    admin_get();
+    assert_eq!(hashings(), first + 1.0);
+    // Unused past the renewed entry's end, they are checked again.
+    server.advance_clock(seconds(60));
+    admin_get();
+    assert_eq!(hashings(), first + 2.0);
+}
+
+#[test]
 fn policy_failures_are_counted_by_requirement() {
     let server = with_scraper(TestServer::builder(), None).start();
     let before = scrape(&server);

@@ -145,6 +145,7 @@ impl RequestContext {
             settings.queue_timeout_millis,
             "Too many password checks at once; try again later",
         )?;
+        self.state.metrics.password_hashing();
         Ok(work(PasswordHasher::new(settings)))
     }
 

@@ -23,6 +23,7 @@ use crate::auth::{
 use crate::config::authentication::{AuthModule, ModuleKind};
 use crate::generation::Generation;
 use crate::resource::path::managed_type;
+use crate::secrets::credential_cache::Lookup;
 use crate::secrets::password::{StoredPassword, argon2id_crypto};
 use crate::state::AppState;
 
@@ -298,10 +299,14 @@ fn try_without_blocking(
                     return None;
                 }
                 let stored = &state.secrets.admin_password_hash;
-                if state
-                    .credentials
-                    .contains(&credentials.username, &credentials.password, stored)
-                {
+                // A renewal is left to the full check, which claims it.
+                let lookup = state.credentials.peek(
+                    &credentials.username,
+                    &credentials.password,
+                    stored,
+                    state.clock.now_millis(),
+                );
+                if lookup == Lookup::Verified {
                     return Some(Some(admin_context(module, credentials)));
                 }
                 return None;
@@ -340,7 +345,10 @@ fn check_password(
         Some(StoredPassword::Argon2id(phc)) => Some(phc.as_str()),
         _ => None,
     };
-    let cached = phc.is_some_and(|phc| cache.contains(&credentials.username, &credentials.password, phc));
+    // A renewal checks the password like a miss, and inserts it again.
+    let cached = phc.is_some_and(|phc| {
+        cache.lookup(&credentials.username, &credentials.password, phc, ctx.now_millis()) == Lookup::Verified
+    });
     let mut attempt = None;
     if counted && !cached {
         let rule = LockoutRule {
@@ -388,7 +396,7 @@ fn check_password(
         return Ok(false);
     }
     if let Some(phc) = phc.filter(|_| !cached) {
-        cache.insert(&credentials.username, &credentials.password, phc);
+        cache.insert(&credentials.username, &credentials.password, phc, ctx.now_millis());
     }
     if failures.is_some() || attempt.is_some() {
         state.store.clear_login_failures(principal).map_err(storage_error)?;
@@ -570,7 +578,7 @@ fn upgrade_idm_hash(ctx: &RequestContext, module: &AuthModule, id: &str, previou
             tracing::info!(user = %user, "IDM password hash replaced by argon2id");
             ctx.state
                 .credentials
-                .insert(&credentials.username, &credentials.password, &phc);
+                .insert(&credentials.username, &credentials.password, &phc, ctx.now_millis());
         }
         Ok(None) => tracing::info!(user = %user, "IDM password hash changed meanwhile; left as it is"),
         Err(error) => tracing::warn!(user = %user, %error, "IDM password hash kept until the next login"),
