@@ -15,7 +15,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use ferridm_core::Object;
-use ferridm_store::{AuditColumn, AuditFields, NewAuditEvent, Store};
+use ferridm_store::{AuditColumn, AuditFields, NewAuditEvent, Store, field_string};
 use serde_json::Value;
 
 use crate::config::ConfigPaths;
@@ -60,18 +60,7 @@ impl<'a> Columns<'a> {
     /// The columns of an event of `topic` held as a JSON object: strings at the fields' paths,
     /// or the one string of a one-element array there (IDM's `principal`).
     pub fn of_object(topic: &str, id: &'a str, body: &'a Object) -> Self {
-        Self::of(topic, id, |field| {
-            let mut segments = field.split('/');
-            let mut value = body.get(segments.next()?)?;
-            for segment in segments {
-                value = value.as_object()?.get(segment)?;
-            }
-            match value {
-                Value::String(text) => Some(text),
-                Value::Array(items) if items.len() == 1 => items[0].as_str(),
-                _ => None,
-            }
-        })
+        Self::of(topic, id, |field| field_string(body, field))
     }
 }
 
@@ -654,8 +643,10 @@ mod tests {
             max_size: 10,
             when_full: WhenFull::Drop,
         });
-        let bodies: Vec<(&'static str, Object)> =
-            events.into_iter().map(|(topic, body)| (topic, object(body))).collect();
+        let bodies: Vec<(&'static str, Object)> = events
+            .into_iter()
+            .map(|(topic, body)| (topic, body.as_object().cloned().unwrap_or_default()))
+            .collect();
         for (topic, body) in &bodies {
             let id = body["_id"].as_str().unwrap_or_default();
             queue.submit(topic, body, &Columns::of_object(topic, id, body)).unwrap();
@@ -687,12 +678,5 @@ mod tests {
         assert_eq!(columns[1].values[6], Some("FAILED"));
         assert_eq!(columns[2].values[4], Some("managed/user/1"));
         assert_eq!(columns[2].values[3], Some(""));
-    }
-
-    fn object(value: Value) -> Object {
-        match value {
-            Value::Object(map) => map,
-            _ => Object::new(),
-        }
     }
 }

@@ -163,11 +163,13 @@ pub fn access(state: &AppState, config: &AuditConfig, record: &AccessRecord<'_>)
     }
     let succeeded = record.status < 400;
     let event = AccessEvent {
-        id: uuid::Uuid::now_v7(),
-        timestamp: state.clock.now_iso(),
-        event_name: "access",
-        transaction_id: record.transaction_id,
-        user_id: record.user_id.unwrap_or(""),
+        common: Common {
+            id: uuid::Uuid::now_v7(),
+            timestamp: state.clock.now_iso(),
+            event_name: "access",
+            transaction_id: record.transaction_id,
+            user_id: record.user_id.unwrap_or(""),
+        },
         tracking_ids: [],
         server: Address {
             ip: record.server.0,
@@ -200,30 +202,52 @@ pub fn access(state: &AppState, config: &AuditConfig, record: &AccessRecord<'_>)
         },
         roles: record.roles,
     };
-    let mut id_text = uuid::Uuid::encode_buffer();
-    let id = event.id.hyphenated().encode_lower(&mut id_text);
-    let columns = Columns::of("access", id, |field| match field {
-        "timestamp" => Some(event.timestamp.as_str()),
-        "eventName" => Some(event.event_name),
-        "transactionId" => Some(event.transaction_id),
-        "userId" => Some(event.user_id),
+    queue_typed(state, "access", &event, &event.common, |field| match field {
         "request/operation" => Some(event.request.operation),
         "response/status" => Some(event.response.status),
         _ => None,
     });
-    queue(state, "access", &event, &columns);
 }
 
-/// IDM's access event, serialized in its field order.
+/// IDM's fields every typed event starts with, in its field order.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AccessEvent<'a> {
+struct Common<'a> {
     #[serde(rename = "_id", serialize_with = "hyphenated")]
     id: uuid::Uuid,
     timestamp: String,
     event_name: &'a str,
     transaction_id: &'a str,
     user_id: &'a str,
+}
+
+/// Queues a typed event with its column values: the common fields from `common`, the topic's
+/// other queryable fields from `other`.
+fn queue_typed<'a>(
+    state: &AppState,
+    topic: &'static str,
+    event: &impl serde::Serialize,
+    common: &'a Common<'a>,
+    other: impl Fn(&str) -> Option<&'a str>,
+) {
+    let mut id_text = uuid::Uuid::encode_buffer();
+    let id = common.id.hyphenated().encode_lower(&mut id_text);
+    let columns = Columns::of(topic, id, |field| match field {
+        "timestamp" => Some(common.timestamp.as_str()),
+        "eventName" => Some(common.event_name),
+        "transactionId" => Some(common.transaction_id),
+        "userId" => Some(common.user_id),
+        _ => other(field),
+    });
+    queue(state, topic, event, &columns);
+}
+
+/// IDM's access event, serialized in its field order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessEvent<'a> {
+    #[serde(flatten)]
+    common: Common<'a>,
     tracking_ids: [&'a str; 0],
     server: Address<'a>,
     client: Address<'a>,
@@ -350,11 +374,13 @@ pub fn authentication(state: &AppState, record: &AuthenticationRecord<'_>) {
     let authorization = record.authenticated.map(|context| &context.authorization);
     let method = authorization.map_or("", |authorization| authorization.module_id.as_str());
     let event = AuthenticationEvent {
-        id: uuid::Uuid::now_v7(),
-        timestamp: state.clock.now_iso(),
-        event_name: "authentication",
-        transaction_id: record.transaction_id,
-        user_id: authorization.map_or(record.principal, |authorization| authorization.id.as_str()),
+        common: Common {
+            id: uuid::Uuid::now_v7(),
+            timestamp: state.clock.now_iso(),
+            event_name: "authentication",
+            transaction_id: record.transaction_id,
+            user_id: authorization.map_or(record.principal, |authorization| authorization.id.as_str()),
+        },
         principal: [record.principal],
         result,
         method,
@@ -372,30 +398,19 @@ pub fn authentication(state: &AppState, record: &AuthenticationRecord<'_>) {
             ip_address: record.ip,
         },
     };
-    let mut id_text = uuid::Uuid::encode_buffer();
-    let id = event.id.hyphenated().encode_lower(&mut id_text);
-    let columns = Columns::of("authentication", id, |field| match field {
-        "timestamp" => Some(event.timestamp.as_str()),
-        "eventName" => Some(event.event_name),
-        "transactionId" => Some(event.transaction_id),
-        "userId" => Some(event.user_id),
+    queue_typed(state, "authentication", &event, &event.common, |field| match field {
         "principal" => Some(record.principal),
         "result" => Some(event.result),
         _ => None,
     });
-    queue(state, "authentication", &event, &columns);
 }
 
 /// IDM's authentication event, serialized in its field order.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AuthenticationEvent<'a> {
-    #[serde(rename = "_id", serialize_with = "hyphenated")]
-    id: uuid::Uuid,
-    timestamp: String,
-    event_name: &'a str,
-    transaction_id: &'a str,
-    user_id: &'a str,
+    #[serde(flatten)]
+    common: Common<'a>,
     principal: [&'a str; 1],
     result: &'a str,
     method: &'a str,

@@ -140,20 +140,26 @@ pub fn column_of(fields: &AuditFields, field: &JsonPointer) -> Option<AuditColum
         .map(|(_, column)| *column)
 }
 
-/// The folded value an event holds for `column`: its string, or the one string of a
-/// one-element array (IDM's `principal`); `None` when it lacks the field or holds anything else.
+/// The string an event holds at `path` (`a` or `a/b`), or the one string of a one-element array
+/// there (IDM's `principal`): what a queryable field's column keeps. `None` when it lacks the
+/// field or holds anything else.
+pub fn field_string<'a>(body: &'a Object, path: &str) -> Option<&'a str> {
+    let mut segments = path.split('/');
+    let first = body.get(segments.next()?)?;
+    match segments.try_fold(first, |value, segment| value.get(segment))? {
+        Value::String(text) => Some(text),
+        Value::Array(items) if items.len() == 1 => items[0].as_str(),
+        _ => None,
+    }
+}
+
+/// The folded value an event holds for `column` ([`field_string`]).
 fn column_value(body: &Object, id: &str, fields: &AuditFields, column: AuditColumn) -> Option<String> {
     if column == AuditColumn::Id {
         return Some(id.to_owned());
     }
     let (name, _) = fields.iter().find(|(_, candidate)| *candidate == column)?;
-    let mut segments = name.split('/');
-    let first = body.get(segments.next()?)?;
-    match segments.try_fold(first, |value, segment| value.get(segment))? {
-        Value::String(text) => Some(fold_string(text)),
-        Value::Array(items) if items.len() == 1 => items[0].as_str().map(fold_string),
-        _ => None,
-    }
+    field_string(body, name).map(fold_string)
 }
 
 impl Store {

@@ -29,7 +29,7 @@ mod transfer;
 mod turns;
 mod work;
 
-pub use audit::{AuditColumn, AuditFields, AuditPage, AuditQuery, NewAuditEvent, column_of};
+pub use audit::{AuditColumn, AuditFields, AuditPage, AuditQuery, NewAuditEvent, column_of, field_string};
 pub use cluster::NodeRecord;
 pub use connection::{Backend, DbTarget, Store, StoreOptions};
 pub use error::StoreError;
