@@ -83,6 +83,19 @@ impl FieldSelection {
         self.pointers.iter().map(JsonPointer::len).max().unwrap_or(0)
     }
 
+    /// [`FieldSelection::select`] taking the content: the default selection keeps what it
+    /// selects without copying it.
+    pub fn select_owned(&self, mut visible: Object, catalog: &dyn FieldCatalog) -> Object {
+        if !self.pointers.is_empty() || self.references {
+            return self.select(&visible, catalog);
+        }
+        if !self.defaults {
+            return Object::new();
+        }
+        visible.retain(|key, _| catalog.returned_by_default(key));
+        visible
+    }
+
     /// Builds the response content from `visible`: everything the caller may see, including
     /// fields that are only returned on request. `_id` and `_rev` are left to the caller.
     pub fn select(&self, visible: &Object, catalog: &dyn FieldCatalog) -> Object {

@@ -35,9 +35,9 @@ use crate::state::AppState;
 /// Registers the `/openidm` routes.
 pub fn configure(config: &mut web::ServiceConfig) {
     config.configure(health::configure);
-    config
-        .service(web::resource("/openidm").route(web::route().to(dispatch)))
-        .service(web::resource("/openidm/{tail:.*}").route(web::route().to(dispatch)));
+    // A scope matches its prefix by comparing text; a `{tail:.*}` pattern would run a regular
+    // expression on every request.
+    config.service(web::scope("/openidm").default_service(web::to(dispatch)));
 }
 
 /// Logs one line per request: method, path (no query string: it may carry personal data),

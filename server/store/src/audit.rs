@@ -218,14 +218,7 @@ impl Store {
                 push_after(&mut select, query, cookie);
             }
             push_order(&mut select, query);
-            select
-                .push(" LIMIT ")
-                .bind_i64(i64::try_from(limit).unwrap_or(i64::MAX));
-            if cookie.is_none() && query.offset > 0 {
-                select
-                    .push(" OFFSET ")
-                    .bind_i64(i64::try_from(query.offset).unwrap_or(i64::MAX));
-            }
+            select.push_limit(limit, if cookie.is_none() { query.offset } else { 0 });
             let rows: Vec<(i64, String, String)> = select.typed::<(BigInt, Text, Text)>().load(conn)?;
             let total = if query.count {
                 if let Some(deadline) = &deadline {

@@ -122,8 +122,11 @@ impl ManageConnection for Manager {
                     path.to_string_lossy().into_owned()
                 };
                 let mut conn = diesel::SqliteConnection::establish(&location).map_err(r2d2::Error::ConnectionError)?;
+                // Statement journals (what undoes a failed multi-row statement inside a
+                // transaction) stay in memory instead of going through a temporary file.
                 let pragmas = format!(
-                    "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; {}",
+                    "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA temp_store = MEMORY; {}",
                     self.busy_timeout_ms, self.sqlite_pragmas
                 );
                 conn.batch_execute(&pragmas).map_err(r2d2::Error::QueryError)?;
@@ -266,9 +269,8 @@ impl Store {
                 busy_timeout_ms: options.busy_timeout.as_millis(),
                 read_only,
                 // Room for a batch of several thousand events, so that its transaction does
-                // not spill (and journal) pages before the commit writes them; statement journals
-                // in memory.
-                sqlite_pragmas: "PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY;",
+                // not spill (and journal) pages before the commit writes them.
+                sqlite_pragmas: "PRAGMA cache_size = -8192;",
             })?;
         Ok(Self {
             timings,

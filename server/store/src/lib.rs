@@ -5,7 +5,9 @@
 //! holds named values every node shares; `audit_events` holds the audit trail; self-service flows, rate counters and session epochs
 //! are in `shared_state`.
 //!
-//! This is the only crate that imports diesel. Callers speak in core types.
+//! This is the only crate that imports diesel. Callers speak in core types. Single rows are read
+//! by key with `get_result`, pages are bounded with `Sql::push_limit`: SQLite prepares a cached
+//! statement with a bound `LIMIT ?` again every time it is used (clippy.toml refuses the rest).
 
 mod audit;
 mod cluster;

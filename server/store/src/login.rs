@@ -48,7 +48,7 @@ impl Store {
                     login_failures::window_start,
                     login_failures::locked_until,
                 ))
-                .first::<(i64, i64, i64)>(conn)
+                .get_result::<(i64, i64, i64)>(conn)
                 .optional()?;
             Ok(row.map(|(failures, window_start, locked_until)| LoginFailure {
                 failures,
@@ -100,7 +100,7 @@ impl Store {
                     login_failures::locked_until,
                     login_failures::recent,
                 ))
-                .first(conn)?;
+                .get_result(conn)?;
             let keep = usize::try_from(rule.max_failures.max(1)).unwrap_or(1);
             let mut times: Vec<i64> = recent.split(',').filter_map(|t| t.parse().ok()).collect();
             times.push(now);

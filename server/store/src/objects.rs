@@ -4,6 +4,7 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{BigInt, Text};
 use ferridm_core::{Object, Revision};
 use serde_json::Value;
 
@@ -84,19 +85,15 @@ fn nonce() -> u32 {
     rand::random()
 }
 
+/// Reads one object by type and id. The statement's text is fixed, so it is prepared once per
+/// connection and found again without building SQL.
 pub(crate) fn find(conn: &mut DbConnection, object_type: &str, id: &str) -> Result<Option<StoredObject>, StoreError> {
-    let columns = objects::table
-        .filter(objects::otype.eq(object_type))
-        .filter(objects::oid.eq(id))
-        .select((
-            objects::pk,
-            objects::oid,
-            objects::rev,
-            objects::content,
-            objects::meta,
-            objects::login_count,
-        ))
-        .first::<ObjectColumns>(conn)
+    let mut select =
+        Sql::cached("SELECT o.pk, o.oid, o.rev, o.content, o.meta, o.login_count FROM objects o WHERE o.otype = ");
+    select.bind_text(object_type).push(" AND o.oid = ").bind_text(id);
+    let columns = select
+        .typed::<(BigInt, Text, BigInt, Text, Text, BigInt)>()
+        .get_result::<ObjectColumns>(conn)
         .optional()?;
     columns.map(object_from_columns).transpose()
 }

@@ -521,13 +521,6 @@ fn push_where(sql: &mut Sql, query: &ObjectQuery<'_>) {
     push_condition(sql, query.filter, query.object_type);
 }
 
-fn push_limit(sql: &mut Sql, limit: u64, offset: u64) {
-    sql.push(" LIMIT ").bind_i64(i64::try_from(limit).unwrap_or(i64::MAX));
-    if offset > 0 {
-        sql.push(" OFFSET ").bind_i64(i64::try_from(offset).unwrap_or(i64::MAX));
-    }
-}
-
 fn creation_order_page(
     conn: &mut DbConnection,
     query: &ObjectQuery<'_>,
@@ -541,7 +534,7 @@ fn creation_order_page(
         sql.push(" AND o.pk > ").bind_i64(cookie.p);
     }
     sql.push(" ORDER BY o.pk");
-    push_limit(&mut sql, limit, if cookie.is_some() { 0 } else { query.offset });
+    sql.push_limit(limit, if cookie.is_some() { 0 } else { query.offset });
     load(conn, sql)
 }
 
@@ -588,7 +581,7 @@ fn single_key_page(
         sql.push(&format!(
             " ORDER BY s.kind {direction}, s.num {direction}, s.str {direction}, s.obj_pk {direction}"
         ));
-        push_limit(&mut sql, limit, 0);
+        sql.push_limit(limit, 0);
         objects = load(conn, sql)?;
     }
     let remaining = limit.saturating_sub(objects.len() as u64);
@@ -610,7 +603,7 @@ fn single_key_page(
     } else {
         " ORDER BY o.pk DESC"
     });
-    push_limit(&mut sql, remaining, 0);
+    sql.push_limit(remaining, 0);
     objects.extend(load(conn, sql)?);
     Ok(objects)
 }
@@ -646,7 +639,7 @@ fn general_page(
     } else {
         "o.pk DESC"
     });
-    push_limit(&mut sql, limit, if cookie.is_some() { 0 } else { query.offset });
+    sql.push_limit(limit, if cookie.is_some() { 0 } else { query.offset });
     load(conn, sql)
 }
 

@@ -14,7 +14,7 @@ impl Store {
             Ok(store_settings::table
                 .filter(store_settings::name.eq(name))
                 .select(store_settings::value)
-                .first::<String>(conn)
+                .get_result::<String>(conn)
                 .optional()?)
         })
     }

@@ -81,7 +81,7 @@ impl Store {
             let (window_start, hits): (i64, i64) = rate_counters::table
                 .filter(rate_counters::bucket.eq(bucket))
                 .select((rate_counters::window_start, rate_counters::hits))
-                .first(conn)?;
+                .get_result(conn)?;
             let (window_start, hits) = if now - window_start >= rule.window_ms {
                 (now, 1)
             } else {
@@ -103,7 +103,7 @@ impl Store {
             Ok(session_epochs::table
                 .filter(session_epochs::principal.eq(principal))
                 .select(session_epochs::epoch)
-                .first::<i64>(conn)
+                .get_result::<i64>(conn)
                 .optional()?
                 .unwrap_or(0))
         })
@@ -121,7 +121,7 @@ impl Store {
             Ok(session_epochs::table
                 .filter(session_epochs::principal.eq(principal))
                 .select(session_epochs::epoch)
-                .first::<i64>(conn)?)
+                .get_result::<i64>(conn)?)
         })
     }
 }

@@ -82,6 +82,22 @@ impl Sql {
         self.bind(Bind::BigInt(value))
     }
 
+    /// Appends `LIMIT limit` and, when `offset` is positive, `OFFSET offset`, both bound. Each
+    /// is written as an expression (`? + 0`): SQLite plans a bare bound `LIMIT ?` around the
+    /// value it was prepared with and so prepares a cached statement again every time it is
+    /// bound, which an expression avoids.
+    pub(crate) fn push_limit(&mut self, limit: u64, offset: u64) -> &mut Self {
+        self.push(" LIMIT ")
+            .bind_i64(i64::try_from(limit).unwrap_or(i64::MAX))
+            .push(" + 0");
+        if offset > 0 {
+            self.push(" OFFSET ")
+                .bind_i64(i64::try_from(offset).unwrap_or(i64::MAX))
+                .push(" + 0");
+        }
+        self
+    }
+
     /// The text with `?` for each placeholder, and the bound values in order (for the fuzz
     /// targets, which check that no value ever reaches the text).
     #[cfg(feature = "test-support")]

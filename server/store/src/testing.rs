@@ -99,7 +99,7 @@ impl crate::Store {
                 .filter(objects::otype.eq(object_type))
                 .filter(objects::oid.eq(id))
                 .select(objects::meta_rev)
-                .first::<i64>(conn)?)
+                .get_result::<i64>(conn)?)
         })
         .unwrap_or_else(|error| panic!("cannot read the metadata writes of {object_type}/{id}: {error}"))
     }

@@ -49,6 +49,10 @@ impl Snapshot<'_> {
 
     /// Up to `limit` objects (of every type) with an internal key above `after`, in key order;
     /// the last one's [`StoredObject::pk`] is the next call's `after`.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "one statement per page of thousands of objects: preparing it again costs nothing"
+    )]
     pub fn objects_after(&mut self, after: i64, limit: i64) -> Result<Vec<SnapshotObject>, StoreError> {
         let rows = objects::table
             .filter(objects::pk.gt(after))

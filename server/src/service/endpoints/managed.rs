@@ -38,17 +38,18 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'|')
     .add(b'}');
 
-fn resource(resource: &Resource) -> Reply {
-    Reply::resource(resource.to_json(), resource.rev.to_string())
+fn resource(resource: Resource) -> Reply {
+    let rev = resource.rev.to_string();
+    Reply::resource(resource.into_json(), rev)
 }
 
-fn created(type_name: &str, resource: &Resource) -> Reply {
-    let encoded = percent_encoding::utf8_percent_encode(&resource.id, PATH_SEGMENT);
-    Reply::created(
-        resource.to_json(),
-        resource.rev.to_string(),
-        format!("managed/{type_name}/{encoded}"),
-    )
+fn created(type_name: &str, resource: Resource) -> Reply {
+    let location = format!(
+        "managed/{type_name}/{}",
+        percent_encoding::utf8_percent_encode(&resource.id, PATH_SEGMENT)
+    );
+    let rev = resource.rev.to_string();
+    Reply::created(resource.into_json(), rev, location)
 }
 
 /// Operations on the collection `managed/<type>`.
@@ -59,7 +60,7 @@ pub fn collection(ctx: &RequestContext, request: &Request, operation: &Operation
         Operation::Create => {
             let content = request.object_content(operation)?;
             let created_resource = ManagedObjects::new(ctx, type_name)?.create(None, content, &fields)?;
-            Ok(created(type_name, &created_resource))
+            Ok(created(type_name, created_resource))
         }
         Operation::Query => {
             let query = query::from_params(&request.params)?;
@@ -128,42 +129,42 @@ pub fn instance(
     match operation {
         Operation::Read => {
             let read = ManagedObjects::new(ctx, type_name)?.read(id, &fields, request.if_none_match.as_deref())?;
-            Ok(resource(&read))
+            Ok(resource(read))
         }
         Operation::Create => {
             let content = request.object_content(operation)?;
             let made = ManagedObjects::new(ctx, type_name)?.create(Some(id.to_owned()), content, &fields)?;
-            Ok(created(type_name, &made))
+            Ok(created(type_name, made))
         }
         Operation::Upsert => {
             let content = request.object_content(operation)?;
             match ManagedObjects::new(ctx, type_name)?.upsert(id, content, &fields)? {
-                (true, made) => Ok(created(type_name, &made)),
-                (false, updated) => Ok(resource(&updated)),
+                (true, made) => Ok(created(type_name, made)),
+                (false, updated) => Ok(resource(updated)),
             }
         }
         Operation::Update => {
             let content = request.object_content(operation)?;
             let updated = ManagedObjects::new(ctx, type_name)?.update(id, if_match, content, &fields)?;
-            Ok(resource(&updated))
+            Ok(resource(updated))
         }
         Operation::Patch => {
             let operations = patch::parse_patch(&request.content(operation)?)?;
             let patched = ManagedObjects::new(ctx, type_name)?.patch(id, if_match, &operations, &fields)?;
-            Ok(resource(&patched))
+            Ok(resource(patched))
         }
         Operation::Action(action) if action.eq_ignore_ascii_case("patch") => {
             let operations = patch::parse_patch(&request.action_content()?)?;
             let patched = ManagedObjects::new(ctx, type_name)?.patch(id, None, &operations, &fields)?;
-            Ok(resource(&patched))
+            Ok(resource(patched))
         }
         Operation::Delete => {
             let deleted = ManagedObjects::new(ctx, type_name)?.delete(id, if_match, &fields)?;
-            Ok(resource(&deleted))
+            Ok(resource(deleted))
         }
         Operation::Action(action) if action == "unlock" => {
             let unlocked = ManagedObjects::new(ctx, type_name)?.unlock(id, &fields)?;
-            Ok(resource(&unlocked))
+            Ok(resource(unlocked))
         }
         Operation::Query => Err(Error::bad_request(format!(
             "The resource instance managed/{type_name}/{id} cannot be queried"

@@ -306,7 +306,7 @@ impl<'a> ManagedObjects<'a> {
     /// the object as it was when nothing changed.
     fn updated(&self, operation: &str, id: &str, written: write::Written, fields: &FieldSelection) -> Result<Resource> {
         match written.after {
-            None => self.view(&written.before, fields),
+            None => self.view(written.before, fields),
             Some(stored) => {
                 self.audit_write(operation, id, Some(&written.before), Some(&stored));
                 self.end_sessions_on_change(id, &written.before.content, Some(&stored.content))?;
@@ -316,7 +316,7 @@ impl<'a> ManagedObjects<'a> {
                     &stored.content,
                     Some(&written.before.content),
                 );
-                self.view(&stored, fields)
+                self.view(stored, fields)
             }
         }
     }
@@ -365,7 +365,7 @@ impl<'a> ManagedObjects<'a> {
             &stored.content,
             None,
         );
-        self.view(&stored, fields)
+        self.view(stored, fields)
     }
 
     /// The checks a create makes before it changes anything: the id, the index limits,
@@ -422,7 +422,7 @@ impl<'a> ManagedObjects<'a> {
         if if_none_match.is_some_and(|rev| rev == stored.rev.to_string()) {
             return Err(Error::NotModified);
         }
-        self.view(&stored, fields)
+        self.view(stored, fields)
     }
 
     /// Replaces an object. `if_match` is a revision, `*`, or `None` (unconditional, as after an
@@ -520,7 +520,7 @@ impl<'a> ManagedObjects<'a> {
             .clear_login_failures(&principal)
             .map_err(storage_error)?;
         tracing::info!(principal = %principal, "account unlocked");
-        self.view(&stored, fields)
+        self.view(stored, fields)
     }
 
     /// Deletes an object and returns it as it was.
@@ -544,7 +544,7 @@ impl<'a> ManagedObjects<'a> {
             &deleted.content,
             None,
         );
-        self.view(&deleted, fields)
+        self.view(deleted, fields)
     }
 
     fn run_query(&self, request: &QueryRequest, page_size: Option<u32>) -> Result<ferridm_store::QueryPage> {
@@ -584,8 +584,8 @@ impl<'a> ManagedObjects<'a> {
         Ok(QueryResponse {
             result: page
                 .objects
-                .iter()
-                .map(|stored| self.view(stored, fields).map(|resource| resource.to_json()))
+                .into_iter()
+                .map(|stored| self.view(stored, fields).map(Resource::into_json))
                 .collect::<Result<Vec<_>>>()?,
             paged_results_cookie: page.cookie,
             total: page.total,

@@ -23,13 +23,11 @@ pub struct Resource {
 
 impl Resource {
     /// The wire form: `_id` and `_rev` first, then the content in stored order.
-    pub fn to_json(&self) -> Value {
+    pub fn into_json(self) -> Value {
         let mut out = Object::with_capacity(self.content.len() + 2);
-        out.insert("_id".to_owned(), Value::String(self.id.clone()));
+        out.insert("_id".to_owned(), Value::String(self.id));
         out.insert("_rev".to_owned(), Value::String(self.rev.to_string()));
-        for (key, value) in &self.content {
-            out.insert(key.clone(), value.clone());
-        }
+        out.extend(self.content);
         Value::Object(out)
     }
 
@@ -46,40 +44,51 @@ impl Resource {
 impl ManagedObjects<'_> {
     /// The content a caller may see: private properties removed and `onRead` run for clients,
     /// virtual properties computed, `_meta` when asked for, then `_fields` applied.
-    pub(super) fn view(&self, stored: &StoredObject, fields: &FieldSelection) -> Result<Resource> {
-        let mut visible = stored.content.clone();
+    pub(super) fn view(&self, stored: StoredObject, fields: &FieldSelection) -> Result<Resource> {
+        let StoredObject {
+            id,
+            rev,
+            content: mut visible,
+            meta,
+            ..
+        } = stored;
+        let virtuals: Vec<(String, Value)> = self
+            .object_type
+            .virtuals
+            .iter()
+            .map(|virtual_property| {
+                let value = match virtual_property.name.as_str() {
+                    "effectiveRoles" => effective_roles(&visible),
+                    _ => virtual_property.default.clone(),
+                };
+                (virtual_property.name.clone(), value)
+            })
+            .collect();
         if self.ctx.is_client() {
             for private in &self.object_type.private {
                 visible.remove(private);
             }
             if let Some(on_read) = &self.object_type.triggers.on_read {
-                visible = self.run_trigger(on_read, &stored.id, &visible, None)?;
+                visible = self.run_trigger(on_read, &id, &visible, None)?;
             }
         }
-        for virtual_property in &self.object_type.virtuals {
-            let value = match virtual_property.name.as_str() {
-                "effectiveRoles" => effective_roles(&stored.content),
-                _ => virtual_property.default.clone(),
-            };
-            visible.insert(virtual_property.name.clone(), value);
-        }
+        visible.extend(virtuals);
         if fields.mentions("_notifications") {
             visible.insert("_notifications".to_owned(), Value::Array(Vec::new()));
         }
         if fields.mentions("_meta") {
-            visible.insert("_meta".to_owned(), Value::Object(self.meta_with_lockout(stored)?));
+            visible.insert("_meta".to_owned(), Value::Object(self.meta_with_lockout(&id, meta)?));
         }
         Ok(Resource {
-            id: stored.id.clone(),
-            rev: stored.rev,
-            content: fields.select(&visible, self.object_type),
+            content: fields.select_owned(visible, self.object_type),
+            id,
+            rev,
         })
     }
 
-    /// The stored metadata plus the object's failed logins and lock, when it has any.
-    fn meta_with_lockout(&self, stored: &StoredObject) -> Result<Object> {
-        let mut meta = stored.meta.clone();
-        let principal = format!("{}/{}", self.collection(), stored.id);
+    /// The stored metadata of object `id` plus its failed logins and lock, when it has any.
+    fn meta_with_lockout(&self, id: &str, mut meta: Object) -> Result<Object> {
+        let principal = format!("{}/{}", self.collection(), id);
         if let Some(failure) = self.ctx.state.store.login_failure(&principal).map_err(storage_error)? {
             meta.insert("failedLogins".to_owned(), Value::from(failure.failures));
             if failure.locked_at(self.ctx.now_millis()) {
