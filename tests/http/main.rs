@@ -13,6 +13,7 @@ mod concurrency;
 mod config_queries;
 mod crest;
 mod crud;
+mod durability;
 mod generations;
 mod hardening;
 mod health;

@@ -5,7 +5,7 @@
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -16,6 +16,7 @@ use diesel::sqlite::ProgressDecision;
 use crate::StoreError;
 use crate::migrate;
 use crate::timings::{PoolState, Timings};
+use crate::writer::GroupWriter;
 
 /// One connection to whichever backend the store runs on.
 #[derive(diesel::MultiConnection)]
@@ -156,9 +157,10 @@ impl ManageConnection for Manager {
 pub struct Store {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
-    /// SQLite has one writer: our own writers queue here rather than in SQLite's busy wait.
-    /// PostgreSQL needs no such lock.
-    sqlite_writer: Option<Mutex<()>>,
+    /// SQLite has one writer: our own writers queue here rather than in SQLite's busy wait,
+    /// and commit together when they find others queued ([`GroupWriter`]). PostgreSQL needs no
+    /// such lock.
+    sqlite_writer: Option<GroupWriter>,
     /// PostgreSQL: connections that hold writers' turns on objects across the nodes, apart from
     /// the main pool so that a turn never waits for a connection its own write needs.
     pub(crate) turn_pool: Option<r2d2::Pool<Manager>>,
@@ -205,7 +207,9 @@ impl Store {
             target,
             busy_timeout_ms: options.busy_timeout.as_millis(),
             read_only: false,
-            sqlite_pragmas: "",
+            // 16 MB of pages per connection (the default is 2 MB), so that the index pages a
+            // write or a query walks are found in memory rather than read from the file.
+            sqlite_pragmas: "PRAGMA cache_size = -16000;",
         };
         let postgres_url = match &manager.target {
             DbTarget::Postgres(url) => Some(url.clone()),
@@ -245,7 +249,7 @@ impl Store {
             timings,
             pool,
             backend,
-            sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
+            sqlite_writer: (backend == Backend::Sqlite).then(GroupWriter::default),
             turn_pool,
             postgres_url,
             audit,
@@ -276,7 +280,7 @@ impl Store {
             timings,
             pool,
             backend: Backend::Sqlite,
-            sqlite_writer: Some(Mutex::new(())),
+            sqlite_writer: Some(GroupWriter::default()),
             turn_pool: None,
             postgres_url: None,
             audit: None,
@@ -333,7 +337,7 @@ impl Store {
             timings,
             pool,
             backend,
-            sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
+            sqlite_writer: (backend == Backend::Sqlite).then(GroupWriter::default),
             turn_pool: None,
             postgres_url,
             audit,
@@ -376,20 +380,22 @@ impl Store {
         Ok(connection?)
     }
 
-    /// Runs `work` as one write transaction (serialised with other writers on SQLite).
+    /// Runs `work` as one write transaction; on SQLite, as a savepoint of a transaction it may
+    /// share with concurrent writes ([`GroupWriter`]), returning once that is committed.
     pub(crate) fn write<T>(
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let _guard: Option<MutexGuard<'_, ()>> = self
-            .sqlite_writer
-            .as_ref()
-            .map(|lock| lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        let mut pooled = self.connection()?;
-        let conn: &mut DbConnection = &mut pooled;
-        begin_write(conn)?;
-        let outcome = finish_transaction(conn, work);
+        let outcome = match &self.sqlite_writer {
+            Some(writer) => writer.write(|| self.connection(), |conn| Ok(begin_write(conn)?), work),
+            None => {
+                let mut pooled = self.connection()?;
+                let conn: &mut DbConnection = &mut pooled;
+                begin_write(conn)?;
+                finish_transaction(conn, work)
+            }
+        };
         self.timings.write(started);
         outcome
     }

@@ -44,6 +44,10 @@ pub enum StoreError {
     /// Could not connect.
     #[error("cannot connect: {0}")]
     Connection(#[from] diesel::ConnectionError),
+    /// The transaction a write shared with concurrent writes (SQLite's group commit) could not
+    /// be committed; the write is not stored.
+    #[error("the shared write transaction could not be committed: {0}")]
+    GroupCommit(String),
     /// Stored JSON did not parse.
     #[error("stored JSON is corrupt: {0}")]
     Json(#[from] serde_json::Error),

@@ -30,6 +30,7 @@ mod timings;
 mod transfer;
 mod turns;
 mod work;
+mod writer;
 
 pub use audit::{AuditColumn, AuditFields, AuditPage, AuditQuery, NewAuditEvent, column_of, field_string};
 pub use cluster::NodeRecord;

@@ -5,11 +5,11 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Text};
-use ferridm_core::{Object, Revision};
+use ferridm_core::{JsonPointer, Object, Revision};
 use serde_json::Value;
 
 use crate::connection::DbConnection;
-use crate::flatten::{IndexSpec, Limits, PropRow, index_rows, unique_values};
+use crate::flatten::{IndexSpec, Limits, PropRow, index_rows, prop_key, unique_values};
 use crate::schema::objects;
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
@@ -119,6 +119,17 @@ pub(crate) fn insert_index(
     } = *object;
     let rows = index_rows(id, content, meta, spec, limits)?;
     insert_prop_rows(conn, pk, object_type, &rows)?;
+    insert_unique_values(conn, pk, object_type, content, spec)
+}
+
+/// Writes the unique values of `content` under key `pk`.
+fn insert_unique_values(
+    conn: &mut DbConnection,
+    pk: i64,
+    object_type: &str,
+    content: &Object,
+    spec: &IndexSpec,
+) -> Result<(), StoreError> {
     for (property, value) in unique_values(content, spec) {
         let mut insert = Sql::cached("INSERT INTO unique_values (otype, prop, value, obj_pk) VALUES (");
         insert
@@ -135,6 +146,71 @@ pub(crate) fn insert_index(
             Err(error) if is_unique_violation(&error) => return Err(StoreError::UniqueViolation { property }),
             Err(error) => return Err(error.into()),
         }
+    }
+    Ok(())
+}
+
+/// Rewrites the index of an updated object where it changes: the rows of every top-level
+/// property whose value differs from `before`, of `_meta` when the metadata differs, and of the
+/// hidden properties (so that a property made private loses its rows on the object's next
+/// write); the unique values when a unique property changed. A one-field change rewrites a few
+/// rows instead of all of them.
+fn update_index(
+    conn: &mut DbConnection,
+    pk: i64,
+    before: &StoredObject,
+    after: &NewObject<'_>,
+    limits: Limits,
+) -> Result<(), StoreError> {
+    let spec = after.index;
+    let mut changed: Vec<&str> = spec.hidden.iter().map(String::as_str).collect();
+    for key in before.content.keys().chain(after.content.keys()) {
+        if before.content.get(key) != after.content.get(key) && !changed.contains(&key.as_str()) {
+            changed.push(key);
+        }
+    }
+    let mut pointers: Vec<String> = changed
+        .iter()
+        .map(|key| prop_key(&JsonPointer::from_segments([*key])))
+        .collect();
+    if before.meta != *after.meta {
+        pointers.push(prop_key(&JsonPointer::from_segments(["_meta"])));
+    }
+    let rows = index_rows(after.id, after.content, after.meta, spec, limits)?;
+    for pointer in &pointers {
+        // The property's own row and every row below it (`/` sorts just before `0`).
+        let mut delete = Sql::cached("DELETE FROM object_props WHERE obj_pk = ");
+        delete
+            .bind_i64(pk)
+            .push(" AND (prop = ")
+            .bind_text(pointer.clone())
+            .push(" OR (prop > ")
+            .bind_text(format!("{pointer}/"))
+            .push(" AND prop < ")
+            .bind_text(format!("{pointer}0"))
+            .push("))");
+        delete.execute(conn)?;
+    }
+    let rewritten: Vec<PropRow> = rows
+        .into_iter()
+        .filter(|row| {
+            pointers.iter().any(|pointer| {
+                row.prop
+                    .strip_prefix(pointer.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+        })
+        .collect();
+    insert_prop_rows(conn, pk, after.object_type, &rewritten)?;
+    if spec
+        .unique
+        .iter()
+        .any(|property| before.content.get(property) != after.content.get(property))
+    {
+        let mut unique = Sql::cached("DELETE FROM unique_values WHERE obj_pk = ");
+        unique.bind_i64(pk);
+        unique.execute(conn)?;
+        insert_unique_values(conn, pk, after.object_type, after.content, spec)?;
     }
     Ok(())
 }
@@ -309,7 +385,6 @@ impl Store {
             if changed == 0 {
                 return Err(StoreError::RevisionMismatch);
             }
-            delete_index(conn, current.pk)?;
             let mut indexed_meta = meta.clone();
             indexed_meta.insert(
                 "loginCount".to_owned(),
@@ -322,7 +397,7 @@ impl Store {
                 meta: &indexed_meta,
                 index: update.index,
             };
-            insert_index(conn, current.pk, &indexed, Limits::Enforced)?;
+            update_index(conn, current.pk, &current, &indexed, Limits::Enforced)?;
             Ok(StoredObject {
                 pk: current.pk,
                 id: id.to_owned(),

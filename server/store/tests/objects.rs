@@ -220,6 +220,49 @@ fn writers_in_two_stores_on_one_database_all_land() {
 }
 
 #[test]
+fn concurrent_writes_all_land_and_a_failing_one_undoes_only_its_own() {
+    // On SQLite, concurrent writes share transactions (a group commit): each must still be all
+    // or nothing on its own, whatever the writes it shared a transaction with did.
+    on_every_backend(|store| {
+        insert(store, "owner", json!({"userName": "taken"})).unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..16 {
+                scope.spawn(move || {
+                    for n in 0..30 {
+                        let id = format!("c{t}-{n}");
+                        if n % 3 == 0 {
+                            let refused = insert(store, &id, json!({"userName": "Taken", "sn": id}));
+                            assert!(
+                                matches!(refused, Err(StoreError::UniqueViolation { ref property }) if property == "userName"),
+                                "{refused:?}"
+                            );
+                        } else {
+                            insert(store, &id, json!({"userName": id, "sn": id})).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        for t in 0..16 {
+            for n in 0..30 {
+                let id = format!("c{t}-{n}");
+                if n % 3 == 0 {
+                    assert!(store.get("user", &id).unwrap().is_none(), "{id} was refused");
+                    // Nothing of the refused write is left: its id is free.
+                    insert(store, &id, json!({"userName": format!("later-{id}")})).unwrap();
+                } else {
+                    let stored = store.get("user", &id).unwrap().unwrap();
+                    assert_eq!(stored.content.get("sn"), Some(&json!(id)));
+                    // Its unique value was committed with it.
+                    let again = insert(store, &format!("again-{id}"), json!({"userName": id.to_uppercase()}));
+                    assert!(matches!(again, Err(StoreError::UniqueViolation { .. })), "{again:?}");
+                }
+            }
+        }
+    });
+}
+
+#[test]
 fn failed_logins_lock_after_the_limit_and_unlock_after_the_lock() {
     use ferridm_store::LockoutRule;
     let rule = LockoutRule {
