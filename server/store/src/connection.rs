@@ -5,7 +5,6 @@
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-
 use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -388,7 +387,14 @@ impl Store {
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         let outcome = match &self.sqlite_writer {
-            Some(writer) => writer.write(|| self.connection(), |conn| Ok(begin_write(conn)?), work),
+            Some(writer) => writer.write(
+                || {
+                    let mut pooled = self.connection()?;
+                    begin_write(&mut pooled)?;
+                    Ok(pooled)
+                },
+                work,
+            ),
             None => {
                 let mut pooled = self.connection()?;
                 let conn: &mut DbConnection = &mut pooled;

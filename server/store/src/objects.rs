@@ -61,6 +61,11 @@ pub struct ObjectUpdate<'a> {
 
 type ObjectColumns = (i64, String, i64, String, String, i64);
 
+/// The columns of `objects o` an object is read from, in [`ObjectColumns`]' order.
+pub(crate) const OBJECT_COLUMNS: &str = "o.pk, o.oid, o.rev, o.content, o.meta, o.login_count";
+/// The SQL types of [`OBJECT_COLUMNS`].
+pub(crate) type ObjectColumnTypes = (BigInt, Text, BigInt, Text, Text, BigInt);
+
 pub(crate) fn object_from_columns(columns: ObjectColumns) -> Result<StoredObject, StoreError> {
     let (pk, id, rev, content, meta, login_count) = columns;
     let content: Object = serde_json::from_str(&content)?;
@@ -88,11 +93,15 @@ fn nonce() -> u32 {
 /// Reads one object by type and id. The statement's text is fixed, so it is prepared once per
 /// connection and found again without building SQL.
 pub(crate) fn find(conn: &mut DbConnection, object_type: &str, id: &str) -> Result<Option<StoredObject>, StoreError> {
-    let mut select =
-        Sql::cached("SELECT o.pk, o.oid, o.rev, o.content, o.meta, o.login_count FROM objects o WHERE o.otype = ");
-    select.bind_text(object_type).push(" AND o.oid = ").bind_text(id);
+    let mut select = Sql::cached("SELECT ");
+    select
+        .push(OBJECT_COLUMNS)
+        .push(" FROM objects o WHERE o.otype = ")
+        .bind_text(object_type)
+        .push(" AND o.oid = ")
+        .bind_text(id);
     let columns = select
-        .typed::<(BigInt, Text, BigInt, Text, Text, BigInt)>()
+        .typed::<ObjectColumnTypes>()
         .get_result::<ObjectColumns>(conn)
         .optional()?;
     columns.map(object_from_columns).transpose()

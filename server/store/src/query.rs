@@ -12,7 +12,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::RunQueryDsl;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::BigInt;
 use ferridm_core::filter::{ComparisonOp, Filter, Literal};
 use ferridm_core::query::SortKey;
 use serde::de::DeserializeOwned;
@@ -23,7 +23,7 @@ use crate::flatten::{
     IndexSpec, KIND_BOOLEAN, KIND_NULL, KIND_NUMBER, KIND_STRING, Limits, fold_string, index_rows, index_text,
     prop_key, split_key,
 };
-use crate::objects::{StoredObject, object_from_columns};
+use crate::objects::{OBJECT_COLUMNS, ObjectColumnTypes, StoredObject, object_from_columns};
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
 
@@ -360,8 +360,6 @@ pub(crate) fn push_condition(sql: &mut Sql, filter: &Filter, object_type: &str) 
     sql.push(")");
 }
 
-type ObjectColumns = (BigInt, Text, BigInt, Text, Text, BigInt);
-const OBJECT_COLUMNS: &str = "o.pk, o.oid, o.rev, o.content, o.meta, o.login_count";
 const ID_COLUMNS: &str = "o.pk, o.oid, o.rev, '{}', '{}', o.login_count";
 
 /// The sort values (as the index holds them) of an object for each key.
@@ -505,7 +503,7 @@ impl Store {
 }
 
 fn load(conn: &mut DbConnection, sql: Sql) -> Result<Vec<StoredObject>, StoreError> {
-    let rows: Vec<(i64, String, i64, String, String, i64)> = sql.typed::<ObjectColumns>().load(conn)?;
+    let rows: Vec<(i64, String, i64, String, String, i64)> = sql.typed::<ObjectColumnTypes>().load(conn)?;
     rows.into_iter().map(object_from_columns).collect()
 }
 

@@ -38,31 +38,23 @@ struct GroupState {
 }
 
 impl GroupWriter {
-    /// Runs `work` in the open group's transaction (opening one on a connection from `connect`
-    /// when none is open) and returns its outcome once the group is committed.
+    /// Runs `work` in the open group's transaction (opening one with `open`, which returns a
+    /// connection in a write transaction, when none is open) and returns its outcome once the
+    /// group is committed.
     pub(crate) fn write<T>(
         &self,
-        connect: impl FnOnce() -> Result<PooledConnection, StoreError>,
-        begin: impl FnOnce(&mut DbConnection) -> Result<(), StoreError>,
+        open: impl FnOnce() -> Result<PooledConnection, StoreError>,
         work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        if state.open.is_none() {
-            let mut conn = connect()?;
-            begin(&mut conn)?;
-            state.open = Some(conn);
-            state.members = 0;
-            state.outcome = Arc::default();
-        }
-        let group = Arc::clone(&state.outcome);
-        let outcome = match state.open.as_mut() {
-            Some(conn) => in_savepoint(conn, work),
-            None => Ok(Err(StoreError::GroupCommit(
-                "the group's connection is missing".to_owned(),
-            ))),
+        let conn = match state.open.take() {
+            Some(conn) => conn,
+            None => open()?,
         };
+        let group = Arc::clone(&state.outcome);
+        let outcome = in_savepoint(state.open.insert(conn), work);
         state.members += 1;
         let outcome = match outcome {
             Ok(outcome) => outcome,
@@ -96,44 +88,29 @@ impl GroupWriter {
         }
     }
 
-    /// Commits the open group and wakes its waiting writes.
+    /// Commits the open group, records how that went for its writes and wakes those waiting;
+    /// the next write opens a new group.
     fn finish_group(&self, state: &mut GroupState) {
-        let mut failure = None;
-        if let Some(mut conn) = state.open.take() {
-            let conn: &mut DbConnection = &mut conn;
-            if let Err(error) = <DbConnection as Connection>::TransactionManager::commit_transaction(conn) {
-                // A failed rollback leaves the connection broken; the pool then drops it.
-                let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
-                failure = Some(error.to_string());
-            }
-        }
-        let _ = state.outcome.set(failure);
+        // diesel rolls the transaction back itself when its commit fails.
+        let failure = state.open.take().and_then(|mut conn| {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(&mut conn)
+                .err()
+                .map(|error| error.to_string())
+        });
+        let _ = std::mem::take(&mut state.outcome).set(failure);
         state.members = 0;
         self.committed.notify_all();
     }
 }
 
-/// Runs `work` in a savepoint of the open transaction: released when it succeeds, rolled back
-/// to when it fails. A panic is caught so that the group can still be finished, and returned.
+/// Runs `work` in a savepoint of the open transaction (diesel's nested transaction: released
+/// when it succeeds, rolled back to when it fails). A panic is caught, after rolling the
+/// savepoint back, so that the group can still be finished, and returned.
 fn in_savepoint<T>(
     conn: &mut DbConnection,
     work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
 ) -> Result<Result<T, StoreError>, Box<dyn std::any::Any + Send>> {
-    let manager = |conn: &mut DbConnection| <DbConnection as Connection>::TransactionManager::begin_transaction(conn);
-    if let Err(error) = manager(conn) {
-        return Ok(Err(error.into()));
-    }
-    let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)));
-    match &outcome {
-        Ok(Ok(_)) => {
-            if let Err(error) = <DbConnection as Connection>::TransactionManager::commit_transaction(conn) {
-                let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
-                return Ok(Err(error.into()));
-            }
-        }
-        Ok(Err(_)) | Err(_) => {
-            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
-        }
-    }
-    outcome
+    catch_unwind(AssertUnwindSafe(|| conn.transaction(work))).inspect_err(|_| {
+        let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+    })
 }
