@@ -99,7 +99,7 @@ impl PartialEq for Triggers {
 }
 
 impl ManagedType {
-    fn new(schema: ObjectType, triggers: Triggers) -> Self {
+    pub(crate) fn new(schema: ObjectType, triggers: Triggers) -> Self {
         let properties = &schema.schema.properties;
         let names = |keep: &dyn Fn(&PropertySchema) -> bool| -> Vec<String> {
             properties.iter().filter(|p| keep(p)).map(|p| p.name.clone()).collect()

@@ -20,13 +20,15 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
+use ferridm_core::filter::{ComparisonOp, Filter, Literal};
 use ferridm_core::{Error, Result};
 use futures_util::StreamExt as _;
 
 pub use error::{ApiError, html_escape, reason_phrase};
 
+use crate::config::managed::ManagedType;
 use crate::generation::Generation;
-use crate::resource::{Operation, Reply};
+use crate::resource::{Operation, Reply, Request};
 use crate::service::context::ClientCaller;
 use crate::service::login::{self, Identified};
 use crate::service::{self, RequestContext, router};
@@ -145,6 +147,54 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
     web::block(work)
         .await
         .map_err(|_| Error::internal("Internal Server Error"))?
+}
+
+/// Whether a request reads at most one managed object, by id or by a query pinned to one
+/// value of a unique property: short, bounded work that runs on the worker itself when the
+/// store can read without waiting ([`ferridm_store::Store::reads_without_waiting`]), sparing
+/// it the hand-off to the blocking pool and back.
+fn reads_at_most_one_object(generation: &Generation, request: &Request, operation: &Operation) -> bool {
+    let Some(managed) = request.path.managed() else {
+        return false;
+    };
+    match (operation, managed.id) {
+        (Operation::Read, Some(_)) => managed.rest.is_empty(),
+        (Operation::Query, None) => {
+            let Some(object_type) = generation.managed.get(managed.type_name) else {
+                return false;
+            };
+            request
+                .params
+                .get("_queryfilter")
+                .and_then(|text| ferridm_core::filter::parse(text).ok())
+                .is_some_and(|filter| pins_unique_value(&filter, object_type))
+        }
+        _ => false,
+    }
+}
+
+/// True when `filter` can match at most one object of `object_type`: an `eq` with a non-empty
+/// string on a unique property declared a string (its values are unique among the type's
+/// objects, compared as `eq` compares them), alone or within an `and`.
+fn pins_unique_value(filter: &Filter, object_type: &ManagedType) -> bool {
+    match filter {
+        Filter::Comparison {
+            field,
+            op: ComparisonOp::Eq,
+            value: Literal::String(text),
+        } if !text.is_empty() => match field.segments() {
+            [property] => {
+                object_type.index.unique.contains(property)
+                    && object_type
+                        .schema
+                        .property(property)
+                        .is_some_and(|schema| schema.types == ["string"])
+            }
+            _ => false,
+        },
+        Filter::And(operands) => operands.iter().any(|operand| pins_unique_value(operand, object_type)),
+        _ => false,
+    }
 }
 
 /// The address the server listens on (recorded in access events).
@@ -315,7 +365,10 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>,
     }
     let transaction_id = trace.transaction_id.clone();
     let locales = caller::locales(http);
-    let (reply, ctx) = blocking(move || {
+    let inline = matches!(identified, Identified::Known(_))
+        && reads_at_most_one_object(&generation, &request, &operation)
+        && state.store.reads_without_waiting();
+    let work = move || {
         let client = match identified {
             Identified::Known(known) => {
                 login::check_session(&state, &known)?;
@@ -344,8 +397,8 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>,
         let mut ctx = RequestContext::client(state, generation, client, Some(transaction_id), locales);
         let reply = router::serve_client(&mut ctx, &request, &operation);
         Ok((reply, ctx))
-    })
-    .await?;
+    };
+    let (reply, ctx) = if inline { work()? } else { blocking(work).await? };
     let authorization = &ctx.client_caller()?.session.context.authorization;
     trace.user = Some((authorization.id.clone(), authorization.roles.clone()));
     let reply = reply?;
@@ -354,4 +407,45 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>,
         None => reply,
     };
     Ok(reply.pretty(pretty))
+}
+
+#[cfg(test)]
+mod tests {
+    use ferridm_core::schema::ManagedConfig;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::managed::Triggers;
+
+    fn user_type() -> ManagedType {
+        let config = ManagedConfig::from_json(&json!({"objects": [{
+            "name": "user",
+            "schema": {"properties": {
+                "userName": {"type": "string", "policies": [{"policyId": "valid-username"}]},
+                "mail": {"type": "string"},
+                "code": {"type": ["string", "number"], "policies": [{"policyId": "unique"}]},
+                "address": {"type": "object", "properties": {"line": {"type": "string"}}}
+            }}
+        }]}))
+        .unwrap();
+        ManagedType::new(config.object_type("user").unwrap().clone(), Triggers::default())
+    }
+
+    fn pins(filter: &str) -> bool {
+        pins_unique_value(&ferridm_core::filter::parse(filter).unwrap(), &user_type())
+    }
+
+    #[test]
+    fn only_filters_that_pin_one_value_of_a_unique_string_read_at_most_one_object() {
+        assert!(pins(r#"userName eq "bjensen""#));
+        assert!(pins(r#"mail eq "a@example.com" and userName eq "bjensen""#));
+        assert!(!pins(r#"userName eq """#), "empty strings are not unique");
+        assert!(!pins(r#"userName eq 5"#));
+        assert!(!pins(r#"userName sw "b""#));
+        assert!(!pins(r#"userName eq "bjensen" or mail eq "a@example.com""#));
+        assert!(!pins(r#"!(userName eq "bjensen")"#));
+        assert!(!pins(r#"mail eq "a@example.com""#), "not unique");
+        assert!(!pins(r#"code eq "7""#), "unique, but not only a string");
+        assert!(!pins(r#"address/line eq "x""#));
+    }
 }

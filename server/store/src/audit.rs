@@ -206,7 +206,7 @@ impl Store {
             .map(|text| Cookie::<String>::decode(text, query.sort.len()))
             .transpose()?;
         let deadline = query.time_limit.and_then(Deadline::after);
-        self.audit_store().read_within(deadline, |conn| {
+        self.audit_store().read_within(deadline.as_ref(), |conn| {
             let look_ahead = u64::from(query.count && query.page_size.is_some());
             let limit = query
                 .page_size

@@ -109,11 +109,72 @@ pub(crate) struct Manager {
     sqlite_pragmas: &'static str,
 }
 
+/// A pooled connection with what the store has set on its database session.
+pub struct Session {
+    conn: DbConnection,
+    /// PostgreSQL: the session's `statement_timeout` in milliseconds as the store last set it
+    /// (0: none, PostgreSQL's default; [`UNKNOWN_TIMEOUT`]: changed by a bounded read's work).
+    statement_timeout_ms: u64,
+    /// PostgreSQL: until when the connection is handed out again without a ping, set when work
+    /// on it has just succeeded ([`Session::vouch`]).
+    trusted_until: Option<Instant>,
+}
+
+/// How long after work on a PostgreSQL connection succeeded it is taken from the pool without a
+/// ping: a busy pool's connections are pinged only after a failure, an idle one's before use.
+const TRUST_AFTER_SUCCESS: Duration = Duration::from_secs(2);
+
+/// A session timeout the store cannot vouch for: it is set again before the next use.
+const UNKNOWN_TIMEOUT: u64 = u64::MAX;
+
+impl Session {
+    fn new(conn: DbConnection) -> Self {
+        Self {
+            conn,
+            statement_timeout_ms: 0,
+            trusted_until: None,
+        }
+    }
+
+    /// Notes how work on the connection ended: after a success it is handed out again without
+    /// a ping for a while; after a failure (perhaps of the connection itself) it is pinged first.
+    fn vouch<T>(&mut self, outcome: &Result<T, StoreError>) {
+        self.trusted_until = outcome.is_ok().then(|| Instant::now() + TRUST_AFTER_SUCCESS);
+    }
+
+    /// Sets the session's `statement_timeout` (PostgreSQL) unless it is already `millis`.
+    fn set_statement_timeout(&mut self, millis: u64) -> Result<(), StoreError> {
+        if self.statement_timeout_ms != millis
+            && let DbConnection::Postgres(postgres) = &mut self.conn
+        {
+            // Marked unknown first: a failed SET leaves the session's value in doubt.
+            self.statement_timeout_ms = UNKNOWN_TIMEOUT;
+            postgres.batch_execute(&format!("SET statement_timeout = {millis}"))?;
+            self.statement_timeout_ms = millis;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Session {
+    type Target = DbConnection;
+
+    fn deref(&self) -> &DbConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.conn
+    }
+}
+
 impl ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = Session;
     type Error = r2d2::Error;
 
-    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+    fn connect(&self) -> Result<Session, r2d2::Error> {
         match &self.target {
             DbTarget::Sqlite(path) => {
                 let location = if self.read_only {
@@ -130,7 +191,7 @@ impl ManageConnection for Manager {
                     self.busy_timeout_ms, self.sqlite_pragmas
                 );
                 conn.batch_execute(&pragmas).map_err(r2d2::Error::QueryError)?;
-                Ok(DbConnection::Sqlite(conn))
+                Ok(Session::new(DbConnection::Sqlite(conn)))
             }
             DbTarget::Postgres(url) => {
                 let mut conn = diesel::PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
@@ -138,17 +199,23 @@ impl ManageConnection for Manager {
                     conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
                         .map_err(r2d2::Error::QueryError)?;
                 }
-                Ok(DbConnection::Postgres(conn))
+                Ok(Session::new(DbConnection::Postgres(conn)))
             }
         }
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.ping().map_err(r2d2::Error::QueryError)
+    /// SQLite connections (to a local file) stay valid; a PostgreSQL one is pinged unless work
+    /// on it has just succeeded.
+    fn is_valid(&self, session: &mut Session) -> Result<(), r2d2::Error> {
+        let trusted = session.trusted_until.take().is_some_and(|until| Instant::now() < until);
+        match &mut session.conn {
+            DbConnection::Postgres(postgres) if !trusted => postgres.ping().map_err(r2d2::Error::QueryError),
+            _ => Ok(()),
+        }
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        std::thread::panicking() || conn.is_broken()
+    fn has_broken(&self, session: &mut Session) -> bool {
+        std::thread::panicking() || session.conn.is_broken()
     }
 }
 
@@ -356,6 +423,13 @@ impl Store {
             .is_ok_and(|mut connection| connection.ping().is_ok())
     }
 
+    /// True when a read would neither block on the network nor wait for a connection: SQLite
+    /// (a local file, whose WAL readers never wait for writers) with an idle pooled connection.
+    /// Short reads may then run on an event-loop thread.
+    pub fn reads_without_waiting(&self) -> bool {
+        self.backend == Backend::Sqlite && self.pool.state().idle_connections > 0
+    }
+
     /// The main pool's connections now.
     pub fn pool_state(&self) -> PoolState {
         let state = self.pool.state();
@@ -372,7 +446,15 @@ impl Store {
         self.timings.collectors()
     }
 
+    /// A pooled connection whose statements run without a time limit.
     pub(crate) fn connection(&self) -> Result<PooledConnection, StoreError> {
+        let mut session = self.pooled()?;
+        session.set_statement_timeout(0)?;
+        Ok(session)
+    }
+
+    /// A pooled connection as it comes from the pool.
+    fn pooled(&self) -> Result<PooledConnection, StoreError> {
         let started = Instant::now();
         let connection = self.pool.get();
         self.timings.pool_wait(started);
@@ -399,7 +481,9 @@ impl Store {
                 let mut pooled = self.connection()?;
                 let conn: &mut DbConnection = &mut pooled;
                 begin_write(conn)?;
-                finish_transaction(conn, work)
+                let outcome = finish_transaction(conn, work);
+                pooled.vouch(&outcome);
+                outcome
             }
         };
         self.timings.write(started);
@@ -414,41 +498,39 @@ impl Store {
         let started = Instant::now();
         let mut pooled = self.connection()?;
         let outcome = work(&mut pooled);
+        pooled.vouch(&outcome);
         self.timings.read(started);
         outcome
     }
 
-    /// Runs `work` like [`Store::read`], but within `deadline` when there is one. On PostgreSQL,
-    /// `work` runs in a transaction whose `statement_timeout` is what remains of the budget
-    /// (`SET LOCAL`, so it ends with the transaction): the server cancels a statement that
-    /// outlives it, and a statement failing once the deadline has passed is reported as
-    /// [`StoreError::TimedOut`]. On SQLite a progress handler interrupts a statement once the
-    /// deadline passes; it is removed again before the connection goes back to the pool.
+    /// Runs `work` like [`Store::read`], but within `deadline` when there is one. On PostgreSQL
+    /// the session's `statement_timeout` is what remains of the budget (set only when the
+    /// connection's differs, so a steady stream of reads with one limit sets it once per
+    /// connection): the server cancels a statement that outlives it, and a statement failing
+    /// once the deadline has passed is reported as [`StoreError::TimedOut`]. On SQLite a
+    /// progress handler interrupts a statement once the deadline passes; it is removed again
+    /// before the connection goes back to the pool.
     pub(crate) fn read_within<T>(
         &self,
-        deadline: Option<Deadline>,
+        deadline: Option<&Deadline>,
         work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let Some(deadline) = deadline else {
             return self.read(work);
         };
         let started = Instant::now();
-        let mut pooled = self.connection()?;
-        let conn: &mut DbConnection = &mut pooled;
-        let bounded_work = |conn: &mut DbConnection| {
-            deadline.bound_next_statements(conn)?;
-            work(conn)
-        };
-        let outcome = if matches!(conn, DbConnection::Postgres(_)) {
-            <DbConnection as Connection>::TransactionManager::begin_transaction(conn)?;
-            finish_transaction(conn, bounded_work)
-        } else {
-            let outcome = bounded_work(conn);
-            if let DbConnection::Sqlite(sqlite) = conn {
-                sqlite.remove_progress_handler();
+        let mut session = self.pooled()?;
+        let outcome = deadline.bound_session(&mut session).and_then(|()| {
+            let outcome = work(&mut session);
+            if deadline.rebound.get() {
+                session.statement_timeout_ms = UNKNOWN_TIMEOUT;
             }
             outcome
-        };
+        });
+        if let DbConnection::Sqlite(sqlite) = &mut session.conn {
+            sqlite.remove_progress_handler();
+        }
+        session.vouch(&outcome);
         self.timings.query(started);
         outcome.map_err(|error| match error {
             StoreError::Database(_) if deadline.has_passed() => deadline.exceeded(),
@@ -483,45 +565,79 @@ const TURN_CONNECTIONS: u32 = 8;
 const SQLITE_PROGRESS_STEPS: NonZeroU32 = NonZeroU32::new(10_000).unwrap();
 
 /// A time budget for one read, counted from when it was made.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Deadline {
     limit: Duration,
     at: Instant,
+    /// Whether the read's work set the session's timeout itself
+    /// ([`Deadline::bound_next_statements`]).
+    rebound: std::cell::Cell<bool>,
 }
 
 impl Deadline {
     /// A budget of `limit` from now (none when `limit` reaches beyond what the clock can tell).
     pub(crate) fn after(limit: Duration) -> Option<Self> {
-        Instant::now().checked_add(limit).map(|at| Self { limit, at })
+        Instant::now().checked_add(limit).map(|at| Self {
+            limit,
+            at,
+            rebound: std::cell::Cell::new(false),
+        })
     }
 
-    /// Bounds the statements `conn` runs next by what remains of the budget: an error once it is
-    /// spent; on PostgreSQL (inside [`Store::read_within`]'s transaction) the remainder becomes
-    /// the `statement_timeout`; on SQLite a progress handler interrupts the statement running
-    /// when the deadline passes.
-    pub(crate) fn bound_next_statements(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+    /// What remains of the budget in whole milliseconds, rounded up (0 would mean no timeout to
+    /// PostgreSQL); an error once it is spent.
+    fn remaining_millis(&self) -> Result<u64, StoreError> {
         let remaining = self.at.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(self.exceeded());
         }
-        match conn {
-            DbConnection::Postgres(postgres) => {
-                // Rounded up (0 would mean no timeout) and capped at PostgreSQL's largest value.
-                let millis = remaining.as_micros().div_ceil(1000).min(i32::MAX as u128);
-                postgres.batch_execute(&format!("SET LOCAL statement_timeout = {millis}"))?;
+        // Capped at PostgreSQL's largest value.
+        Ok(remaining.as_micros().div_ceil(1000).min(i32::MAX as u128) as u64)
+    }
+
+    /// Bounds the first statements of a read on `session`. On PostgreSQL the session keeps a
+    /// timeout it already has when that is at most 1/32 longer than what remains (a fresh
+    /// budget on a connection last used with the same limit), and is set to the remainder
+    /// otherwise.
+    fn bound_session(&self, session: &mut Session) -> Result<(), StoreError> {
+        let remaining = self.remaining_millis()?;
+        match &mut session.conn {
+            DbConnection::Postgres(_) => {
+                let current = session.statement_timeout_ms;
+                if current < remaining || current - remaining > remaining / 32 {
+                    session.set_statement_timeout(remaining)?;
+                }
             }
-            DbConnection::Sqlite(sqlite) => {
-                let at = self.at;
-                sqlite.on_progress(SQLITE_PROGRESS_STEPS, move || {
-                    if Instant::now() >= at {
-                        ProgressDecision::Interrupt
-                    } else {
-                        ProgressDecision::Continue
-                    }
-                });
-            }
+            DbConnection::Sqlite(sqlite) => self.interrupt_at_deadline(sqlite),
         }
         Ok(())
+    }
+
+    /// Bounds the statements `conn` runs next by what remains of the budget: an error once it is
+    /// spent; on PostgreSQL the remainder becomes the session's `statement_timeout`; on SQLite a
+    /// progress handler interrupts the statement running when the deadline passes.
+    pub(crate) fn bound_next_statements(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        let remaining = self.remaining_millis()?;
+        match conn {
+            DbConnection::Postgres(postgres) => {
+                self.rebound.set(true);
+                postgres.batch_execute(&format!("SET statement_timeout = {remaining}"))?;
+            }
+            DbConnection::Sqlite(sqlite) => self.interrupt_at_deadline(sqlite),
+        }
+        Ok(())
+    }
+
+    /// Has SQLite interrupt the statement running when the deadline passes.
+    fn interrupt_at_deadline(&self, sqlite: &mut diesel::SqliteConnection) {
+        let at = self.at;
+        sqlite.on_progress(SQLITE_PROGRESS_STEPS, move || {
+            if Instant::now() >= at {
+                ProgressDecision::Interrupt
+            } else {
+                ProgressDecision::Continue
+            }
+        });
     }
 
     fn has_passed(&self) -> bool {
@@ -622,7 +738,7 @@ mod tests {
             let limit = Duration::from_millis(1);
             let deadline = Deadline::after(limit).unwrap();
             let started = Instant::now();
-            let outcome = store.read_within(Some(deadline), |conn| {
+            let outcome = store.read_within(Some(&deadline), |conn| {
                 conn.batch_execute(slow_statement(backend))?;
                 deadline.bound_next_statements(conn)?;
                 conn.batch_execute("SELECT 1")?;
@@ -649,7 +765,7 @@ mod tests {
                 }
             }
             let count = store
-                .read_within(Deadline::after(Duration::from_secs(60)), |conn| {
+                .read_within(Deadline::after(Duration::from_secs(60)).as_ref(), |conn| {
                     Ok(crate::sql::Sql::uncached("SELECT COUNT(*) FROM objects")
                         .typed::<diesel::sql_types::BigInt>()
                         .get_result::<i64>(conn)?)
@@ -659,6 +775,99 @@ mod tests {
             if backend == Backend::Postgres {
                 assert_eq!(statement_timeout(&store), "0", "after a read that kept its limit");
             }
+        }
+    }
+
+    /// The `statement_timeout` a bounded read with `limit` runs its first statement with, and
+    /// whether its work then sets the timeout itself.
+    fn bounded_timeout(store: &Store, limit: Duration, rebind: bool) -> String {
+        let deadline = Deadline::after(limit).unwrap();
+        store
+            .read_within(Some(&deadline), |conn| {
+                let setting = crate::sql::Sql::uncached("SELECT current_setting('statement_timeout')")
+                    .typed::<diesel::sql_types::Text>()
+                    .get_result::<String>(conn)?;
+                if rebind {
+                    deadline.bound_next_statements(conn)?;
+                }
+                Ok(setting)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn bounded_reads_keep_a_session_timeout_that_fits_and_set_one_that_does_not() {
+        let Some(database) = crate::testing::TestDatabase::postgres() else {
+            return;
+        };
+        let options = StoreOptions {
+            pool_size: 1,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(database.url(), &options).unwrap();
+        let minute = Duration::from_secs(60);
+        assert_eq!(bounded_timeout(&store, minute, false), "1min");
+        assert_eq!(
+            bounded_timeout(&store, minute, false),
+            "1min",
+            "kept for the same limit"
+        );
+        assert_eq!(bounded_timeout(&store, Duration::from_secs(2), false), "2s", "lowered");
+        assert_eq!(bounded_timeout(&store, minute, true), "1min", "raised");
+        // That read's work set a remainder of its own: the next read sets its limit again.
+        let after_rebind = bounded_timeout(&store, Duration::from_millis(59_990), false);
+        assert_eq!(after_rebind, "59990ms");
+        assert_eq!(statement_timeout(&store), "0", "an unbounded read runs without one");
+        assert_eq!(bounded_timeout(&store, Duration::from_secs(2), false), "2s");
+    }
+
+    /// The PostgreSQL backend serving the store's next connection.
+    fn backend_pid(store: &Store) -> Result<i32, StoreError> {
+        store.read(|conn| {
+            Ok(crate::sql::Sql::uncached("SELECT pg_backend_pid()")
+                .typed::<diesel::sql_types::Integer>()
+                .get_result::<i32>(conn)?)
+        })
+    }
+
+    #[test]
+    fn a_connection_that_failed_is_pinged_and_replaced_before_its_next_use() {
+        let Some(database) = crate::testing::TestDatabase::postgres() else {
+            return;
+        };
+        let options = StoreOptions {
+            pool_size: 1,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(database.url(), &options).unwrap();
+        let first = backend_pid(&store).unwrap();
+        assert_eq!(backend_pid(&store).unwrap(), first, "one pooled connection, reused");
+        let mut admin = diesel::PgConnection::establish(database.url()).unwrap();
+        admin
+            .batch_execute(&format!("SELECT pg_terminate_backend({first}, 10000)"))
+            .unwrap();
+        // Work that has just succeeded vouches for its connection, so the read right after the
+        // backend went away finds out itself; the failure has the connection pinged next time.
+        assert!(backend_pid(&store).is_err(), "a read on the terminated session");
+        let replaced = backend_pid(&store).unwrap();
+        assert_ne!(replaced, first);
+        assert_eq!(backend_pid(&store).unwrap(), replaced);
+    }
+
+    #[test]
+    fn only_sqlite_with_an_idle_connection_reads_without_waiting() {
+        for database in crate::testing::TestDatabase::all() {
+            let options = StoreOptions {
+                pool_size: 1,
+                ..StoreOptions::default()
+            };
+            let store = Store::open(database.url(), &options).unwrap();
+            let sqlite = store.backend() == Backend::Sqlite;
+            assert_eq!(store.reads_without_waiting(), sqlite);
+            let held = store.connection().unwrap();
+            assert!(!store.reads_without_waiting(), "the only connection is taken");
+            drop(held);
+            assert_eq!(store.reads_without_waiting(), sqlite);
         }
     }
 

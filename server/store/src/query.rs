@@ -450,7 +450,7 @@ impl Store {
             .transpose()?;
         let cacheable = leaf_count(query.filter) <= CACHEABLE_LEAVES;
         let deadline = query.time_limit.and_then(Deadline::after);
-        self.read_within(deadline, |conn| {
+        self.read_within(deadline.as_ref(), |conn| {
             // With a count, a paged query reads one row ahead, so a page that ends the results
             // (however it was reached) carries no cookie; without one, IDM's rule is a cookie
             // on every full page.
