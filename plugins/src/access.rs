@@ -101,7 +101,202 @@ fn rhai_quotes(expression: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct AccessCondition {
     script: CompiledScript,
+    /// The condition as a tree of checks, when it is only checks with literal arguments
+    /// combined by `&&`, `||`, `!` and parentheses (every shipped rule): evaluated without the
+    /// script engine, with the same answers and errors.
+    plan: Option<Plan>,
     text: String,
+}
+
+/// A condition made of checks only.
+#[derive(Debug, Clone, PartialEq)]
+enum Plan {
+    /// `true` or `false`.
+    Constant(bool),
+    /// A named check with literal arguments, at its 1-based line and column.
+    Check {
+        name: &'static str,
+        arguments: Vec<Value>,
+        line: usize,
+        column: usize,
+    },
+    Not(Box<Plan>),
+    And(Box<Plan>, Box<Plan>),
+    Or(Box<Plan>, Box<Plan>),
+}
+
+impl Plan {
+    fn evaluate(&self, script: &str, checks: &dyn AccessChecks) -> Result<bool, ScriptError> {
+        match self {
+            Self::Constant(value) => Ok(*value),
+            Self::Check {
+                name,
+                arguments,
+                line,
+                column,
+            } => checks.check(name, arguments.clone()).map_err(|message| ScriptError {
+                script: script.to_owned(),
+                line: Some(*line),
+                column: Some(*column),
+                kind: ScriptErrorKind::Thrown(Box::new(Value::String(message.clone()))),
+                message,
+            }),
+            Self::Not(operand) => Ok(!operand.evaluate(script, checks)?),
+            Self::And(left, right) => Ok(left.evaluate(script, checks)? && right.evaluate(script, checks)?),
+            Self::Or(left, right) => Ok(left.evaluate(script, checks)? || right.evaluate(script, checks)?),
+        }
+    }
+}
+
+/// Reads a condition into a [`Plan`]; `None` for anything beyond checks with literal arguments
+/// (which the script engine then evaluates).
+struct PlanReader<'a> {
+    chars: std::iter::Peekable<std::str::Chars<'a>>,
+    line: usize,
+    column: usize,
+}
+
+impl<'a> PlanReader<'a> {
+    fn read(text: &'a str) -> Option<Plan> {
+        let mut reader = Self {
+            chars: text.chars().peekable(),
+            line: 1,
+            column: 1,
+        };
+        let plan = reader.or()?;
+        reader.skip_space();
+        reader.chars.peek().is_none().then_some(plan)
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.chars.next()?;
+        if c == '\n' {
+            self.line += 1;
+            self.column = 1;
+        } else {
+            self.column += 1;
+        }
+        Some(c)
+    }
+
+    fn skip_space(&mut self) {
+        while self.chars.peek().is_some_and(|c| c.is_whitespace()) {
+            self.bump();
+        }
+    }
+
+    /// Consumes `token` (after spaces) when it comes next.
+    fn eat(&mut self, token: &str) -> bool {
+        self.skip_space();
+        let ahead: String = self.chars.clone().take(token.chars().count()).collect();
+        if ahead != token {
+            return false;
+        }
+        for _ in token.chars() {
+            self.bump();
+        }
+        true
+    }
+
+    fn or(&mut self) -> Option<Plan> {
+        let mut plan = self.and()?;
+        while self.eat("||") {
+            plan = Plan::Or(Box::new(plan), Box::new(self.and()?));
+        }
+        Some(plan)
+    }
+
+    fn and(&mut self) -> Option<Plan> {
+        let mut plan = self.unary()?;
+        while self.eat("&&") {
+            plan = Plan::And(Box::new(plan), Box::new(self.unary()?));
+        }
+        Some(plan)
+    }
+
+    fn unary(&mut self) -> Option<Plan> {
+        if self.eat("!") {
+            return Some(Plan::Not(Box::new(self.unary()?)));
+        }
+        if self.eat("(") {
+            let plan = self.or()?;
+            return self.eat(")").then_some(plan);
+        }
+        let (line, column) = (self.line, self.column);
+        let word = self.word();
+        match word.as_str() {
+            "true" => return Some(Plan::Constant(true)),
+            "false" => return Some(Plan::Constant(false)),
+            _ => {}
+        }
+        let (name, arity) = VOCABULARY.into_iter().find(|(known, _)| *known == word)?;
+        if !self.eat("(") {
+            return None;
+        }
+        let mut arguments = Vec::new();
+        if !self.eat(")") {
+            loop {
+                arguments.push(self.literal()?);
+                if self.eat(")") {
+                    break;
+                }
+                if !self.eat(",") {
+                    return None;
+                }
+            }
+        }
+        (arguments.len() == arity).then_some(Plan::Check {
+            name,
+            arguments,
+            line,
+            column,
+        })
+    }
+
+    fn word(&mut self) -> String {
+        self.skip_space();
+        let mut word = String::new();
+        while let Some(&c) = self.chars.peek()
+            && (c.is_alphanumeric() || c == '_')
+        {
+            word.push(c);
+            self.bump();
+        }
+        word
+    }
+
+    /// A string (without escapes or the other quote inside) or an array of literals.
+    fn literal(&mut self) -> Option<Value> {
+        self.skip_space();
+        match self.bump()? {
+            quote @ ('\'' | '"') => {
+                let mut text = String::new();
+                loop {
+                    match self.bump()? {
+                        c if c == quote => return Some(Value::String(text)),
+                        '\\' | '\'' | '"' => return None,
+                        c => text.push(c),
+                    }
+                }
+            }
+            '[' => {
+                let mut items = Vec::new();
+                if self.eat("]") {
+                    return Some(Value::Array(items));
+                }
+                loop {
+                    items.push(self.literal()?);
+                    if self.eat("]") {
+                        return Some(Value::Array(items));
+                    }
+                    if !self.eat(",") {
+                        return None;
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 impl AccessCondition {
@@ -143,6 +338,7 @@ impl AccessCondition {
         let script = CompiledScript::compile_text(limits, name, &rhai_quotes(expression))?;
         Ok(Self {
             script,
+            plan: PlanReader::read(expression),
             text: expression.to_owned(),
         })
     }
@@ -154,6 +350,14 @@ impl AccessCondition {
 
     /// Evaluates the condition with `checks` answering the named checks.
     pub fn evaluate(&self, limits: &ScriptLimits, checks: Rc<dyn AccessChecks>) -> Result<bool, ScriptError> {
+        if let Some(plan) = &self.plan {
+            return plan.evaluate(self.script.name(), checks.as_ref());
+        }
+        self.evaluate_script(limits, checks)
+    }
+
+    /// Evaluates the condition as a script.
+    fn evaluate_script(&self, limits: &ScriptLimits, checks: Rc<dyn AccessChecks>) -> Result<bool, ScriptError> {
         CHECKS.with(|stack| stack.borrow_mut().push(checks));
         let result = self.script.run(limits, Vec::new());
         CHECKS.with(|stack| stack.borrow_mut().pop());
@@ -220,6 +424,79 @@ mod tests {
             AccessCondition::compile(&limits(), "access.json", "ownDataOnly() && deleteEverything()").unwrap_err();
         assert!(error.message.contains("deleteEverything"), "{error}");
         assert!(AccessCondition::compile(&limits(), "a", "ownDataOnly() &&").is_err());
+    }
+
+    /// Answers every check from a table keyed by name, failing those it does not know.
+    struct Table(Vec<(&'static str, bool)>);
+
+    impl AccessChecks for Table {
+        fn check(&self, name: &str, arguments: Vec<Value>) -> Result<bool, String> {
+            let answer = self
+                .0
+                .iter()
+                .find(|(known, _)| *known == name)
+                .map(|(_, answer)| *answer);
+            answer.ok_or_else(|| format!("{name} refused {}", Value::Array(arguments)))
+        }
+    }
+
+    #[test]
+    fn checks_with_literal_arguments_are_planned_and_answer_as_the_script_does() {
+        let planned = [
+            "ownDataOnly() && !disallowCommandAction()",
+            "(checkIfUIIsEnabled('forgotUsername') || checkIfUIIsEnabled(\"passwordReset\")) && isSelfServiceRequest()",
+            "!!isSelfServiceRequest() || false",
+            "onlyEditableManagedObjectProperties('user', ['a', []]) && true",
+            "ownDataOnly()\n  && isQueryOneOf(['query-all'])",
+            "disallowQueryExpression() || ownDataOnly() && isSelfServiceRequest()",
+        ];
+        let tables = [
+            vec![
+                ("ownDataOnly", true),
+                ("disallowCommandAction", false),
+                ("isSelfServiceRequest", true),
+            ],
+            vec![
+                ("ownDataOnly", false),
+                ("checkIfUIIsEnabled", true),
+                ("disallowQueryExpression", false),
+            ],
+            vec![
+                ("isSelfServiceRequest", false),
+                ("onlyEditableManagedObjectProperties", true),
+            ],
+            vec![
+                ("disallowQueryExpression", true),
+                ("isQueryOneOf", true),
+                ("ownDataOnly", true),
+            ],
+            vec![],
+        ];
+        for expression in planned {
+            let condition = AccessCondition::compile(&limits(), "access.json", expression).unwrap();
+            assert!(condition.plan.is_some(), "{expression}");
+            for table in &tables {
+                let checks: Rc<dyn AccessChecks> = Rc::new(Table(table.clone()));
+                let native = condition.evaluate(&limits(), Rc::clone(&checks));
+                let script = condition.evaluate_script(&limits(), checks);
+                assert_eq!(
+                    format!("{native:?}"),
+                    format!("{script:?}"),
+                    "{expression} with {table:?}"
+                );
+            }
+        }
+        let scripted = [
+            "let x = ownDataOnly(); x",
+            "checkIfUIIsEnabled('a\\'b')",
+            "ownDataOnly() == true",
+            "isQueryOneOf([1])",
+            "checkIfUIIsEnabled()",
+        ];
+        for expression in scripted {
+            let condition = AccessCondition::compile(&limits(), "access.json", expression).unwrap();
+            assert!(condition.plan.is_none(), "{expression}");
+        }
     }
 
     #[test]

@@ -196,6 +196,7 @@ pub fn server(
         0 => actix_http::KeepAlive::Disabled,
         idle => actix_http::KeepAlive::Timeout(millis(idle)),
     };
+    let pool_connections = state.store.pool_state().max_size;
     let connection_state = Arc::clone(&state);
     let data = web::Data::from(state);
     let listening = http::ListenAddress(listener.local_addr()?);
@@ -211,7 +212,7 @@ pub fn server(
             None => app,
         }
     };
-    let mut builder = actix_server::Server::build()
+    let builder = actix_server::Server::build()
         .shutdown_timeout(10)
         .max_concurrent_connections(edge.max_connections.max(1))
         .listen("ferridm", listener, move || {
@@ -236,11 +237,26 @@ pub fn server(
             })
             .and_then(http.map_err(|_| std::io::Error::other("the connection failed")))
         })?;
-    if let Some(workers) = workers {
-        builder = builder.workers(workers);
-    }
-    Ok(builder.run())
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
+    let connections = usize::try_from(pool_connections).unwrap_or(usize::MAX);
+    Ok(builder
+        .workers(workers)
+        .worker_max_blocking_threads(blocking_threads_per_worker(connections, workers))
+        .run())
 }
+
+/// How many blocking-pool threads each worker may run: together about as many as the store has
+/// connections (at least [`MIN_BLOCKING_THREADS`] each), since nearly all blocking work is
+/// database work. More threads than connections only queue on the pool, and a busy server then
+/// spends its cores switching between them.
+fn blocking_threads_per_worker(connections: usize, workers: usize) -> usize {
+    connections.div_ceil(workers.max(1)).max(MIN_BLOCKING_THREADS)
+}
+
+/// The fewest blocking-pool threads of a worker, so that a few slow calls (a mail server or an
+/// identity provider taking its time) leave room for other requests.
+const MIN_BLOCKING_THREADS: usize = 4;
 
 /// A server running on its own thread (for tests and embedding).
 #[derive(Debug)]
@@ -336,5 +352,13 @@ mod tests {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn workers_share_about_as_many_blocking_threads_as_there_are_connections() {
+        assert_eq!(blocking_threads_per_worker(16, 2), 8);
+        assert_eq!(blocking_threads_per_worker(16, 3), 6);
+        assert_eq!(blocking_threads_per_worker(16, 8), MIN_BLOCKING_THREADS);
+        assert_eq!(blocking_threads_per_worker(1, 0), MIN_BLOCKING_THREADS);
     }
 }

@@ -40,6 +40,19 @@ struct Claims {
     ep: Option<i64>,
 }
 
+/// The last token this thread issued and what it was issued for.
+struct Issued {
+    key: Key,
+    session: Session,
+    now: u64,
+    idle_minutes: f64,
+    token: String,
+}
+
+thread_local! {
+    static LAST_ISSUED: std::cell::RefCell<Option<Issued>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Session {
     /// A new session for `context` starting now.
     pub fn start(context: SecurityContext, settings: &SessionSettings, now: u64) -> Self {
@@ -51,8 +64,39 @@ impl Session {
         }
     }
 
-    /// The signed token, with the idle expiry moved to `now + idle`.
+    /// The signed token, with the idle expiry moved to `now + idle`. The same session issued
+    /// again within the same second (with the same key and idle time) gets the same token, which
+    /// is reused rather than signed again: a caller sending many requests a second pays for one.
     pub fn issue(&self, key: &Key, settings: &SessionSettings, now: u64) -> Option<String> {
+        let idle_minutes = settings.token_idle_time_minutes;
+        let reused = LAST_ISSUED.with(|last| {
+            last.borrow()
+                .as_ref()
+                .filter(|issued| {
+                    issued.now == now
+                        && issued.idle_minutes == idle_minutes
+                        && issued.key == *key
+                        && issued.session == *self
+                })
+                .map(|issued| issued.token.clone())
+        });
+        if reused.is_some() {
+            return reused;
+        }
+        let token = self.sign(key, settings, now)?;
+        LAST_ISSUED.with(|last| {
+            *last.borrow_mut() = Some(Issued {
+                key: key.clone(),
+                session: self.clone(),
+                now,
+                idle_minutes,
+                token: token.clone(),
+            });
+        });
+        Some(token)
+    }
+
+    fn sign(&self, key: &Key, settings: &SessionSettings, now: u64) -> Option<String> {
         let claims = Claims {
             sub: self.context.authentication_id.clone(),
             ctx: self.context.clone(),
@@ -137,6 +181,35 @@ mod tests {
         let token = session.issue(&Key([1; 32]), &settings, 1_000).unwrap();
         assert_eq!(Session::open(&Key([1; 32]), &token, 1_001), Some(session));
         assert_eq!(Session::open(&Key([2; 32]), &token, 1_001), None);
+    }
+
+    #[test]
+    fn a_token_is_reused_only_for_the_same_session_key_and_second() {
+        let settings = SessionSettings::default();
+        let key = Key([1; 32]);
+        let session = Session::start(context(), &settings, 1_000);
+        let first = session.issue(&key, &settings, 1_000).unwrap();
+        assert_eq!(session.issue(&key, &settings, 1_000).unwrap(), first);
+        let later = session.issue(&key, &settings, 1_001).unwrap();
+        assert_ne!(later, first, "the idle expiry slides");
+        assert_eq!(Session::open(&key, &later, 1_001), Some(session.clone()));
+        let other_key = session.issue(&Key([2; 32]), &settings, 1_001).unwrap();
+        assert_eq!(Session::open(&Key([2; 32]), &other_key, 1_001), Some(session.clone()));
+        let mut other = session.clone();
+        other.forms_completed.push("profile".into());
+        let token = other.issue(&Key([2; 32]), &settings, 1_001).unwrap();
+        assert_eq!(Session::open(&Key([2; 32]), &token, 1_001), Some(other));
+        let shorter = SessionSettings {
+            token_idle_time_minutes: 1.0,
+            ..SessionSettings::default()
+        };
+        let token = session.issue(&key, &shorter, 1_001).unwrap();
+        assert_ne!(token, later);
+        assert_eq!(
+            Session::open(&key, &token, 1_062),
+            None,
+            "idle for longer than a minute"
+        );
     }
 
     #[test]
