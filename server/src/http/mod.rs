@@ -365,9 +365,10 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>,
     }
     let transaction_id = trace.transaction_id.clone();
     let locales = caller::locales(http);
+    // The store is asked first: on PostgreSQL no query filter is parsed here as well.
     let inline = matches!(identified, Identified::Known(_))
-        && reads_at_most_one_object(&generation, &request, &operation)
-        && state.store.reads_without_waiting();
+        && state.store.reads_without_waiting()
+        && reads_at_most_one_object(&generation, &request, &operation);
     let work = move || {
         let client = match identified {
             Identified::Known(known) => {

@@ -725,15 +725,20 @@ mod tests {
             .unwrap()
     }
 
+    /// A store on `database` with a pool of one connection, which every use then shares.
+    fn one_connection_store(database: &crate::testing::TestDatabase) -> Store {
+        let options = StoreOptions {
+            pool_size: 1,
+            ..StoreOptions::default()
+        };
+        Store::open(database.url(), &options).unwrap()
+    }
+
     #[test]
     fn a_read_past_its_deadline_times_out_and_leaves_the_connection_clean() {
         for database in crate::testing::TestDatabase::all() {
             // One connection, so every read below runs on the one the timed-out read used.
-            let options = StoreOptions {
-                pool_size: 1,
-                ..StoreOptions::default()
-            };
-            let store = Store::open(database.url(), &options).unwrap();
+            let store = one_connection_store(&database);
             let backend = store.backend();
             let limit = Duration::from_millis(1);
             let deadline = Deadline::after(limit).unwrap();
@@ -800,11 +805,7 @@ mod tests {
         let Some(database) = crate::testing::TestDatabase::postgres() else {
             return;
         };
-        let options = StoreOptions {
-            pool_size: 1,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(database.url(), &options).unwrap();
+        let store = one_connection_store(&database);
         let minute = Duration::from_secs(60);
         assert_eq!(bounded_timeout(&store, minute, false), "1min");
         assert_eq!(
@@ -835,11 +836,7 @@ mod tests {
         let Some(database) = crate::testing::TestDatabase::postgres() else {
             return;
         };
-        let options = StoreOptions {
-            pool_size: 1,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(database.url(), &options).unwrap();
+        let store = one_connection_store(&database);
         let first = backend_pid(&store).unwrap();
         assert_eq!(backend_pid(&store).unwrap(), first, "one pooled connection, reused");
         let mut admin = diesel::PgConnection::establish(database.url()).unwrap();
@@ -857,11 +854,7 @@ mod tests {
     #[test]
     fn only_sqlite_with_an_idle_connection_reads_without_waiting() {
         for database in crate::testing::TestDatabase::all() {
-            let options = StoreOptions {
-                pool_size: 1,
-                ..StoreOptions::default()
-            };
-            let store = Store::open(database.url(), &options).unwrap();
+            let store = one_connection_store(&database);
             let sqlite = store.backend() == Backend::Sqlite;
             assert_eq!(store.reads_without_waiting(), sqlite);
             let held = store.connection().unwrap();
