@@ -10,6 +10,8 @@
 //! override a policy by registering the same id. Validating calls the `policyExec` function,
 //! which returns the failed requirements (`[#{policyRequirement, params?}]`).
 
+pub mod shipped;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::convert::to_json;
 use crate::engine::ScriptLimits;
 use crate::error::{ScriptError, ScriptErrorKind};
 use crate::script::CompiledScript;
+use shipped::NativeCheck;
 
 thread_local! {
     static COLLECTING: RefCell<Option<Vec<Map>>> = const { RefCell::new(None) };
@@ -96,6 +99,8 @@ pub struct PolicyDefinition {
     pub client_validation: bool,
     /// The script defining `exec`.
     pub script: Arc<CompiledScript>,
+    /// The same check without the script engine, while `script` is the shipped one.
+    pub native: Option<NativeCheck>,
 }
 
 impl PolicyDefinition {
@@ -258,8 +263,10 @@ fn parse_definition(script: &Arc<CompiledScript>, definition: &Map) -> Result<Po
             )));
         }
     };
+    let native = NativeCheck::of(script, &exec);
     Ok(PolicyDefinition {
         policy_id,
+        native,
         exec,
         requirements,
         validate_only_if_present: flag("validateOnlyIfPresent"),

@@ -9,7 +9,9 @@ use ferridm::{ConfigErrors, ServerOptions};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc returns freed memory to the system soon after a burst (for example the 19 MiB
-/// each argon2id check takes), where glibc's per-thread arenas keep it.
+/// each argon2id check takes), where glibc's per-thread arenas keep it. It is built without
+/// transparent huge pages (`no_thp`): with them, every 2 MiB its arena touched stayed resident,
+/// which doubled the resident size of a server under load for no measurable speed.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

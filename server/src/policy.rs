@@ -9,6 +9,7 @@ use ferridm_plugins::ScriptError;
 use ferridm_plugins::ScriptLimits;
 use ferridm_plugins::convert::to_dynamic;
 use ferridm_plugins::host::{Capability, Host, with_host};
+use ferridm_plugins::policy::shipped::CheckInput;
 use serde_json::{Value, json};
 
 use crate::config::policy::{Condition, PolicySet, PolicyUse, PropertyPolicies, ResourcePolicies};
@@ -32,11 +33,24 @@ impl PolicyResult {
     }
 }
 
-/// One validation: the object as JSON (for conditions) and as the Rhai value every policy
-/// receives (converted once).
+/// One validation: the object as JSON (for conditions) and as the Rhai value every scripted
+/// policy receives (converted once, when the first of them runs).
 struct Call<'a> {
     object: &'a Value,
-    full: rhai::Dynamic,
+    full: std::cell::OnceCell<rhai::Dynamic>,
+}
+
+impl<'a> Call<'a> {
+    fn new(object: &'a Value) -> Self {
+        Self {
+            object,
+            full: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn full(&self) -> &rhai::Dynamic {
+        self.full.get_or_init(|| to_dynamic(self.object))
+    }
 }
 
 /// A failure while running policies (a script broke); the request fails with 500.
@@ -124,7 +138,7 @@ impl PolicySet {
         value: Option<&Value>,
         out: &mut Vec<Value>,
     ) -> Result<(), PolicyFailure> {
-        let checked = value.map_or(rhai::Dynamic::UNIT, to_dynamic);
+        let checked = std::cell::OnceCell::new();
         let mut required_failed = false;
         for policy_use in self.applicable(property, call.object) {
             let Some(policy) = self.registry.get(&policy_use.policy_id) else {
@@ -133,17 +147,29 @@ impl PolicySet {
             if policy.validate_only_if_present && value.is_none() {
                 continue;
             }
-            let failed = policy
-                .validate(
-                    &self.limits,
-                    call.full.clone(),
-                    checked.clone(),
-                    to_dynamic(&Value::Object(policy_use.params.clone())),
-                    reported,
+            let answered = policy.native.and_then(|check| {
+                check.run(CheckInput {
+                    value,
+                    params: &policy_use.params,
                     required_failed,
-                    value.is_some(),
-                )
-                .map_err(PolicyFailure)?;
+                })
+            });
+            let failed = match answered {
+                Some(failed) => failed,
+                None => policy
+                    .validate(
+                        &self.limits,
+                        call.full().clone(),
+                        checked
+                            .get_or_init(|| value.map_or(rhai::Dynamic::UNIT, to_dynamic))
+                            .clone(),
+                        to_dynamic(&Value::Object(policy_use.params.clone())),
+                        reported,
+                        required_failed,
+                        value.is_some(),
+                    )
+                    .map_err(PolicyFailure)?,
+            };
             if failed.iter().any(|f| f["policyRequirement"] == "REQUIRED") {
                 required_failed = true;
             }
@@ -162,10 +188,7 @@ impl PolicySet {
         object: &Object,
     ) -> Result<PolicyResult, PolicyFailure> {
         let full = Value::Object(object.clone());
-        let call = Call {
-            object: &full,
-            full: to_dynamic(&full),
-        };
+        let call = Call::new(&full);
         let mut failed = Vec::new();
         self.validating(host, path, || {
             for resource in self.matching(path) {
@@ -189,10 +212,7 @@ impl PolicySet {
         values: &Object,
     ) -> Result<PolicyResult, PolicyFailure> {
         let full = Value::Object(full_object.clone());
-        let call = Call {
-            object: &full,
-            full: to_dynamic(&full),
-        };
+        let call = Call::new(&full);
         let checked = Value::Object(values.clone());
         let mut failed = Vec::new();
         self.validating(host, path, || {

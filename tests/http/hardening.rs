@@ -177,7 +177,8 @@ fn the_admin_is_locked_out_except_from_exempt_addresses() {
 /// Point 9: client queries take turns (`queries.maxConcurrent`), so that however many
 /// expensive queries arrive, cheap requests do not wait behind them: while every query turn is
 /// taken, a query waits at most `queueTimeoutMillis` and answers 503, and reads by id, writes
-/// and ping are served at once. Queries that scripts run inside a request need no turn.
+/// and ping are served at once, as are queries pinned to one value of a unique string (one
+/// index probe, like a read by id). Queries that scripts run inside a request need no turn.
 #[test]
 fn queries_take_turns_and_cheap_requests_never_wait_for_them() {
     on_each_backend(|builder| {
@@ -206,6 +207,26 @@ fn queries_take_turns_and_cheap_requests_never_wait_for_them() {
             200
         );
         assert_eq!(server.admin().get("/openidm/info/ping").send().status, 200);
+        // A query pinned to one value of a unique string reads what a read by id does.
+        let pinned = server
+            .admin()
+            .get(&format!(
+                "/openidm/managed/user?_queryFilter=userName eq \"{name}\"&_fields=_id"
+            ))
+            .send();
+        assert_eq!(pinned.status, 200, "{}", pinned.text);
+        assert_eq!(pinned.body["result"][0]["_id"], json!(id));
+        let conjunction = server
+            .admin()
+            .get(&format!(
+                "/openidm/managed/user?_queryFilter=userName eq \"{name}\" and sn co \"x\"&_fields=_id"
+            ))
+            .send();
+        assert_eq!(
+            conjunction.status, 503,
+            "an and computes each operand: {}",
+            conjunction.text
+        );
         // A create runs the uniqueness policy's internal query without a turn of its own.
         let created = server
             .admin()

@@ -20,13 +20,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
-use ferridm_core::filter::{ComparisonOp, Filter, Literal};
 use ferridm_core::{Error, Result};
 use futures_util::StreamExt as _;
 
 pub use error::{ApiError, html_escape, reason_phrase};
 
-use crate::config::managed::ManagedType;
 use crate::generation::Generation;
 use crate::resource::{Operation, Reply, Request};
 use crate::service::context::ClientCaller;
@@ -167,32 +165,8 @@ fn reads_at_most_one_object(generation: &Generation, request: &Request, operatio
                 .params
                 .get("_queryfilter")
                 .and_then(|text| ferridm_core::filter::parse(text).ok())
-                .is_some_and(|filter| pins_unique_value(&filter, object_type))
+                .is_some_and(|filter| service::managed::query::pins_one_object(&filter, object_type))
         }
-        _ => false,
-    }
-}
-
-/// True when `filter` can match at most one object of `object_type`: an `eq` with a non-empty
-/// string on a unique property declared a string (its values are unique among the type's
-/// objects, compared as `eq` compares them), alone or within an `and`.
-fn pins_unique_value(filter: &Filter, object_type: &ManagedType) -> bool {
-    match filter {
-        Filter::Comparison {
-            field,
-            op: ComparisonOp::Eq,
-            value: Literal::String(text),
-        } if !text.is_empty() => match field.segments() {
-            [property] => {
-                object_type.index.unique.contains(property)
-                    && object_type
-                        .schema
-                        .property(property)
-                        .is_some_and(|schema| schema.types == ["string"])
-            }
-            _ => false,
-        },
-        Filter::And(operands) => operands.iter().any(|operand| pins_unique_value(operand, object_type)),
         _ => false,
     }
 }
@@ -408,45 +382,4 @@ async fn handle(http: &HttpRequest, payload: web::Payload, state: Arc<AppState>,
         None => reply,
     };
     Ok(reply.pretty(pretty))
-}
-
-#[cfg(test)]
-mod tests {
-    use ferridm_core::schema::ManagedConfig;
-    use serde_json::json;
-
-    use super::*;
-    use crate::config::managed::Triggers;
-
-    fn user_type() -> ManagedType {
-        let config = ManagedConfig::from_json(&json!({"objects": [{
-            "name": "user",
-            "schema": {"properties": {
-                "userName": {"type": "string", "policies": [{"policyId": "valid-username"}]},
-                "mail": {"type": "string"},
-                "code": {"type": ["string", "number"], "policies": [{"policyId": "unique"}]},
-                "address": {"type": "object", "properties": {"line": {"type": "string"}}}
-            }}
-        }]}))
-        .unwrap();
-        ManagedType::new(config.object_type("user").unwrap().clone(), Triggers::default())
-    }
-
-    fn pins(filter: &str) -> bool {
-        pins_unique_value(&ferridm_core::filter::parse(filter).unwrap(), &user_type())
-    }
-
-    #[test]
-    fn only_filters_that_pin_one_value_of_a_unique_string_read_at_most_one_object() {
-        assert!(pins(r#"userName eq "bjensen""#));
-        assert!(pins(r#"mail eq "a@example.com" and userName eq "bjensen""#));
-        assert!(!pins(r#"userName eq """#), "empty strings are not unique");
-        assert!(!pins(r#"userName eq 5"#));
-        assert!(!pins(r#"userName sw "b""#));
-        assert!(!pins(r#"userName eq "bjensen" or mail eq "a@example.com""#));
-        assert!(!pins(r#"!(userName eq "bjensen")"#));
-        assert!(!pins(r#"mail eq "a@example.com""#), "not unique");
-        assert!(!pins(r#"code eq "7""#), "unique, but not only a string");
-        assert!(!pins(r#"address/line eq "x""#));
-    }
 }

@@ -66,10 +66,15 @@ pub fn collection(ctx: &RequestContext, request: &Request, operation: &Operation
             let query = query::from_params(&request.params)?;
             // Client queries take turns, so that a flood of expensive ones leaves the pool and
             // the cores to everything else (scripts' queries run inside requests that already
-            // have theirs).
+            // have theirs). A query that reads at most one object by one index probe costs
+            // what a read by id does, and goes without a turn as reads do.
             let wait = ctx.generation.settings.queries.queue_timeout_millis;
-            let _turn = ctx
-                .is_client()
+            let pins_one_object = ctx
+                .generation
+                .managed
+                .get(type_name)
+                .is_some_and(|object_type| query::pins_one_object(&query.filter, object_type));
+            let _turn = (ctx.is_client() && !pins_one_object)
                 .then(|| {
                     ctx.state
                         .queries

@@ -5,6 +5,7 @@ use ferridm_core::filter::{self, ComparisonOp, Filter, FilterError, Literal};
 use ferridm_core::query::{Paging, SortKey, parse_sort_keys};
 use ferridm_core::{Error, JsonPointer, Result};
 
+use crate::config::managed::ManagedType;
 use crate::resource::Params;
 
 /// A parsed query request (`_queryFilter` or `_queryId`, sorting, paging, fields).
@@ -101,9 +102,38 @@ pub fn from_params(params: &Params) -> Result<QueryRequest> {
     })
 }
 
+/// True when `filter` reads at most one object of `object_type` with one index probe: an `eq`
+/// with a non-empty string on a unique property declared a string (its values are unique among
+/// the type's objects, compared as `eq` compares them). Such a query costs what a read by id
+/// does, so it runs where reads do and takes no turn among client queries. A conjunction does
+/// not qualify: each operand of an `and` is computed in full before the sets are intersected.
+pub fn pins_one_object(filter: &Filter, object_type: &ManagedType) -> bool {
+    match filter {
+        Filter::Comparison {
+            field,
+            op: ComparisonOp::Eq,
+            value: Literal::String(text),
+        } if !text.is_empty() => match field.segments() {
+            [property] => {
+                object_type.index.unique.contains(property)
+                    && object_type
+                        .schema
+                        .property(property)
+                        .is_some_and(|schema| schema.types == ["string"])
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use ferridm_core::schema::ManagedConfig;
+    use serde_json::json;
+
     use super::*;
+    use crate::config::managed::Triggers;
 
     #[test]
     fn predefined_queries_build_filters() {
@@ -122,5 +152,40 @@ mod tests {
             Error::bad_request("Unsupported operator regex")
         );
         assert!(matches!(parse_filter("foo eq bar"), Err(Error::BadRequest(m)) if m.contains("could not be parsed")));
+    }
+
+    fn user_type() -> ManagedType {
+        let config = ManagedConfig::from_json(&json!({"objects": [{
+            "name": "user",
+            "schema": {"properties": {
+                "userName": {"type": "string", "policies": [{"policyId": "valid-username"}]},
+                "mail": {"type": "string"},
+                "code": {"type": ["string", "number"], "policies": [{"policyId": "unique"}]},
+                "address": {"type": "object", "properties": {"line": {"type": "string"}}}
+            }}
+        }]}))
+        .unwrap();
+        ManagedType::new(config.object_type("user").unwrap().clone(), Triggers::default())
+    }
+
+    fn pins(filter: &str) -> bool {
+        pins_one_object(&filter::parse(filter).unwrap(), &user_type())
+    }
+
+    #[test]
+    fn only_an_equality_on_a_unique_string_pins_one_object() {
+        assert!(pins(r#"userName eq "bjensen""#));
+        assert!(
+            !pins(r#"mail eq "a@example.com" and userName eq "bjensen""#),
+            "each operand of an and is computed in full"
+        );
+        assert!(!pins(r#"userName eq """#), "empty strings are not unique");
+        assert!(!pins(r#"userName eq 5"#));
+        assert!(!pins(r#"userName sw "b""#));
+        assert!(!pins(r#"userName eq "bjensen" or mail eq "a@example.com""#));
+        assert!(!pins(r#"!(userName eq "bjensen")"#));
+        assert!(!pins(r#"mail eq "a@example.com""#), "not unique");
+        assert!(!pins(r#"code eq "7""#), "unique, but not only a string");
+        assert!(!pins(r#"address/line eq "x""#));
     }
 }

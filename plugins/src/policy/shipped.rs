@@ -1,0 +1,394 @@
+//! The shipped policy scripts' simplest checks, run without the script engine while the script
+//! that registered them is byte for byte the one shipped in `scripts/policies/`. A deployment
+//! that edits that file (or registers the policy again from a script of its own) runs its
+//! script, as always.
+//!
+//! Each check answers exactly what its Rhai function answers (the same requirements, with the
+//! same params in the same order) or `None` when its inputs are not of the shapes it reads
+//! natively (a parameter of an unexpected type, a number Rhai holds in neither `i64` nor
+//! `f64`), and the script runs instead. The parity test below runs both on many values.
+
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::script::CompiledScript;
+
+/// The shipped scripts, as this build knows them.
+const PRESENCE: &str = include_str!("../../../scripts/policies/presence.rhai");
+const STRINGS: &str = include_str!("../../../scripts/policies/strings.rhai");
+const TYPES: &str = include_str!("../../../scripts/policies/types.rhai");
+const FORMATS: &str = include_str!("../../../scripts/policies/formats.rhai");
+
+/// A check of a shipped script that runs natively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeCheck {
+    /// `presence.rhai`'s `required`.
+    Required,
+    /// `presence.rhai`'s `notEmpty`.
+    NotEmpty,
+    /// `types.rhai`'s `validType`.
+    ValidType,
+    /// `strings.rhai`'s `minLength`.
+    MinimumLength,
+    /// `strings.rhai`'s `maxLength`.
+    MaximumLength,
+    /// `strings.rhai`'s `cannotContainCharacters`.
+    CannotContainCharacters,
+    /// `formats.rhai`'s `validEmailAddress`.
+    ValidEmailAddress,
+}
+
+/// What a policy function is given besides the object: the checked value (`None` when the
+/// property is absent), its params, and whether `REQUIRED` already failed for the property.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInput<'a> {
+    /// The checked value; `None` when the property is absent.
+    pub value: Option<&'a Value>,
+    /// The policy's params.
+    pub params: &'a Map<String, Value>,
+    /// Whether `REQUIRED` already failed for this property.
+    pub required_failed: bool,
+}
+
+/// A shipped script: the digest of its text and the functions of it that run natively.
+struct ShippedScript {
+    digest: [u8; 32],
+    checks: &'static [(&'static str, NativeCheck)],
+}
+
+fn shipped_scripts() -> &'static [ShippedScript] {
+    static SHIPPED: OnceLock<Vec<ShippedScript>> = OnceLock::new();
+    SHIPPED.get_or_init(|| {
+        let script = |text: &str, checks| ShippedScript {
+            digest: Sha256::digest(text.as_bytes()).into(),
+            checks,
+        };
+        vec![
+            script(
+                PRESENCE,
+                &[("required", NativeCheck::Required), ("notEmpty", NativeCheck::NotEmpty)],
+            ),
+            script(TYPES, &[("validType", NativeCheck::ValidType)]),
+            script(
+                STRINGS,
+                &[
+                    ("minLength", NativeCheck::MinimumLength),
+                    ("maxLength", NativeCheck::MaximumLength),
+                    ("cannotContainCharacters", NativeCheck::CannotContainCharacters),
+                ],
+            ),
+            script(FORMATS, &[("validEmailAddress", NativeCheck::ValidEmailAddress)]),
+        ]
+    })
+}
+
+impl NativeCheck {
+    /// The native check for function `exec` of `script`, when the script is a shipped one,
+    /// unchanged, and the function one of those run natively.
+    pub fn of(script: &CompiledScript, exec: &str) -> Option<Self> {
+        let digest = script.digest();
+        shipped_scripts()
+            .iter()
+            .find(|shipped| shipped.digest == digest)
+            .and_then(|shipped| shipped.checks.iter().find(|(name, _)| *name == exec))
+            .map(|(_, check)| *check)
+    }
+
+    /// The failed requirements, as the script reports them; `None` when the script must answer.
+    pub fn run(self, input: CheckInput<'_>) -> Option<Vec<Value>> {
+        match self {
+            Self::Required => Some(fails_if(input.value.is_none(), || requirement("REQUIRED"))),
+            Self::NotEmpty => Some(fails_if(!has_length(input.value?), || requirement("REQUIRED"))),
+            Self::ValidType => valid_type(input.value?, input.params.get("types")?),
+            Self::MinimumLength => {
+                let min = input.params.get("minLength")?;
+                let bound = min.as_i64().filter(|_| min.is_i64())?;
+                let judged = text_of(input.value?).filter(|text| !text.is_empty() || input.required_failed);
+                Some(fails_if(
+                    judged.is_some_and(|text| chars(text) < bound),
+                    || json!({"policyRequirement": "MIN_LENGTH", "params": {"minLength": min}}),
+                ))
+            }
+            Self::MaximumLength => {
+                let max = input.params.get("maxLength")?;
+                let bound = max.as_i64().filter(|_| max.is_i64())?;
+                Some(fails_if(
+                    text_of(input.value?).is_some_and(|text| chars(text) > bound),
+                    || json!({"policyRequirement": "MAX_LENGTH", "params": {"maxLength": max}}),
+                ))
+            }
+            Self::CannotContainCharacters => cannot_contain_characters(input),
+            Self::ValidEmailAddress => {
+                let value = input.value?;
+                let text = text_of(value).unwrap_or("");
+                let judged = !text.is_empty() || input.required_failed;
+                Some(fails_if(judged && !looks_like_email(text)?, || {
+                    requirement("VALID_EMAIL_ADDRESS_FORMAT")
+                }))
+            }
+        }
+    }
+}
+
+fn requirement(name: &str) -> Value {
+    json!({ "policyRequirement": name })
+}
+
+fn fails_if(failed: bool, requirement: impl FnOnce() -> Value) -> Vec<Value> {
+    if failed { vec![requirement()] } else { Vec::new() }
+}
+
+fn text_of(value: &Value) -> Option<&str> {
+    value.as_str()
+}
+
+/// A string's length as Rhai counts it: in characters.
+fn chars(text: &str) -> i64 {
+    i64::try_from(text.chars().count()).unwrap_or(i64::MAX)
+}
+
+/// Strings and arrays have a length; in `notEmpty`, only a non-empty one passes.
+fn has_length(value: &Value) -> bool {
+    match value {
+        Value::String(text) => !text.is_empty(),
+        Value::Array(items) => !items.is_empty(),
+        _ => false,
+    }
+}
+
+/// `types.rhai`'s `jsonType`: the JSON type name of a value as IDM reports it.
+fn valid_type(value: &Value, types: &Value) -> Option<Vec<Value>> {
+    let allowed: Vec<&str> = types.as_array()?.iter().map(Value::as_str).collect::<Option<_>>()?;
+    let (actual, whole) = match value {
+        Value::Null => ("null", false),
+        Value::Bool(_) => ("boolean", false),
+        Value::String(_) => ("string", false),
+        Value::Array(_) => ("array", false),
+        Value::Object(_) => ("object", false),
+        Value::Number(number) if number.is_i64() => ("number", true),
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64()?;
+            ("number", float == float.floor())
+        }
+        Value::Number(_) => return None,
+    };
+    let accepted = allowed
+        .iter()
+        .any(|name| *name == actual || (*name == "integer" && actual == "number" && whole));
+    Some(fails_if(
+        !accepted,
+        || json!({"policyRequirement": "VALID_TYPE", "params": {"invalidType": actual, "validTypes": types}}),
+    ))
+}
+
+/// `strings.rhai`'s `cannotContainCharacters`, for `forbiddenChars` given as an array of
+/// strings (a comma-separated string runs the script).
+fn cannot_contain_characters(input: CheckInput<'_>) -> Option<Vec<Value>> {
+    let forbidden: Vec<&str> = input
+        .params
+        .get("forbiddenChars")?
+        .as_array()?
+        .iter()
+        .map(Value::as_str)
+        .collect::<Option<_>>()?;
+    let Some(text) = text_of(input.value?).filter(|text| !text.is_empty()) else {
+        return Some(Vec::new());
+    };
+    let found = forbidden.iter().any(|piece| !piece.is_empty() && text.contains(piece));
+    Some(fails_if(
+        found,
+        || json!({"policyRequirement": "CANNOT_CONTAIN_CHARACTERS", "params": {"forbiddenChars": forbidden.join(", ")}}),
+    ))
+}
+
+/// `formats.rhai`'s test, `text::matches(value, ".+@.+\\..+", "i")`: some characters other
+/// than a line break, `@`, some more, a dot, and at least one more, on one line.
+fn looks_like_email(text: &str) -> Option<bool> {
+    static PATTERN: OnceLock<Option<regex::Regex>> = OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| regex::Regex::new(r"(?i).+@.+\..+").ok());
+    Some(pattern.as_ref()?.is_match(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rhai::Dynamic;
+
+    use super::*;
+    use crate::convert::to_dynamic;
+    use crate::engine::ScriptLimits;
+    use crate::policy::PolicyRegistry;
+
+    fn shipped_registry() -> PolicyRegistry {
+        let limits = ScriptLimits::new(std::env::temp_dir());
+        let scripts: Vec<_> = [
+            ("presence.rhai", PRESENCE),
+            ("types.rhai", TYPES),
+            ("strings.rhai", STRINGS),
+            ("formats.rhai", FORMATS),
+        ]
+        .iter()
+        .map(|(name, text)| Arc::new(CompiledScript::compile_text(&limits, name, text).unwrap()))
+        .collect();
+        PolicyRegistry::load(&limits, &scripts).unwrap()
+    }
+
+    fn values() -> Vec<Option<Value>> {
+        let mut values = vec![None];
+        values.extend(
+            [
+                json!(null),
+                json!(""),
+                json!("a"),
+                json!("ab/c"),
+                json!("bjensen"),
+                json!("Ünïcødé ñame"),
+                json!("x@y.z"),
+                json!("X@EXAMPLE.COM"),
+                json!("a@b"),
+                json!("@b.c"),
+                json!("a@b.\nc"),
+                json!("a@b.c\n"),
+                json!("0123456789"),
+                json!(0),
+                json!(7),
+                json!(-3),
+                json!(2.0),
+                json!(2.5),
+                json!(1e300),
+                json!(u64::MAX),
+                json!(true),
+                json!(false),
+                json!([]),
+                json!(["a"]),
+                json!([1, 2]),
+                json!({}),
+                json!({"a": 1}),
+            ]
+            .into_iter()
+            .map(Some),
+        );
+        values
+    }
+
+    fn params_for(check: NativeCheck) -> Vec<Value> {
+        match check {
+            NativeCheck::Required | NativeCheck::NotEmpty | NativeCheck::ValidEmailAddress => {
+                vec![json!({})]
+            }
+            NativeCheck::ValidType => vec![
+                json!({"types": ["string"]}),
+                json!({"types": ["string", "null"]}),
+                json!({"types": ["integer"]}),
+                json!({"types": ["number", "boolean"]}),
+                json!({"types": ["object"]}),
+                json!({"types": ["array", "null"]}),
+                json!({"types": []}),
+                json!({"types": "string"}),
+                json!({"types": [1]}),
+                json!({}),
+            ],
+            NativeCheck::MinimumLength => vec![
+                json!({"minLength": 1}),
+                json!({"minLength": 3}),
+                json!({"minLength": 8}),
+                json!({"minLength": 0}),
+                json!({"minLength": 2.5}),
+                json!({"minLength": "3"}),
+                json!({}),
+            ],
+            NativeCheck::MaximumLength => vec![
+                json!({"maxLength": 3}),
+                json!({"maxLength": 0}),
+                json!({"maxLength": 10}),
+                json!({"maxLength": 2.5}),
+                json!({}),
+            ],
+            NativeCheck::CannotContainCharacters => vec![
+                json!({"forbiddenChars": ["/"]}),
+                json!({"forbiddenChars": ["/", "x", ""]}),
+                json!({"forbiddenChars": ["é", "ñ"]}),
+                json!({"forbiddenChars": []}),
+                json!({"forbiddenChars": "/, x"}),
+                json!({"forbiddenChars": [1]}),
+                json!({}),
+            ],
+        }
+    }
+
+    const CHECKS: [(&str, NativeCheck); 7] = [
+        ("required", NativeCheck::Required),
+        ("not-empty", NativeCheck::NotEmpty),
+        ("valid-type", NativeCheck::ValidType),
+        ("minimum-length", NativeCheck::MinimumLength),
+        ("maximum-length", NativeCheck::MaximumLength),
+        ("cannot-contain-characters", NativeCheck::CannotContainCharacters),
+        ("valid-email-address-format", NativeCheck::ValidEmailAddress),
+    ];
+
+    #[test]
+    fn native_checks_answer_as_the_shipped_scripts_do() {
+        let registry = shipped_registry();
+        let limits = ScriptLimits::new(std::env::temp_dir());
+        let mut compared = 0;
+        let mut native = 0;
+        for (policy_id, check) in CHECKS {
+            let policy = registry.get(policy_id).unwrap();
+            assert_eq!(policy.native, Some(check), "{policy_id} runs natively");
+            for params in params_for(check) {
+                let params = params.as_object().unwrap().clone();
+                for value in values() {
+                    for required_failed in [false, true] {
+                        if policy.validate_only_if_present && value.is_none() {
+                            continue;
+                        }
+                        let input = CheckInput {
+                            value: value.as_ref(),
+                            params: &params,
+                            required_failed,
+                        };
+                        let scripted = policy.validate(
+                            &limits,
+                            Dynamic::from(rhai::Map::new()),
+                            value.as_ref().map_or(Dynamic::UNIT, to_dynamic),
+                            to_dynamic(&Value::Object(params.clone())),
+                            "p",
+                            required_failed,
+                            value.is_some(),
+                        );
+                        compared += 1;
+                        if let Some(answer) = check.run(input) {
+                            native += 1;
+                            let scripted = scripted.unwrap_or_else(|error| {
+                                panic!("{policy_id} {params:?} {value:?}: the script failed ({error}) where the native check answered {answer:?}")
+                            });
+                            assert_eq!(
+                                serde_json::to_string(&answer).unwrap(),
+                                serde_json::to_string(&scripted).unwrap(),
+                                "{policy_id} params {params:?} value {value:?} requiredFailed {required_failed}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(native * 2 > compared, "most cases run natively: {native} of {compared}");
+    }
+
+    #[test]
+    fn an_edited_script_or_another_function_runs_as_a_script() {
+        let limits = ScriptLimits::new(std::env::temp_dir());
+        let edited = format!("{PRESENCE}\n// edited\n");
+        let script = CompiledScript::compile_text(&limits, "presence.rhai", &edited).unwrap();
+        assert_eq!(NativeCheck::of(&script, "required"), None);
+        let shipped = CompiledScript::compile_text(&limits, "presence.rhai", PRESENCE).unwrap();
+        assert_eq!(NativeCheck::of(&shipped, "required"), Some(NativeCheck::Required));
+        assert_eq!(NativeCheck::of(&shipped, "validType"), None, "defined elsewhere");
+        let registry = shipped_registry();
+        assert_eq!(registry.get("regexpMatches").unwrap().native, None);
+        assert_eq!(registry.get("valid-name-format").unwrap().native, None);
+    }
+}
