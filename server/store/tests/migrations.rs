@@ -18,15 +18,21 @@ use ferridm_store::{
 };
 use serde_json::json;
 
+/// A connection of this test's own to the SQLite file at `path`. It waits for locks rather
+/// than failing at once: a store just dropped may still be closing a connection it was
+/// opening in the background, and that close checkpoints the file.
+fn sqlite_connection(path: &str) -> diesel::SqliteConnection {
+    let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+    conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+    conn
+}
+
 /// Runs `sql` on the database directly.
 fn execute(database: &TestDatabase, sql: &str) {
     match database.backend() {
         Backend::Sqlite => {
             let path = database.url().trim_start_matches("sqlite://");
-            diesel::SqliteConnection::establish(path)
-                .unwrap()
-                .batch_execute(sql)
-                .unwrap();
+            sqlite_connection(path).batch_execute(sql).unwrap();
         }
         Backend::Postgres => {
             diesel::PgConnection::establish(database.url())
@@ -197,7 +203,7 @@ fn audit_file_value(database: &TestDatabase, sql: &str) -> String {
         .url()
         .trim_start_matches("sqlite://")
         .replace(".db", "-audit.db");
-    let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+    let mut conn = sqlite_connection(&path);
     diesel::sql_query(sql).get_result::<Row>(&mut conn).unwrap().value
 }
 
@@ -219,7 +225,7 @@ fn sqlite_keeps_audit_events_in_a_file_of_its_own() {
     );
     let in_main = || {
         let path = database.url().trim_start_matches("sqlite://");
-        let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+        let mut conn = sqlite_connection(path);
         #[derive(diesel::QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -270,8 +276,7 @@ fn sqlite_keeps_audit_events_in_a_file_of_its_own() {
         .url()
         .trim_start_matches("sqlite://")
         .replace(".db", "-audit.db");
-    diesel::SqliteConnection::establish(&path)
-        .unwrap()
+    sqlite_connection(&path)
         .batch_execute("PRAGMA user_version = 99")
         .unwrap();
     match Store::open(database.url(), &StoreOptions::default()) {
