@@ -30,6 +30,7 @@ mod queries;
 mod query_budget;
 mod recovery;
 mod registration;
+mod relationships;
 mod reload;
 mod sandbox;
 mod script_limits;

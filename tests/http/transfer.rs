@@ -82,6 +82,32 @@ fn stored_objects(url: &str) -> BTreeMap<(String, String), (String, Value, Value
         .unwrap()
 }
 
+/// Every edge of the database at `url`, from each object holding it: (type, id, property,
+/// far end, edge properties), sorted.
+fn stored_edges(url: &str) -> Vec<(String, String, String, String, Value)> {
+    let objects = stored_objects(url);
+    let store = Store::open(url, &StoreOptions::default()).unwrap();
+    let mut edges: Vec<_> = store
+        .snapshot(|snapshot| {
+            let mut edges = Vec::new();
+            for (object_type, id) in objects.keys() {
+                for edge in snapshot.edges_of(object_type, &[id.as_str()])? {
+                    edges.push((
+                        object_type.clone(),
+                        id.clone(),
+                        edge.property,
+                        format!("{}/{}", edge.collection, edge.target_id),
+                        Value::Object(edge.properties),
+                    ));
+                }
+            }
+            Ok::<_, ferridm_store::StoreError>(edges)
+        })
+        .unwrap();
+    edges.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    edges
+}
+
 /// How many users the database at `url` holds.
 fn user_count(url: &str) -> i64 {
     let store = Store::open(url, &StoreOptions::default()).unwrap();
@@ -164,12 +190,34 @@ fn export_then_import_into_a_fresh_database_keeps_every_field_and_the_users_log_
             )
             .send();
         assert_eq!(patched.status, 200, "{}", patched.text);
+        let second_id = &users[1].1;
+        let managed = server
+            .admin()
+            .patch(
+                &format!("/openidm/managed/user/{second_id}"),
+                &json!([{"operation": "add", "field": "/manager", "value": {"_ref": format!("managed/user/{first_id}")}}]),
+            )
+            .send();
+        assert_eq!(managed.status, 200, "{}", managed.text);
         let logged_in = crate::auth::login(&server.user(first_name, "Passw0rd"));
         assert_eq!(logged_in.status, 200, "{}", logged_in.text);
         let before = stored_objects(server.db_url());
         assert_eq!(before.len(), 4, "3 users and a role: {before:?}");
         let first = &before[&("user".to_owned(), first_id.clone())];
-        assert_eq!(first.2["roles"][0]["_ref"], json!(format!("managed/role/{role_id}")));
+        assert!(first.2.get("roles").is_none(), "relationships are edges, not content");
+        let edges_before = stored_edges(server.db_url());
+        assert_eq!(
+            edges_before
+                .iter()
+                .filter(|edge| edge.0 == "user" && edge.1 == *first_id)
+                .map(|edge| format!("{} {}", edge.2, edge.3))
+                .collect::<Vec<_>>(),
+            [
+                "authzRoles internal/role/openidm-authorized".to_owned(),
+                format!("reports managed/user/{second_id}"),
+                format!("roles managed/role/{role_id}")
+            ]
+        );
         assert_eq!(first.1["loginCount"], json!(1));
         assert_eq!(first.2["password"]["$crypto"]["type"], json!("argon2id"));
 
@@ -205,6 +253,7 @@ fn export_then_import_into_a_fresh_database_keeps_every_field_and_the_users_log_
             before,
             "every id, _rev, _meta and content"
         );
+        assert_eq!(stored_edges(target.url()), edges_before, "every relationship");
 
         let restored = TestServer::builder().on_database(target.url()).start();
         for (name, _) in &users {

@@ -68,6 +68,11 @@ impl FieldSelection {
         self.defaults
     }
 
+    /// True when the selection includes every reference field (`*_ref`).
+    pub fn includes_references(&self) -> bool {
+        self.references
+    }
+
     /// The explicitly selected pointers.
     pub fn pointers(&self) -> &[JsonPointer] {
         &self.pointers

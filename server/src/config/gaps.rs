@@ -69,9 +69,11 @@ static PROPERTY: Node = Node::Fields(&[
     ("required", &ANY),
     ("encryption", &ANY),
     ("secureHash", &ANY),
-    // Served with the schema for UIs to pick related objects; relationships themselves are
-    // stored as plain values (their other keys are gaps).
+    // Relationships: stored as edges; `resourceCollection` also serves UIs picking objects.
     ("resourceCollection", &ANY),
+    ("reverseRelationship", &ANY),
+    ("reversePropertyName", &ANY),
+    ("validate", &ANY),
 ]);
 static OBJECT_SCHEMA: Node = Node::Fields(&[("type", &ANY), ("required", &ANY), ("properties", &PROPERTIES)]);
 static MANAGED_OBJECT: Node = Node::Fields(&[

@@ -61,6 +61,67 @@ pub struct VirtualProperty {
     pub return_by_default: bool,
 }
 
+/// A relationship property (`type: relationship`, or an array of them), as `managed.json`
+/// declares it. Its edges are stored apart from the object (see `ferridm_store::Edge`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationshipProperty {
+    /// Property name (`roles`).
+    pub name: String,
+    /// True for an array of references, false for a single one (`manager`).
+    pub many: bool,
+    /// The collections a reference may name (`resourceCollection[].path`).
+    pub collections: Vec<String>,
+    /// The property holding the edge on the referenced objects (`reversePropertyName`, when
+    /// `reverseRelationship` is true).
+    pub reverse: Option<String>,
+    /// `validate`: a reference to an object that does not exist is refused.
+    pub validate: bool,
+}
+
+impl RelationshipProperty {
+    /// Reads the relationship settings of `property`: those of its `items` for an array, with
+    /// the property's own keys as a fallback (IDM writes them at either level).
+    fn of(property: &PropertySchema) -> Option<Self> {
+        if !property.is_relationship() {
+            return None;
+        }
+        let items = property.raw.get("items").and_then(Value::as_object);
+        let many = property.has_type("array") || (!property.has_type("relationship") && items.is_some());
+        let setting = |key: &str| {
+            items
+                .filter(|_| many)
+                .and_then(|items| items.get(key))
+                .or_else(|| property.raw.get(key))
+        };
+        let collections = setting("resourceCollection")
+            .and_then(Value::as_array)
+            .map(|collections| {
+                collections
+                    .iter()
+                    .filter_map(|collection| collection.get("path").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reverse = setting("reverseRelationship")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            .then(|| {
+                setting("reversePropertyName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .flatten();
+        Some(Self {
+            name: property.name.clone(),
+            many,
+            collections,
+            reverse,
+            validate: setting("validate").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+}
+
 /// One managed object type, ready to serve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagedType {
@@ -80,6 +141,8 @@ pub struct ManagedType {
     pub defaults: Vec<(String, Value)>,
     /// Relationship properties not returned by default.
     pub hidden_relationships: Vec<String>,
+    /// Relationship properties, in schema order.
+    pub relationships: Vec<RelationshipProperty>,
     /// Trigger scripts.
     pub triggers: Triggers,
 }
@@ -127,16 +190,22 @@ impl ManagedType {
             .filter_map(|p| p.default.clone().map(|value| (p.name.clone(), value)))
             .collect();
         let hidden_relationships = names(&|p| p.is_relationship() && !p.return_by_default);
+        let relationships: Vec<RelationshipProperty> = properties.iter().filter_map(RelationshipProperty::of).collect();
         let mut hidden = private.clone();
         hidden.extend(properties.iter().filter(|p| p.is_virtual).map(|p| p.name.clone()));
         Self {
-            index: IndexSpec { hidden, unique },
+            index: IndexSpec {
+                hidden,
+                unique,
+                relationships: relationships.iter().map(|r| r.name.clone()).collect(),
+            },
             hashed,
             private,
             protected,
             virtuals,
             defaults,
             hidden_relationships,
+            relationships,
             triggers,
             schema,
         }
@@ -160,6 +229,11 @@ impl ManagedType {
     /// True for a virtual property.
     pub fn is_virtual(&self, name: &str) -> bool {
         self.virtuals.iter().any(|v| v.name == name)
+    }
+
+    /// The relationship property `name`.
+    pub fn relationship(&self, name: &str) -> Option<&RelationshipProperty> {
+        self.relationships.iter().find(|r| r.name == name)
     }
 
     /// True for a hashed property.

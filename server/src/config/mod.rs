@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use files::{ConfigFile, config_id, file_name, is_config_id, read_dir, resolve_placeholders};
-pub use managed::{ManagedType, ManagedTypes};
+pub use managed::{ManagedType, ManagedTypes, RelationshipProperty};
 pub use settings::Settings;
 
 /// A problem with one conf file (or script), with its position when known.

@@ -33,6 +33,8 @@ pub struct IndexSpec {
     pub hidden: Vec<String>,
     /// Top-level properties whose (lower-cased string) values are unique per type.
     pub unique: Vec<String>,
+    /// Top-level relationship properties: their filters read the edges.
+    pub relationships: Vec<String>,
 }
 
 /// Strings of at most this many characters are their own index key; longer ones are keyed by
@@ -369,6 +371,7 @@ mod tests {
         let spec = IndexSpec {
             hidden: vec!["password".into()],
             unique: vec![],
+            relationships: vec![],
         };
         index_rows("Id1", &content, &Object::new(), &spec, Limits::Enforced)
             .unwrap()

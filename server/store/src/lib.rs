@@ -2,7 +2,7 @@
 //! diesel code path. Managed objects live in `objects` as JSON text; every value reachable by a
 //! JSON pointer is mirrored into the `object_props` index so `_queryFilter`s compile to indexed
 //! SQL; `unique_values` backs uniqueness; `login_failures` holds lockout state; `store_settings`
-//! holds named values every node shares; `audit_events` holds the audit trail; self-service flows, rate counters and session epochs
+//! holds named values every node shares; `relationships` holds the edges between objects; `audit_events` holds the audit trail; self-service flows, rate counters and session epochs
 //! are in `shared_state`.
 //!
 //! This is the only crate that imports diesel. Callers speak in core types. Single rows are read
@@ -19,6 +19,7 @@ mod migrate;
 mod objects;
 mod query;
 mod rehash;
+mod relationships;
 mod schema;
 mod settings;
 mod shared_config;
@@ -43,6 +44,7 @@ pub use flatten::{
 pub use login::{LockoutRule, LoginFailure};
 pub use objects::{NewObject, ObjectUpdate, StoredObject};
 pub use query::{ObjectQuery, QueryPage};
+pub use relationships::{Edge, EdgeTarget, RelationshipSet};
 pub use shared_config::{ConfigEntry, ConfigListener};
 pub use shared_state::RateLimit;
 pub use timings::PoolState;

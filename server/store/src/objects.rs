@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::connection::DbConnection;
 use crate::flatten::{IndexSpec, Limits, PropRow, index_rows, prop_key, unique_values};
+use crate::relationships::{RelationshipSet, delete_edges_of, managed_collection, sync_sets};
 use crate::schema::objects;
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
@@ -292,6 +293,15 @@ impl Store {
     /// Inserts a new object. An existing id → [`StoreError::AlreadyExists`]; a taken unique
     /// value → [`StoreError::UniqueViolation`]; nothing is stored in either case.
     pub fn insert(&self, new: NewObject<'_>) -> Result<StoredObject, StoreError> {
+        self.insert_related(new, &[])
+    }
+
+    /// [`Store::insert`] with the object's relationships, written in the same transaction.
+    pub fn insert_related(
+        &self,
+        new: NewObject<'_>,
+        relationships: &[RelationshipSet],
+    ) -> Result<StoredObject, StoreError> {
         let rev = Revision::initial(nonce());
         let content_text = serde_json::to_string(new.content)?;
         let meta_text = stored_meta(new.meta)?;
@@ -314,6 +324,7 @@ impl Store {
                 Err(error) => return Err(error.into()),
             };
             insert_index(conn, pk, &NewObject { meta: &meta, ..new }, Limits::Enforced)?;
+            sync_sets(conn, &managed_collection(new.object_type), new.id, relationships)?;
             Ok(pk)
         })?;
         Ok(StoredObject {
@@ -371,6 +382,19 @@ impl Store {
         expected: Revision,
         update: ObjectUpdate<'_>,
     ) -> Result<StoredObject, StoreError> {
+        self.update_related(object_type, id, expected, update, &[])
+    }
+
+    /// [`Store::update`] that also makes the object's relationships those of `relationships`
+    /// (properties not named keep their edges), in the same transaction.
+    pub fn update_related(
+        &self,
+        object_type: &str,
+        id: &str,
+        expected: Revision,
+        update: ObjectUpdate<'_>,
+        relationships: &[RelationshipSet],
+    ) -> Result<StoredObject, StoreError> {
         let rev = expected.next(nonce());
         let content_text = serde_json::to_string(update.content)?;
         self.write(|conn| {
@@ -407,6 +431,7 @@ impl Store {
                 index: update.index,
             };
             update_index(conn, current.pk, &current, &indexed, Limits::Enforced)?;
+            sync_sets(conn, &managed_collection(object_type), id, relationships)?;
             Ok(StoredObject {
                 pk: current.pk,
                 id: id.to_owned(),
@@ -417,7 +442,8 @@ impl Store {
         })
     }
 
-    /// Deletes an object if its revision is still `expected`; returns it as it was.
+    /// Deletes an object if its revision is still `expected`, with every edge it is an end of;
+    /// returns it as it was.
     pub fn delete(&self, object_type: &str, id: &str, expected: Revision) -> Result<StoredObject, StoreError> {
         self.write(|conn| {
             let current = find(conn, object_type, id)?.ok_or(StoreError::NotFound)?;
@@ -437,6 +463,7 @@ impl Store {
                 return Err(StoreError::RevisionMismatch);
             }
             delete_index(conn, current.pk)?;
+            delete_edges_of(conn, &managed_collection(object_type), id)?;
             Ok(current)
         })
     }

@@ -58,6 +58,16 @@ pub struct ObjectQuery<'a> {
     pub time_limit: Option<std::time::Duration>,
 }
 
+impl ObjectQuery<'_> {
+    /// What the filter is compiled for.
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            object_type: self.object_type,
+            relationships: &self.index.relationships,
+        }
+    }
+}
+
 /// One page of results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryPage {
@@ -150,11 +160,110 @@ pub(crate) fn like_escape(text: &str) -> String {
 /// The most operands one `UNION`/`INTERSECT` chain gets (SQLite's limit is 500).
 const MAX_COMPOUND_TERMS: usize = 64;
 
+/// What a filter is compiled for: the object type, and which of its top-level properties are
+/// relationships (whose filters read the edges, not the property index).
+pub(crate) struct Scope<'a> {
+    pub(crate) object_type: &'a str,
+    pub(crate) relationships: &'a [String],
+}
+
+impl Scope<'_> {
+    /// The relationship a filter field is about, and the rest of its path.
+    fn relationship<'f>(&self, field: &'f ferridm_core::JsonPointer) -> Option<(&'f str, &'f [String])> {
+        let (first, rest) = field.segments().split_first()?;
+        self.relationships
+            .iter()
+            .any(|name| name == first)
+            .then_some((first.as_str(), rest))
+    }
+}
+
+/// The column of an edge's far end a relationship filter's sub-field compares (`roles/_ref`,
+/// `roles/_refResourceId`, `roles/_refResourceCollection`), or `None` for any other.
+fn edge_column(rest: &[String], far: &str) -> Option<String> {
+    match rest {
+        [] => Some(format!("r.{far}_coll || '/' || r.{far}_id")),
+        [field] => match field.as_str() {
+            "_ref" => Some(format!("r.{far}_coll || '/' || r.{far}_id")),
+            "_refResourceId" => Some(format!("r.{far}_id")),
+            "_refResourceCollection" => Some(format!("r.{far}_coll")),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A leaf over a relationship: the objects holding, in `property`, an edge whose far end's
+/// `column` satisfies what `compare` appends (nothing for presence). Both directions an edge
+/// may be stored in are read, each through an index: by the far end's id when compared by it.
+fn push_relationship_leaf(
+    sql: &mut Sql,
+    scope: &Scope<'_>,
+    property: &str,
+    rest: &[String],
+    compare: &dyn Fn(&mut Sql),
+) {
+    let collection = crate::relationships::managed_collection(scope.object_type);
+    for (index, (near, far)) in [("first", "second"), ("second", "first")].into_iter().enumerate() {
+        if index > 0 {
+            sql.push(" UNION ");
+        }
+        let Some(column) = edge_column(rest, far) else {
+            sql.push("SELECT pk AS v FROM objects WHERE 1 <> 1");
+            continue;
+        };
+        sql.push(&format!(
+            "SELECT ro.pk AS v FROM relationships r JOIN objects ro ON ro.oid = r.{near}_id AND ro.otype = "
+        ))
+        .bind_text(scope.object_type)
+        .push(&format!(" WHERE r.{near}_coll = "))
+        .bind_text(collection.clone())
+        .push(&format!(" AND r.{near}_prop = "))
+        .bind_text(property)
+        .push(" AND ")
+        .push(&column);
+        compare(sql);
+    }
+}
+
+/// A comparison over a relationship (see [`push_relationship_leaf`]): strings compare exactly
+/// (ids are not case-folded); other literals match nothing.
+fn push_relationship_comparison(
+    sql: &mut Sql,
+    scope: &Scope<'_>,
+    (property, rest): (&str, &[String]),
+    op: ComparisonOp,
+    value: &Literal,
+    depth: &mut usize,
+) {
+    let Literal::String(text) = value else {
+        push_set(sql, &Filter::False, scope, depth);
+        return;
+    };
+    let compare = |sql: &mut Sql| match op {
+        ComparisonOp::Co => {
+            sql.push(" LIKE ")
+                .bind_text(format!("%{}%", like_escape(text)))
+                .push(" ESCAPE '\\'");
+        }
+        ComparisonOp::Sw => {
+            sql.push(" LIKE ")
+                .bind_text(format!("{}%", like_escape(text)))
+                .push(" ESCAPE '\\'");
+        }
+        _ => {
+            sql.push(comparison_sql(op)).bind_text(text.clone());
+        }
+    };
+    push_relationship_leaf(sql, scope, property, rest, &compare);
+}
+
 /// Appends a `SELECT v FROM …` yielding the keys (`objects.pk`) of the objects of
 /// `object_type` that match `filter`. Leaves read the property index; `and`, `or` and `!`
 /// become `INTERSECT`, `UNION` and `EXCEPT`, so the database starts from the index and looks
 /// objects up by key rather than scanning the type.
-fn push_set(sql: &mut Sql, filter: &Filter, object_type: &str, depth: &mut usize) {
+fn push_set(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>, depth: &mut usize) {
+    let object_type = scope.object_type;
     match filter {
         Filter::True => {
             sql.push("SELECT pk AS v FROM objects WHERE otype = ")
@@ -169,7 +278,7 @@ fn push_set(sql: &mut Sql, filter: &Filter, object_type: &str, depth: &mut usize
             } else {
                 Filter::False
             };
-            push_set(sql, &empty, object_type, depth);
+            push_set(sql, &empty, scope, depth);
         }
         Filter::And(children) | Filter::Or(children) if children.len() > MAX_COMPOUND_TERMS => {
             // SQLite refuses compound selects of more than 500 terms: group them.
@@ -178,7 +287,7 @@ fn push_set(sql: &mut Sql, filter: &Filter, object_type: &str, depth: &mut usize
                 _ => Filter::Or(group.to_vec()),
             };
             let groups: Vec<Filter> = children.chunks(MAX_COMPOUND_TERMS).map(regroup).collect();
-            push_set(sql, &regroup(&groups), object_type, depth);
+            push_set(sql, &regroup(&groups), scope, depth);
         }
         Filter::And(children) | Filter::Or(children) => {
             let joiner = if matches!(filter, Filter::And(_)) {
@@ -190,36 +299,46 @@ fn push_set(sql: &mut Sql, filter: &Filter, object_type: &str, depth: &mut usize
                 if index > 0 {
                     sql.push(joiner);
                 }
-                push_nested(sql, child, object_type, depth);
+                push_nested(sql, child, scope, depth);
             }
         }
         Filter::Not(child) if matches!(**child, Filter::Extended { .. }) => {
-            push_set(sql, &Filter::False, object_type, depth);
+            push_set(sql, &Filter::False, scope, depth);
         }
         Filter::Not(child) => {
-            push_set(sql, &Filter::True, object_type, depth);
+            push_set(sql, &Filter::True, scope, depth);
             sql.push(" EXCEPT ");
-            push_nested(sql, child, object_type, depth);
+            push_nested(sql, child, scope, depth);
         }
-        Filter::Extended { .. } => push_set(sql, &Filter::False, object_type, depth),
+        Filter::Extended { .. } => push_set(sql, &Filter::False, scope, depth),
+        Filter::Present(field) if scope.relationship(field).is_some() => {
+            if let Some((property, rest)) = scope.relationship(field) {
+                push_relationship_leaf(sql, scope, property, rest, &|sql: &mut Sql| {
+                    sql.push(" IS NOT NULL");
+                });
+            }
+        }
+        Filter::Comparison { field, op, value } if scope.relationship(field).is_some() => {
+            if let Some(relationship) = scope.relationship(field) {
+                push_relationship_comparison(sql, scope, relationship, *op, value, depth);
+            }
+        }
         Filter::Present(field) => {
             push_leaf(sql, object_type, &field.to_string(), |sql| {
                 sql.push(" AND kind > ").bind(Bind::SmallInt(KIND_NULL));
             });
         }
-        Filter::Comparison { field, op, value } => {
-            push_comparison(sql, object_type, &field.to_string(), *op, value, depth)
-        }
+        Filter::Comparison { field, op, value } => push_comparison(sql, scope, &field.to_string(), *op, value, depth),
     }
 }
 
 /// A set as one operand of a compound select (wrapped, since SQLite does not accept a
 /// parenthesised compound as an operand).
-fn push_nested(sql: &mut Sql, filter: &Filter, object_type: &str, depth: &mut usize) {
+fn push_nested(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>, depth: &mut usize) {
     *depth += 1;
     let alias = format!("s{depth}");
     sql.push("SELECT v FROM (");
-    push_set(sql, filter, object_type, depth);
+    push_set(sql, filter, scope, depth);
     sql.push(&format!(") {alias}"));
 }
 
@@ -260,11 +379,12 @@ fn comparison_sql(op: ComparisonOp) -> &'static str {
     }
 }
 
-fn push_comparison(sql: &mut Sql, object_type: &str, prop: &str, op: ComparisonOp, value: &Literal, depth: &mut usize) {
+fn push_comparison(sql: &mut Sql, scope: &Scope<'_>, prop: &str, op: ComparisonOp, value: &Literal, depth: &mut usize) {
+    let object_type = scope.object_type;
     match value {
         Literal::Null if op == ComparisonOp::Eq => {
             // Missing or null: every object without a non-null value, plus arrays holding null.
-            push_nested(sql, &Filter::True, object_type, depth);
+            push_nested(sql, &Filter::True, scope, depth);
             sql.push(" EXCEPT SELECT v FROM (");
             push_leaf(sql, object_type, prop, |sql| {
                 sql.push(" AND kind > ").bind(Bind::SmallInt(KIND_NULL));
@@ -275,7 +395,7 @@ fn push_comparison(sql: &mut Sql, object_type: &str, prop: &str, op: ComparisonO
             });
             sql.push(") nl");
         }
-        Literal::Null => push_set(sql, &Filter::False, object_type, depth),
+        Literal::Null => push_set(sql, &Filter::False, scope, depth),
         Literal::String(text) => {
             let (key, full) = split_key(fold_string(text));
             match (op, full) {
@@ -350,13 +470,13 @@ fn push_comparison(sql: &mut Sql, object_type: &str, prop: &str, op: ComparisonO
 }
 
 /// Appends the condition (on the alias `o`) selecting the matching objects of the type.
-pub(crate) fn push_condition(sql: &mut Sql, filter: &Filter, object_type: &str) {
+pub(crate) fn push_condition(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>) {
     if *filter == Filter::True {
-        sql.push("o.otype = ").bind_text(object_type);
+        sql.push("o.otype = ").bind_text(scope.object_type);
         return;
     }
     sql.push("o.pk IN (");
-    push_set(sql, filter, object_type, &mut 0);
+    push_set(sql, filter, scope, &mut 0);
     sql.push(")");
 }
 
@@ -469,7 +589,7 @@ impl Store {
                 }
                 let mut sql = Sql::uncached("SELECT COUNT(*) FROM objects o WHERE ");
                 sql.set_cacheable(cacheable);
-                push_condition(&mut sql, query.filter, query.object_type);
+                push_condition(&mut sql, query.filter, &query.scope());
                 let count: i64 = sql.typed::<BigInt>().get_result(conn)?;
                 Some(u64::try_from(count).unwrap_or_default())
             } else {
@@ -516,7 +636,7 @@ fn select_from_objects(query: &ObjectQuery<'_>, cacheable: bool) -> Sql {
 
 fn push_where(sql: &mut Sql, query: &ObjectQuery<'_>) {
     sql.push(" WHERE ");
-    push_condition(sql, query.filter, query.object_type);
+    push_condition(sql, query.filter, &query.scope());
 }
 
 fn creation_order_page(
@@ -560,7 +680,7 @@ fn single_key_page(
             .push(" AND s.sorted = 1");
         if *query.filter != Filter::True {
             sql.push(" AND ");
-            push_condition(&mut sql, query.filter, query.object_type);
+            push_condition(&mut sql, query.filter, &query.scope());
         }
         let direction = if key.ascending { "ASC" } else { "DESC" };
         if let Some((Some((kind, num, text)), pk)) = &position {

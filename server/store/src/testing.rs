@@ -120,7 +120,14 @@ pub struct CompiledFilter {
 /// targets can check that every literal is bound and none reaches the SQL text.
 pub fn compile_filter(filter: &ferridm_core::filter::Filter, object_type: &str) -> CompiledFilter {
     let mut sql = crate::sql::Sql::uncached("");
-    crate::query::push_condition(&mut sql, filter, object_type);
+    crate::query::push_condition(
+        &mut sql,
+        filter,
+        &crate::query::Scope {
+            object_type,
+            relationships: &[],
+        },
+    );
     let (text, binds) = sql.text_and_binds();
     let texts = binds
         .iter()

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::connection::DbConnection;
 use crate::flatten::{IndexSpec, Limits, unique_values};
 use crate::objects::{NewObject, StoredObject, find, insert_index, object_from_columns};
+use crate::relationships::{Edge, RelationshipSet, all_edges_of, managed_collection, sync_sets};
 use crate::schema::{objects, store_settings};
 use crate::settings::upsert_setting;
 use crate::sql::Sql;
@@ -45,6 +46,11 @@ impl Snapshot<'_> {
             .select((objects::otype, diesel::dsl::count_star()))
             .load::<(String, i64)>(self.conn)?;
         Ok(rows.into_iter().collect())
+    }
+
+    /// Every edge the objects `ids` of type `object_type` hold, under any of their properties.
+    pub fn edges_of(&mut self, object_type: &str, ids: &[&str]) -> Result<Vec<Edge>, StoreError> {
+        all_edges_of(self.conn, &managed_collection(object_type), ids)
     }
 
     /// Up to `limit` objects (of every type) with an internal key above `after`, in key order;
@@ -96,6 +102,9 @@ pub struct RestoredObject<'a> {
     pub meta: &'a Object,
     /// Indexing rules of the type.
     pub index: &'a IndexSpec,
+    /// Its relationships: the edges each property holds (an edge listed by both of its
+    /// objects is stored once).
+    pub relationships: &'a [RelationshipSet],
 }
 
 /// Why an object cannot be restored next to what is stored.
@@ -222,6 +231,12 @@ impl Store {
                     index: object.index,
                 };
                 insert_index(conn, pk, &indexed, Limits::Waived)?;
+                sync_sets(
+                    conn,
+                    &managed_collection(object.object_type),
+                    object.id,
+                    object.relationships,
+                )?;
             }
             if let Some((name, value)) = checkpoint {
                 upsert_setting(conn, name, value)?;
@@ -249,6 +264,7 @@ mod tests {
         IndexSpec {
             hidden: vec!["password".into()],
             unique: vec!["userName".into()],
+            relationships: vec![],
         }
     }
 
@@ -271,6 +287,7 @@ mod tests {
                 content: &content,
                 meta: &meta,
                 index: &spec,
+                relationships: &[],
             };
             store.restore_batch(&[restored], Some(("import:test", "1"))).unwrap();
             assert_eq!(store.setting("import:test").unwrap().as_deref(), Some("1"));

@@ -19,6 +19,7 @@ fn spec() -> IndexSpec {
     IndexSpec {
         hidden: vec!["password".into()],
         unique: vec!["userName".into()],
+        relationships: vec![],
     }
 }
 

@@ -5,6 +5,7 @@
 //! conditional-write loop is [`write`]'s.
 
 pub mod query;
+mod relationships;
 mod triggers;
 pub mod view;
 mod write;
@@ -233,15 +234,17 @@ impl<'a> ManagedObjects<'a> {
         }
     }
 
-    /// Stores a changed object (update and patch): the `onUpdate` trigger, hashing, metadata.
+    /// Stores a changed object (update and patch): the `onUpdate` trigger, hashing, metadata,
+    /// and the edges of the relationship properties `next` holds (which leave its content).
     fn store_update(&self, id: &str, current: &StoredObject, mut next: Object) -> Result<Attempt> {
         if let Some(on_update) = &self.object_type.triggers.on_update {
             next = self.run_trigger(on_update, id, &next, Some(&current.content))?;
             strip_reserved(&mut next);
         }
         self.hash_secrets(&mut next, Some(&current.content))?;
+        let relationships = self.take_relationships(&mut next)?;
         let meta = self.changed_meta(&current.meta, &next);
-        Ok(Attempt::Stored(self.ctx.state.store.update(
+        Ok(Attempt::Stored(self.ctx.state.store.update_related(
             self.object_type.name(),
             id,
             current.rev,
@@ -250,7 +253,27 @@ impl<'a> ManagedObjects<'a> {
                 meta: meta.as_ref(),
                 index: &self.object_type.index,
             },
+            &relationships,
         )))
+    }
+
+    /// True when `next` (a replacement of `current`, relationship properties inline) changes
+    /// nothing: the same content, and the relationships it names hold the same references.
+    fn unchanged(&self, current: &StoredObject, next: &Object) -> Result<bool> {
+        let mut content = next.clone();
+        let relationships = self.take_relationships_unchecked(&mut content)?;
+        if content != current.content {
+            return Ok(false);
+        }
+        if relationships.is_empty() {
+            return Ok(true);
+        }
+        let names: Vec<&str> = relationships.iter().map(|set| set.property.as_str()).collect();
+        let related = self
+            .related([(current.id.as_str(), &current.content)], &names)?
+            .remove(&current.id)
+            .unwrap_or_default();
+        Ok(!self.relationships_change(&relationships, &related)?)
     }
 
     /// Ends the sessions of an account whose credentials (hashed properties) or
@@ -340,18 +363,22 @@ impl<'a> ManagedObjects<'a> {
             strip_reserved(&mut content);
         }
         self.hash_secrets(&mut content, None)?;
+        let relationships = self.take_relationships(&mut content)?;
         let meta = self.new_meta(&content);
         let stored = self
             .ctx
             .state
             .store
-            .insert(NewObject {
-                object_type: self.object_type.name(),
-                id: &id,
-                content: &content,
-                meta: &meta,
-                index: &self.object_type.index,
-            })
+            .insert_related(
+                NewObject {
+                    object_type: self.object_type.name(),
+                    id: &id,
+                    content: &content,
+                    meta: &meta,
+                    index: &self.object_type.index,
+                },
+                &relationships,
+            )
             .map_err(|error| match error {
                 StoreError::UniqueViolation { property } => {
                     self.unique_conflict(Some(&id), &property, POLICY_FAILED_WRITE)
@@ -448,6 +475,20 @@ impl<'a> ManagedObjects<'a> {
         self.check_size(&content)?;
         let written = self.write_loop(id, if_match, "Update", POLICY_FAILED_WRITE, |current| {
             let mut next = content.clone();
+            // Relationships the new content does not name keep their edges; references an
+            // older write left inline move into edges, with those.
+            let kept: Vec<&str> = self
+                .relationships_kept(&current.content, &[])
+                .into_iter()
+                .filter(|name| !next.contains_key(*name))
+                .collect();
+            if !kept.is_empty() {
+                let related = self
+                    .related([(current.id.as_str(), &current.content)], &kept)?
+                    .remove(&current.id)
+                    .unwrap_or_default();
+                next.extend(related);
+            }
             for private in &self.object_type.private {
                 if !next.contains_key(private)
                     && let Some(value) = current.content.get(private)
@@ -455,7 +496,7 @@ impl<'a> ManagedObjects<'a> {
                     next.insert(private.clone(), value.clone());
                 }
             }
-            if next == current.content {
+            if self.unchanged(current, &next)? {
                 return Ok(Attempt::Unchanged);
             }
             if let Some(on_validate) = &self.object_type.triggers.on_validate {
@@ -485,9 +526,20 @@ impl<'a> ManagedObjects<'a> {
         fields: &FieldSelection,
     ) -> Result<Resource> {
         let transformer = ScriptTransformer { ctx: self.ctx };
+        let touched = patch::touched_properties(operations);
+        let patched_relationships = self.relationships_among(&touched);
         let written = self.write_loop(id, if_match, "Patch", POLICY_FAILED_PATCH, |current| {
-            let mut working = Value::Object(current.content.clone());
-            let modified = patch::apply_patch(&mut working, operations, &transformer).map_err(Error::from)?;
+            // The relationships the patch touches are patched as the references a read shows.
+            let relationships = self.relationships_kept(&current.content, &patched_relationships);
+            let related = self
+                .related([(current.id.as_str(), &current.content)], &relationships)?
+                .remove(&current.id)
+                .unwrap_or_default();
+            let mut working = current.content.clone();
+            working.extend(related.clone());
+            let operations = relationships::matching_removals(operations, &related);
+            let mut working = Value::Object(working);
+            let modified = patch::apply_patch(&mut working, &operations, &transformer).map_err(Error::from)?;
             let Value::Object(mut next) = working else {
                 return Err(Error::bad_request("The patched object is no longer a JSON object"));
             };
@@ -495,17 +547,24 @@ impl<'a> ManagedObjects<'a> {
             for virtual_property in &self.object_type.virtuals {
                 next.remove(&virtual_property.name);
             }
-            if !modified || next == current.content {
+            // A relationship the patch removed loses its edges.
+            let removed: Vec<&str> = relationships
+                .iter()
+                .copied()
+                .filter(|name| !next.contains_key(*name))
+                .collect();
+            let mut written = next.clone();
+            written.extend(removed.iter().map(|name| ((*name).to_owned(), Value::Null)));
+            if !modified || self.unchanged(current, &written)? {
                 return Ok(Attempt::Unchanged);
             }
             self.check_size(&next)?;
-            let touched = patch::touched_properties(operations);
             self.enforce_patch(
                 id,
                 &self.without_hashed_secrets(&next, Some(&current.content)),
                 &touched,
             )?;
-            self.store_update(id, current, next)
+            self.store_update(id, current, written)
         })?;
         self.updated("PATCH", id, written, fields)
     }
@@ -581,11 +640,20 @@ impl<'a> ManagedObjects<'a> {
         let page = self.run_query(request, request.paging.page_size)?;
         let ids_only = FieldSelection::parse(["_id"]);
         let fields = if request.ids_only { &ids_only } else { fields };
+        let shown = self.relationships_shown(fields);
+        let mut related = self.related(
+            page.objects.iter().map(|stored| (stored.id.as_str(), &stored.content)),
+            &shown,
+        )?;
         Ok(QueryResponse {
             result: page
                 .objects
                 .into_iter()
-                .map(|stored| self.view(stored, fields).map(Resource::into_json))
+                .map(|stored| {
+                    let relationships = related.remove(&stored.id).unwrap_or_default();
+                    self.view_related(stored, fields, relationships)
+                        .map(Resource::into_json)
+                })
                 .collect::<Result<Vec<_>>>()?,
             paged_results_cookie: page.cookie,
             total: page.total,

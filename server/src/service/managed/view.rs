@@ -8,6 +8,7 @@ use ferridm_store::StoredObject;
 use serde_json::{Value, json};
 
 use super::ManagedObjects;
+use super::relationships::effective_roles;
 use crate::service::storage_error;
 
 /// A resource as returned: id, revision and the filtered content.
@@ -43,8 +44,25 @@ impl Resource {
 
 impl ManagedObjects<'_> {
     /// The content a caller may see: private properties removed and `onRead` run for clients,
-    /// virtual properties computed, `_meta` when asked for, then `_fields` applied.
+    /// the relationships it carries read, virtual properties computed, `_meta` when asked for,
+    /// then `_fields` applied.
     pub(super) fn view(&self, stored: StoredObject, fields: &FieldSelection) -> Result<Resource> {
+        let shown = self.relationships_shown(fields);
+        let related = self
+            .related([(stored.id.as_str(), &stored.content)], &shown)?
+            .remove(&stored.id)
+            .unwrap_or_default();
+        self.view_related(stored, fields, related)
+    }
+
+    /// [`Self::view`] with the object's relationships already read (a query reads those of a
+    /// whole page at once).
+    pub(super) fn view_related(
+        &self,
+        stored: StoredObject,
+        fields: &FieldSelection,
+        related: Object,
+    ) -> Result<Resource> {
         let StoredObject {
             id,
             rev,
@@ -52,18 +70,18 @@ impl ManagedObjects<'_> {
             meta,
             ..
         } = stored;
-        let virtuals: Vec<(String, Value)> = self
-            .object_type
-            .virtuals
-            .iter()
-            .map(|virtual_property| {
-                let value = match virtual_property.name.as_str() {
-                    "effectiveRoles" => effective_roles(&visible),
-                    _ => virtual_property.default.clone(),
-                };
-                (virtual_property.name.clone(), value)
-            })
-            .collect();
+        let mut virtuals: Vec<(String, Value)> = Vec::with_capacity(self.object_type.virtuals.len());
+        for virtual_property in &self.object_type.virtuals {
+            let value = match virtual_property.name.as_str() {
+                "effectiveRoles" => effective_roles(&related),
+                "effectiveAssignments" if fields.includes_defaults() || fields.mentions("effectiveAssignments") => {
+                    self.effective_assignments(&effective_roles(&related))?
+                }
+                _ => virtual_property.default.clone(),
+            };
+            virtuals.push((virtual_property.name.clone(), value));
+        }
+        visible.extend(related);
         if self.ctx.is_client() {
             for private in &self.object_type.private {
                 visible.remove(private);
@@ -148,20 +166,4 @@ impl ManagedObjects<'_> {
             Err(error) => tracing::error!("profile completeness could not be computed: {error}"),
         }
     }
-}
-
-/// `effectiveRoles`: a reference for every role in the `roles` property.
-fn effective_roles(content: &Object) -> Value {
-    let roles = content
-        .get("roles")
-        .and_then(Value::as_array)
-        .map(|roles| {
-            roles
-                .iter()
-                .filter_map(|role| role.get("_ref").and_then(Value::as_str))
-                .map(|reference| json!({"_ref": reference}))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    Value::Array(roles)
 }

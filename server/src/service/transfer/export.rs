@@ -2,10 +2,11 @@
 //! and written as it is read (memory does not grow with the data), with the conf directory and
 //! scripts.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ferridm_store::{Snapshot, Store, StoreError};
+use ferridm_store::{Snapshot, SnapshotObject, Store, StoreError};
 use serde_json::{Map, Value, json};
 
 use super::{EXPORT_FORMAT, EXPORT_VERSION, OBJECTS_FILE};
@@ -176,6 +177,37 @@ fn write_line(out: &mut dyn Write, record: &Value, path: &Path) -> Result<(), Ex
     out.write_all(b"\n").map_err(io_error(path))
 }
 
+/// The references of each object of a page, by (type, id): each property with its references.
+type PageReferences = HashMap<(String, String), Vec<(String, Vec<Value>)>>;
+
+/// The references the objects of `page` hold, by (type, id) and property, as
+/// `{_ref, _refProperties}` lists: every relationship is written as an array (a single
+/// reference as an array of one), which an import reads back for either kind.
+fn page_references(snapshot: &mut Snapshot<'_>, page: &[SnapshotObject]) -> Result<PageReferences, ExportError> {
+    let mut ids_by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for item in page {
+        ids_by_type.entry(&item.object_type).or_default().push(&item.object.id);
+    }
+    let mut references = PageReferences::new();
+    for (object_type, ids) in ids_by_type {
+        for edge in snapshot.edges_of(object_type, &ids)? {
+            let mut properties = edge.properties;
+            properties.insert("_id".to_owned(), Value::String(edge.id));
+            properties.insert("_rev".to_owned(), Value::String(edge.rev.to_string()));
+            let reference = json!({
+                "_ref": format!("{}/{}", edge.collection, edge.target_id),
+                "_refProperties": properties,
+            });
+            let held = references.entry((object_type.to_owned(), edge.owner_id)).or_default();
+            match held.iter_mut().find(|(property, _)| *property == edge.property) {
+                Some((_, list)) => list.push(reference),
+                None => held.push((edge.property, vec![reference])),
+            }
+        }
+    }
+    Ok(references)
+}
+
 /// Writes the snapshot's objects page by page, then the `end` record; returns how many.
 fn write_objects(
     snapshot: &mut Snapshot<'_>,
@@ -189,15 +221,28 @@ fn write_objects(
         let page = snapshot.objects_after(after, PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.object.pk;
+        let mut references = page_references(snapshot, &page)?;
         for item in page {
             let mut object = Map::new();
             object.insert("_id".to_owned(), Value::String(item.object.id));
             object.insert("_rev".to_owned(), Value::String(item.object.rev.to_string()));
             object.insert("_meta".to_owned(), Value::Object(item.object.meta));
             object.extend(item.object.content);
+            let key = (item.object_type, object["_id"].as_str().unwrap_or_default().to_owned());
+            for (property, held) in references.remove(&key).unwrap_or_default() {
+                // Inline references an older write left in the content come along.
+                let mut all = match object.remove(&property) {
+                    Some(Value::Array(inline)) => inline,
+                    Some(Value::Null) | None => Vec::new(),
+                    Some(single) => vec![single],
+                };
+                all.extend(held);
+                object.insert(property, Value::Array(all));
+            }
+            let object_type = key.0;
             write_line(
                 out,
-                &json!({"kind": "object", "type": item.object_type, "object": object}),
+                &json!({"kind": "object", "type": object_type, "object": object}),
                 path,
             )?;
             written += 1;

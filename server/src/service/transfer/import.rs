@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferridm_core::{Error, Object, Revision};
-use ferridm_store::{RestoreConflict, RestoredObject, StoreError, unique_keys};
+use ferridm_store::{RelationshipSet, RestoreConflict, RestoredObject, StoreError, unique_keys};
 use serde_json::Value;
 
 use super::{EXPORT_FORMAT, OBJECTS_FILE};
@@ -128,6 +128,7 @@ struct Prepared {
     rev: Revision,
     content: Object,
     meta: Object,
+    relationships: Vec<RelationshipSet>,
 }
 
 /// Imports `options.path` into the store of `ctx`, writing the report of failed objects (one
@@ -219,6 +220,7 @@ pub fn import(
                 content: &prepared.content,
                 meta: &prepared.meta,
                 index: &managed.managed_type().index,
+                relationships: &prepared.relationships,
             })
             .collect();
         let value = last_ordinal.to_string();
@@ -431,6 +433,9 @@ fn prepare(ctx: &RequestContext, record: &Record, idm_keys: &IdmKeys) -> Result<
         Some(Value::Object(meta)) if exported => Some(meta),
         _ => None,
     };
+    let relationships = managed
+        .take_imported_relationships(&mut object)
+        .map_err(|error| fail(describe(&error)))?;
     let content = managed
         .validate_import(&id, object, !exported)
         .map_err(|error| fail(describe(&error)))?;
@@ -441,6 +446,7 @@ fn prepare(ctx: &RequestContext, record: &Record, idm_keys: &IdmKeys) -> Result<
         rev,
         content,
         meta,
+        relationships,
     })
 }
 

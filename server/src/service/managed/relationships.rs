@@ -1,0 +1,391 @@
+//! Relationship properties of managed objects (IDM §2.9, §2.11): references written in an
+//! object's content are taken out of it and stored as edges (`ferridm_store::Edge`); reads put
+//! them back in IDM's wire shape, `{_ref, _refResourceCollection, _refResourceId,
+//! _refProperties: {_id, _rev, …}}`, for the relationships a response carries, one query for a
+//! whole page of objects. `effectiveRoles` and `effectiveAssignments` are computed from the
+//! `roles` edges natively.
+//!
+//! Objects written before relationships had edges may still hold references inline; they are
+//! shown with the edges and move into edges on the object's next write.
+
+use std::collections::HashMap;
+
+use ferridm_core::fields::FieldSelection;
+use ferridm_core::patch::{PatchOp, PatchOperation};
+use ferridm_core::{Error, Object, Result};
+use ferridm_store::{Edge, EdgeTarget, RelationshipSet};
+use serde_json::{Value, json};
+
+use super::ManagedObjects;
+use crate::config::RelationshipProperty;
+use crate::service::storage_error;
+
+/// The relationship a user's `effectiveRoles` and `effectiveAssignments` follow.
+const ROLES: &str = "roles";
+/// The relationship of roles to their assignments.
+const ASSIGNMENTS: &str = "assignments";
+
+/// The wire form of an edge, seen from its owner.
+fn reference(edge: &Edge) -> Value {
+    let mut properties = edge.properties.clone();
+    properties.insert("_id".to_owned(), Value::String(edge.id.clone()));
+    properties.insert("_rev".to_owned(), Value::String(edge.rev.to_string()));
+    json!({
+        "_ref": format!("{}/{}", edge.collection, edge.target_id),
+        "_refResourceCollection": edge.collection,
+        "_refResourceId": edge.target_id,
+        "_refProperties": properties,
+    })
+}
+
+/// The target a reference names: its `_ref` split into collection and id, and its
+/// `_refProperties` without the edge's `_id` and `_rev`.
+fn target_of(property: &RelationshipProperty, reference: &Value) -> Result<EdgeTarget> {
+    let invalid = |why: &str| {
+        Error::bad_request(format!(
+            "The value of relationship property '{}' is not valid: {why}",
+            property.name
+        ))
+    };
+    let Value::Object(reference) = reference else {
+        return Err(invalid("each reference must be an object with a _ref"));
+    };
+    let Some(Value::String(path)) = reference.get("_ref") else {
+        return Err(invalid("a reference has no _ref"));
+    };
+    let Some((collection, id)) = path.rsplit_once('/').filter(|(c, id)| !c.is_empty() && !id.is_empty()) else {
+        return Err(invalid(&format!("'{path}' names no object")));
+    };
+    if !property.collections.is_empty() && !property.collections.iter().any(|c| c == collection) {
+        return Err(invalid(&format!(
+            "'{path}' is not in its resource collections ({})",
+            property.collections.join(", ")
+        )));
+    }
+    let mut properties = match reference.get("_refProperties") {
+        None | Some(Value::Null) => Object::new(),
+        Some(Value::Object(properties)) => properties.clone(),
+        Some(_) => return Err(invalid("_refProperties must be an object")),
+    };
+    properties.remove("_id");
+    properties.remove("_rev");
+    Ok(EdgeTarget {
+        collection: collection.to_owned(),
+        id: id.to_owned(),
+        properties,
+    })
+}
+
+/// The targets a property's value names, each once (the first mention wins).
+fn targets_of(property: &RelationshipProperty, value: &Value) -> Result<Vec<EdgeTarget>> {
+    let references: Vec<&Value> = match value {
+        Value::Null => Vec::new(),
+        Value::Array(items) if property.many => items.iter().collect(),
+        Value::Array(_) => {
+            return Err(Error::bad_request(format!(
+                "The relationship property '{}' holds one reference, not an array",
+                property.name
+            )));
+        }
+        single if !property.many => vec![single],
+        _ => {
+            return Err(Error::bad_request(format!(
+                "The relationship property '{}' holds an array of references",
+                property.name
+            )));
+        }
+    };
+    let mut targets: Vec<EdgeTarget> = Vec::with_capacity(references.len());
+    for reference in references {
+        let target = target_of(property, reference)?;
+        if !targets
+            .iter()
+            .any(|t| t.collection == target.collection && t.id == target.id)
+        {
+            targets.push(target);
+        }
+    }
+    Ok(targets)
+}
+
+/// The targets in a comparable order.
+fn sorted(mut targets: Vec<EdgeTarget>) -> Vec<EdgeTarget> {
+    targets.sort_by(|a, b| (&a.collection, &a.id).cmp(&(&b.collection, &b.id)));
+    targets
+}
+
+impl ManagedObjects<'_> {
+    /// Takes the relationship properties `content` holds out of it and returns the edges each
+    /// must hold after the write. A reference to a missing object of a `validate`d
+    /// relationship is refused (400), as is a value that is no reference.
+    pub(super) fn take_relationships(&self, content: &mut Object) -> Result<Vec<RelationshipSet>> {
+        let sets = self.take_relationships_unchecked(content)?;
+        for set in &sets {
+            if self.object_type.relationship(&set.property).is_some_and(|p| p.validate) {
+                for target in &set.targets {
+                    self.check_target_exists(target)?;
+                }
+            }
+        }
+        Ok(sets)
+    }
+
+    /// [`Self::take_relationships`] without looking the referenced objects up.
+    pub(super) fn take_relationships_unchecked(&self, content: &mut Object) -> Result<Vec<RelationshipSet>> {
+        let mut sets = Vec::new();
+        for property in &self.object_type.relationships {
+            let Some(value) = content.shift_remove(&property.name) else {
+                continue;
+            };
+            let targets = targets_of(property, &value)?;
+            sets.push(RelationshipSet {
+                property: property.name.clone(),
+                reverse: property.reverse.clone(),
+                targets,
+            });
+        }
+        Ok(sets)
+    }
+
+    /// The relationships of an object being imported, taken out of it: as a write takes them,
+    /// except that a single reference may come as an array of one (as an export writes every
+    /// relationship), and the referenced objects are not looked up (they may come later in
+    /// the same import).
+    pub fn take_imported_relationships(&self, content: &mut Object) -> Result<Vec<RelationshipSet>> {
+        for property in self.object_type.relationships.iter().filter(|p| !p.many) {
+            if let Some(Value::Array(items)) = content.get_mut(&property.name)
+                && items.len() <= 1
+            {
+                let single = items.pop().unwrap_or(Value::Null);
+                content.insert(property.name.clone(), single);
+            }
+        }
+        self.take_relationships_unchecked(content)
+    }
+
+    /// Refuses a reference to a managed object that does not exist.
+    fn check_target_exists(&self, target: &EdgeTarget) -> Result<()> {
+        let Some(type_name) = target.collection.strip_prefix("managed/") else {
+            return Ok(());
+        };
+        let exists = self.ctx.generation.managed.get(type_name).is_some()
+            && self
+                .ctx
+                .state
+                .store
+                .get(type_name, &target.id)
+                .map_err(storage_error)?
+                .is_some();
+        if exists {
+            Ok(())
+        } else {
+            Err(Error::bad_request(format!(
+                "The referenced relationship '{}/{}', does not exist",
+                target.collection, target.id
+            )))
+        }
+    }
+
+    /// True when `sets` would change the edges described by `current` (relationship values as
+    /// [`Self::related`] gives them).
+    pub(super) fn relationships_change(&self, sets: &[RelationshipSet], current: &Object) -> Result<bool> {
+        for set in sets {
+            let Some(property) = self.object_type.relationship(&set.property) else {
+                continue;
+            };
+            let before = targets_of(property, current.get(&set.property).unwrap_or(&Value::Null))?;
+            if sorted(before) != sorted(set.targets.clone()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The relationship properties and their values, of each object of `stored` (by id),
+    /// among `names`: the edges in wire shape (a singleton as one reference or null), with any
+    /// references an older write left inline in the content. One query for all of them.
+    pub(super) fn related<'s>(
+        &self,
+        stored: impl IntoIterator<Item = (&'s str, &'s Object)>,
+        names: &[&str],
+    ) -> Result<HashMap<String, Object>> {
+        let stored: Vec<(&str, &Object)> = stored.into_iter().collect();
+        if names.is_empty() || stored.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<&str> = stored.iter().map(|(id, _)| *id).collect();
+        let edges = self
+            .ctx
+            .state
+            .store
+            .edges(&self.collection(), &ids, names)
+            .map_err(storage_error)?;
+        let mut by_owner: HashMap<&str, Vec<&Edge>> = HashMap::new();
+        for edge in &edges {
+            by_owner.entry(edge.owner_id.as_str()).or_default().push(edge);
+        }
+        let mut related = HashMap::with_capacity(stored.len());
+        for (id, content) in stored {
+            let owned = by_owner.get(id).map(Vec::as_slice).unwrap_or_default();
+            let mut values = Object::new();
+            for name in names {
+                let Some(property) = self.object_type.relationship(name) else {
+                    continue;
+                };
+                let mut references: Vec<Value> = owned
+                    .iter()
+                    .filter(|edge| edge.property == *name)
+                    .map(|edge| reference(edge))
+                    .collect();
+                let inline = match content.get(*name) {
+                    Some(Value::Array(items)) => items.clone(),
+                    Some(Value::Null) | None => Vec::new(),
+                    Some(single) => vec![single.clone()],
+                };
+                for legacy in inline {
+                    let reference = legacy.get("_ref").cloned();
+                    if !references.iter().any(|r| r.get("_ref") == reference.as_ref()) {
+                        references.push(legacy);
+                    }
+                }
+                let value = if property.many {
+                    Value::Array(references)
+                } else {
+                    references.into_iter().next().unwrap_or(Value::Null)
+                };
+                values.insert((*name).to_owned(), value);
+            }
+            related.insert(id.to_owned(), values);
+        }
+        Ok(related)
+    }
+
+    /// The relationship properties a response with `fields` carries (or needs, for the
+    /// virtual properties computed from them).
+    pub(super) fn relationships_shown(&self, fields: &FieldSelection) -> Vec<&str> {
+        let shown_virtual = |name: &str| {
+            fields.mentions(name)
+                || (fields.includes_defaults()
+                    && self
+                        .object_type
+                        .virtuals
+                        .iter()
+                        .any(|v| v.name == name && v.return_by_default))
+        };
+        let needs_roles = shown_virtual("effectiveRoles") || shown_virtual("effectiveAssignments");
+        self.object_type
+            .relationships
+            .iter()
+            .filter(|property| {
+                fields.mentions(&property.name)
+                    || fields.includes_references()
+                    || (fields.includes_defaults() && !self.object_type.hidden_relationships.contains(&property.name))
+                    || (needs_roles && property.name == ROLES)
+            })
+            .map(|property| property.name.as_str())
+            .collect()
+    }
+
+    /// The relationship properties a write replacing `current` must read to keep: those in
+    /// `wanted`, and those an older write left inline in its content (which move into edges
+    /// now, with the edges already there).
+    pub(super) fn relationships_kept<'n>(&'n self, current: &Object, wanted: &[&'n str]) -> Vec<&'n str> {
+        self.object_type
+            .relationships
+            .iter()
+            .map(|property| property.name.as_str())
+            .filter(|name| wanted.contains(name) || current.contains_key(*name))
+            .collect()
+    }
+
+    /// The relationship properties among `touched`.
+    pub(super) fn relationships_among(&self, touched: &[String]) -> Vec<&str> {
+        self.object_type
+            .relationships
+            .iter()
+            .map(|property| property.name.as_str())
+            .filter(|name| touched.iter().any(|t| t == name))
+            .collect()
+    }
+
+    /// `effectiveAssignments`: the assignments of the roles in `effective_roles`, each object as
+    /// stored, once.
+    pub(super) fn effective_assignments(&self, effective_roles: &Value) -> Result<Value> {
+        let role_ids: Vec<&str> = effective_roles
+            .as_array()
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter(|role| role.get("_refResourceCollection").and_then(Value::as_str) == Some("managed/role"))
+                    .filter_map(|role| role.get("_refResourceId").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if role_ids.is_empty() || self.ctx.generation.managed.get("assignment").is_none() {
+            return Ok(Value::Array(Vec::new()));
+        }
+        let store = &self.ctx.state.store;
+        let edges = store
+            .edges("managed/role", &role_ids, &[ASSIGNMENTS])
+            .map_err(storage_error)?;
+        let mut assignments: Vec<Value> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
+        for edge in &edges {
+            if edge.collection != "managed/assignment" || seen.contains(&edge.target_id.as_str()) {
+                continue;
+            }
+            seen.push(&edge.target_id);
+            if let Some(stored) = store.get("assignment", &edge.target_id).map_err(storage_error)? {
+                let mut assignment = Object::with_capacity(stored.content.len() + 2);
+                assignment.insert("_id".to_owned(), Value::String(stored.id));
+                assignment.insert("_rev".to_owned(), Value::String(stored.rev.to_string()));
+                assignment.extend(stored.content);
+                assignments.push(Value::Object(assignment));
+            }
+        }
+        Ok(Value::Array(assignments))
+    }
+}
+
+/// The patch with each `remove` of a reference from a relationship array (`{"_ref": …}`, as
+/// clients send it) made to name the reference as a read shows it (with `_refProperties`,
+/// `_refResourceId`, …), so that it matches: IDM removes references by `_ref`.
+pub(super) fn matching_removals(operations: &[PatchOperation], related: &Object) -> Vec<PatchOperation> {
+    operations
+        .iter()
+        .map(|operation| {
+            let mut operation = operation.clone();
+            if operation.op == PatchOp::Remove
+                && operation.field.len() == 1
+                && let (Some(Value::Array(current)), Some(removed)) = (
+                    operation.field.first().and_then(|name| related.get(name)),
+                    operation.value.as_ref(),
+                )
+                && let Some(path) = removed.get("_ref")
+                && let Some(shown) = current.iter().find(|reference| reference.get("_ref") == Some(path))
+            {
+                operation.value = Some(shown.clone());
+            }
+            operation
+        })
+        .collect()
+}
+
+/// `effectiveRoles`: a reference for every role of the `roles` relationship in `related`.
+pub(super) fn effective_roles(related: &Object) -> Value {
+    let roles = related
+        .get(ROLES)
+        .and_then(Value::as_array)
+        .map(|roles| {
+            roles
+                .iter()
+                .filter_map(|role| role.get("_ref").and_then(Value::as_str))
+                .filter_map(|path| path.rsplit_once('/').map(|(collection, id)| (path, collection, id)))
+                .map(|(path, collection, id)| {
+                    json!({"_refResourceCollection": collection, "_refResourceId": id, "_ref": path})
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    Value::Array(roles)
+}

@@ -1,0 +1,322 @@
+//! Relationships between objects (IDM's edges), kept in their own table rather than inside the
+//! objects' JSON. An edge joins two ends, each an object (`managed/user` + id) and the property
+//! that holds the edge there (`roles`); the far end of a relationship without a reverse
+//! property has an empty property (a user's `authzRoles` to `internal/role/...`).
+//!
+//! Each edge is stored once, in a canonical direction: the end whose (collection, property, id)
+//! sorts first is `first`. A grant made from either side (a user's `roles`, a role's `members`)
+//! therefore meets the same unique key, so concurrent grants of one role to one user leave one
+//! edge. Reading an object's edges is two indexed lookups in one statement: as the first end,
+//! and as the second.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use ferridm_core::{Object, Revision};
+
+use crate::connection::DbConnection;
+use crate::sql::Sql;
+use crate::{Store, StoreError};
+
+/// An edge as seen from one of its objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// The edge id (`_refProperties._id`).
+    pub id: String,
+    /// The edge revision (`_refProperties._rev`).
+    pub rev: Revision,
+    /// The object the edge was read for.
+    pub owner_id: String,
+    /// The property of that object that holds the edge.
+    pub property: String,
+    /// The collection of the object at the other end (`managed/role`).
+    pub collection: String,
+    /// The id of the object at the other end.
+    pub target_id: String,
+    /// The edge's own properties (`_refProperties` without `_id` and `_rev`).
+    pub properties: Object,
+}
+
+/// The object at the far end of an edge, and the edge's own properties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeTarget {
+    /// Its collection (`managed/role`, `internal/role`).
+    pub collection: String,
+    /// Its id.
+    pub id: String,
+    /// The edge's own properties (`_refProperties` without `_id` and `_rev`).
+    pub properties: Object,
+}
+
+/// The edges one relationship property of an object holds after a write: exactly `targets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationshipSet {
+    /// The property (`roles`).
+    pub property: String,
+    /// The property that holds the edge on the targets (`members`), if the relationship has one.
+    pub reverse: Option<String>,
+    /// Every object the property refers to after the write, each once.
+    pub targets: Vec<EdgeTarget>,
+}
+
+/// One end of an edge: an object and the property holding the edge (empty for the far end of
+/// a relationship without a reverse property).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct End<'a> {
+    collection: &'a str,
+    property: &'a str,
+    id: &'a str,
+}
+
+/// The ends of an edge in stored order.
+fn canonical<'a>(near: End<'a>, far: End<'a>) -> (End<'a>, End<'a>) {
+    if !far.property.is_empty() && far < near {
+        (far, near)
+    } else {
+        (near, far)
+    }
+}
+
+type EdgeColumns = (i64, String, i64, String, String, String, String, String);
+type EdgeColumnTypes = (BigInt, Text, BigInt, Text, Text, Text, Text, Text);
+
+/// The edges held by `properties` of the objects `ids` of `collection`: as the first end, then as
+/// the second, each row naming the other end; in the order the edges were made.
+fn select_edges(
+    conn: &mut DbConnection,
+    collection: &str,
+    ids: &[&str],
+    properties: Option<&[&str]>,
+) -> Result<Vec<Edge>, StoreError> {
+    // The far end of a one-way edge holds it under no property: nothing reads it from there.
+    let properties: Option<Vec<&str>> =
+        properties.map(|names| names.iter().copied().filter(|p| !p.is_empty()).collect());
+    if ids.is_empty() || properties.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let one_each = ids.len() == 1 && properties.as_ref().is_some_and(|names| names.len() == 1);
+    let mut select = if one_each { Sql::cached("") } else { Sql::uncached("") };
+    for (index, (near, far)) in [("first", "second"), ("second", "first")].into_iter().enumerate() {
+        if index > 0 {
+            select.push(" UNION ALL ");
+        }
+        select
+            .push("SELECT pk, rid, rev, ")
+            .push(near)
+            .push("_id, ")
+            .push(near)
+            .push("_prop, ")
+            .push(far)
+            .push("_coll, ")
+            .push(far)
+            .push("_id, props FROM relationships WHERE ")
+            .push(near)
+            .push("_coll = ")
+            .bind_text(collection);
+        push_in(&mut select, &format!("{near}_id"), ids);
+        match &properties {
+            Some(names) => push_in(&mut select, &format!("{near}_prop"), names),
+            None => {
+                select.push(&format!(" AND {near}_prop <> ''"));
+            }
+        }
+    }
+    select.push(" ORDER BY 1");
+    let rows: Vec<EdgeColumns> = select.typed::<EdgeColumnTypes>().load(conn)?;
+    rows.into_iter()
+        .map(|(_pk, id, rev, owner_id, property, collection, target_id, props)| {
+            Ok(Edge {
+                id,
+                rev: Revision::from_i64(rev),
+                owner_id,
+                property,
+                collection,
+                target_id,
+                properties: serde_json::from_str(&props)?,
+            })
+        })
+        .collect()
+}
+
+/// Every edge held by the objects `ids` of `collection`, under any property.
+pub(crate) fn all_edges_of(conn: &mut DbConnection, collection: &str, ids: &[&str]) -> Result<Vec<Edge>, StoreError> {
+    select_edges(conn, collection, ids, None)
+}
+
+/// Appends ` AND column = ?` for one value, ` AND column IN (?, …)` for several.
+fn push_in(select: &mut Sql, column: &str, values: &[&str]) {
+    select.push(" AND ").push(column);
+    if let [only] = values {
+        select.push(" = ").bind_text(*only);
+        return;
+    }
+    select.push(" IN (");
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            select.push(", ");
+        }
+        select.bind_text(*value);
+    }
+    select.push(")");
+}
+
+/// Makes the edges of `property` of object `id` exactly `set.targets`: edges to objects no
+/// longer named are deleted, new ones inserted (an edge another writer inserted meanwhile is
+/// kept once), and kept ones whose properties changed get them and a new revision. Returns
+/// whether anything changed.
+fn sync_set(conn: &mut DbConnection, collection: &str, id: &str, set: &RelationshipSet) -> Result<bool, StoreError> {
+    let existing = select_edges(conn, collection, &[id], Some(&[set.property.as_str()]))?;
+    let mut changed = false;
+    for edge in &existing {
+        let wanted = set
+            .targets
+            .iter()
+            .find(|target| target.collection == edge.collection && target.id == edge.target_id);
+        match wanted {
+            None => {
+                let mut delete = Sql::cached("DELETE FROM relationships WHERE rid = ");
+                delete.bind_text(edge.id.clone());
+                delete.execute(conn)?;
+                changed = true;
+            }
+            Some(target) if target.properties != edge.properties => {
+                let mut update = Sql::cached("UPDATE relationships SET props = ");
+                update
+                    .bind_text(serde_json::to_string(&target.properties)?)
+                    .push(", rev = ")
+                    .bind_i64(edge.rev.next(rand::random()).to_i64())
+                    .push(" WHERE rid = ")
+                    .bind_text(edge.id.clone());
+                update.execute(conn)?;
+                changed = true;
+            }
+            Some(_) => {}
+        }
+    }
+    let near_property = set.property.as_str();
+    let far_property = set.reverse.as_deref().unwrap_or("");
+    for target in &set.targets {
+        if existing
+            .iter()
+            .any(|edge| edge.collection == target.collection && edge.target_id == target.id)
+        {
+            continue;
+        }
+        let near = End {
+            collection,
+            property: near_property,
+            id,
+        };
+        let far = End {
+            collection: &target.collection,
+            property: far_property,
+            id: &target.id,
+        };
+        let (first, second) = canonical(near, far);
+        let mut insert = Sql::cached(
+            "INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES (",
+        );
+        insert
+            .bind_text(uuid::Uuid::new_v4().to_string())
+            .push(", ")
+            .bind_i64(Revision::initial(rand::random()).to_i64())
+            .push(", ")
+            .bind_text(first.collection)
+            .push(", ")
+            .bind_text(first.id)
+            .push(", ")
+            .bind_text(first.property)
+            .push(", ")
+            .bind_text(second.collection)
+            .push(", ")
+            .bind_text(second.id)
+            .push(", ")
+            .bind_text(second.property)
+            .push(", ")
+            .bind_text(serde_json::to_string(&target.properties)?)
+            .push(") ON CONFLICT DO NOTHING");
+        changed |= insert.execute(conn)? > 0;
+    }
+    Ok(changed)
+}
+
+/// Syncs every set of object `id` (see [`sync_set`]); returns whether any edge changed.
+pub(crate) fn sync_sets(
+    conn: &mut DbConnection,
+    collection: &str,
+    id: &str,
+    sets: &[RelationshipSet],
+) -> Result<bool, StoreError> {
+    let mut changed = false;
+    for set in sets {
+        changed |= sync_set(conn, collection, id, set)?;
+    }
+    Ok(changed)
+}
+
+/// Deletes every edge with object `id` of `collection` at either end.
+pub(crate) fn delete_edges_of(conn: &mut DbConnection, collection: &str, id: &str) -> Result<usize, StoreError> {
+    let mut deleted = 0;
+    for end in ["first", "second"] {
+        let mut delete = Sql::cached("DELETE FROM relationships WHERE ");
+        delete
+            .push(end)
+            .push("_coll = ")
+            .bind_text(collection)
+            .push(" AND ")
+            .push(end)
+            .push("_id = ")
+            .bind_text(id);
+        deleted += delete.execute(conn)?;
+    }
+    Ok(deleted)
+}
+
+/// The collection of stored objects of `object_type`.
+pub(crate) fn managed_collection(object_type: &str) -> String {
+    format!("managed/{object_type}")
+}
+
+impl Store {
+    /// The edges held by `properties` of the objects `ids` of `collection`, in one statement
+    /// (a page of objects costs one query, not one per object), in the order they were made.
+    pub fn edges(&self, collection: &str, ids: &[&str], properties: &[&str]) -> Result<Vec<Edge>, StoreError> {
+        self.read(|conn| select_edges(conn, collection, ids, Some(properties)))
+    }
+
+    /// Makes the edges of object `id` of `collection` exactly those of `sets`, in one
+    /// transaction, without touching the object itself. Returns whether any edge changed.
+    pub fn set_edges(&self, collection: &str, id: &str, sets: &[RelationshipSet]) -> Result<bool, StoreError> {
+        self.write(|conn| sync_sets(conn, collection, id, sets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn either_side_of_a_reverse_relationship_stores_the_same_direction() {
+        let user = End {
+            collection: "managed/user",
+            property: "roles",
+            id: "u1",
+        };
+        let role = End {
+            collection: "managed/role",
+            property: "members",
+            id: "r1",
+        };
+        assert_eq!(canonical(user, role), canonical(role, user));
+        assert_eq!(canonical(user, role).0, role);
+        let internal = End {
+            collection: "internal/role",
+            property: "",
+            id: "openidm-admin",
+        };
+        assert_eq!(
+            canonical(user, internal),
+            (user, internal),
+            "a one-way edge starts at its owner"
+        );
+    }
+}
