@@ -497,3 +497,131 @@ fn queries_filter_on_relationships_from_either_side() {
         );
     });
 }
+
+#[test]
+fn a_relationship_is_a_sub_resource_to_query_create_read_and_delete() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let (first, second) = (role(&server, "sub1"), role(&server, "sub2"));
+        let id = create(&server, "user", &user_with(&unique("sub"), &json!({}))).body["_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let roles = format!("/openidm/managed/user/{id}/roles");
+        let made = server
+            .admin()
+            .post(
+                &format!("{roles}?_action=create"),
+                &json!({"_ref": format!("managed/role/{first}"), "_refProperties": {"note": "granted"}}),
+            )
+            .send();
+        assert_eq!(made.status, 201, "{}", made.text);
+        let edge = made.body["_id"].as_str().unwrap().to_owned();
+        assert_eq!(made.body["_refResourceId"], first.as_str());
+        assert_eq!(made.body["_refProperties"]["note"], "granted");
+        assert_eq!(made.body["_refProperties"]["_id"], edge.as_str());
+        assert_eq!(made.body["_rev"], made.body["_refProperties"]["_rev"]);
+        assert!(
+            made.header("location")
+                .is_some_and(|l| l.ends_with(&format!("/roles/{edge}")))
+        );
+
+        // The same target again is refused; a missing one too.
+        let again = server
+            .admin()
+            .post(
+                &format!("{roles}?_action=create"),
+                &json!({"_ref": format!("managed/role/{first}")}),
+            )
+            .send();
+        assert_eq!(again.status, 412, "{}", again.text);
+        let missing = server
+            .admin()
+            .post(
+                &format!("{roles}?_action=create"),
+                &json!({"_ref": "managed/role/none"}),
+            )
+            .send();
+        assert_eq!(missing.status, 400, "{}", missing.text);
+        let second_made = server
+            .admin()
+            .post(
+                &format!("{roles}?_action=create"),
+                &json!({"_ref": format!("managed/role/{second}")}),
+            )
+            .send();
+        assert_eq!(second_made.status, 201, "{}", second_made.text);
+
+        let all = read(&server, &format!("{roles}?_queryFilter=true"));
+        assert_eq!(all["resultCount"], 2, "{all}");
+        let granted = read(
+            &server,
+            &format!(
+                "{roles}?_queryFilter={}",
+                ferridm_tests::url_encode("_refProperties/note eq \"granted\"")
+            ),
+        );
+        assert_eq!(granted["result"].as_array().unwrap().len(), 1, "{granted}");
+        assert_eq!(granted["result"][0]["_id"], edge.as_str());
+
+        let one = read(&server, &format!("{roles}/{edge}"));
+        assert_eq!(one["_refResourceId"], first.as_str());
+        assert_eq!(server.admin().get(&format!("{roles}/no-such-edge")).send().status, 404);
+        assert_eq!(
+            server
+                .admin()
+                .get("/openidm/managed/user/no-such-user/roles?_queryFilter=true")
+                .send()
+                .status,
+            404
+        );
+
+        let deleted = server.admin().delete(&format!("{roles}/{edge}")).send();
+        assert_eq!(deleted.status, 200, "{}", deleted.text);
+        assert_eq!(deleted.body["_refResourceId"], first.as_str());
+        assert_eq!(server.admin().get(&format!("{roles}/{edge}")).send().status, 404);
+        let members = read(&server, &format!("/openidm/managed/role/{first}?_fields=members"));
+        assert_eq!(members["members"], json!([]));
+        let user = read(&server, &format!("/openidm/managed/user/{id}"));
+        assert_eq!(ids(&user["effectiveRoles"]), [second.as_str()]);
+
+        // A property that is no relationship is no sub-resource.
+        let not_one = server
+            .admin()
+            .get(&format!("/openidm/managed/user/{id}/mail?_queryFilter=true"))
+            .send();
+        assert_eq!(not_one.assert_error(403), "Sub-objects are not supported");
+    });
+}
+
+#[test]
+fn a_user_cannot_grant_themselves_a_role() {
+    let server = TestServer::start();
+    let role_id = role(&server, "self");
+    let name = unique("selfgrant");
+    let user = server.create_user(&name, Some("Passw0rd"));
+    let id = user["_id"].as_str().unwrap();
+    let me = server.user(&name, "Passw0rd");
+    let reference = json!({"_ref": format!("managed/role/{role_id}")});
+    let patched = me
+        .patch(
+            &format!("/openidm/managed/user/{id}"),
+            &json!([{"operation": "add", "field": "/roles/-", "value": reference}]),
+        )
+        .send();
+    assert_eq!(patched.status, 403, "{}", patched.text);
+    let created = me
+        .post(&format!("/openidm/managed/user/{id}/roles?_action=create"), &reference)
+        .send();
+    assert_eq!(created.status, 403, "{}", created.text);
+    let authz = me
+        .patch(
+            &format!("/openidm/managed/user/{id}"),
+            &json!([{"operation": "add", "field": "/authzRoles/-", "value": {"_ref": "internal/role/openidm-admin"}}]),
+        )
+        .send();
+    assert_eq!(authz.status, 403, "{}", authz.text);
+    let after = read(&server, &format!("/openidm/managed/user/{id}?_fields=roles,authzRoles"));
+    assert_eq!(after["roles"], json!([]));
+    assert_eq!(ids(&after["authzRoles"]), ["openidm-authorized"]);
+}

@@ -71,7 +71,13 @@ pub fn dispatch(ctx: &mut RequestContext, request: &Request, operation: &Operati
         ["cluster", node] if read => cluster::read(ctx, node),
         ["managed", type_name] => managed::collection(ctx, request, operation, type_name),
         ["managed", type_name, id] => managed::instance(ctx, request, operation, type_name, id),
-        ["managed", _, _, ..] => Err(managed::sub_object()),
+        ["managed", type_name, id, name] => {
+            managed::relationship_collection(ctx, request, operation, (type_name, id, name))
+        }
+        ["managed", type_name, id, name, edge] => {
+            managed::relationship_instance(ctx, operation, (type_name, id, name, edge))
+        }
+        ["managed", _, _, ..] => Err(crate::service::managed::sub_object()),
         ["internal", "user"] if query && !ctx.is_client() => client::query_internal_users(&request.params),
         ["internal", "user", name] if read && !ctx.is_client() => client::read_internal_user(name),
         ["selfservice", "profile", "completeness"] if read => selfservice::read_completeness(ctx, None),

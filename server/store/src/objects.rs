@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::connection::DbConnection;
 use crate::flatten::{IndexSpec, Limits, PropRow, index_rows, prop_key, unique_values};
-use crate::relationships::{RelationshipSet, delete_edges_of, managed_collection, sync_sets};
+use crate::relationships::{RelationshipSet, delete_edges_of, insert_sets, managed_collection, sync_sets};
 use crate::schema::objects;
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
@@ -324,7 +324,7 @@ impl Store {
                 Err(error) => return Err(error.into()),
             };
             insert_index(conn, pk, &NewObject { meta: &meta, ..new }, Limits::Enforced)?;
-            sync_sets(conn, &managed_collection(new.object_type), new.id, relationships)?;
+            insert_sets(conn, &managed_collection(new.object_type), new.id, relationships)?;
             Ok(pk)
         })?;
         Ok(StoredObject {

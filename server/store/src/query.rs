@@ -178,56 +178,71 @@ impl Scope<'_> {
     }
 }
 
-/// The column of an edge's far end a relationship filter's sub-field compares (`roles/_ref`,
-/// `roles/_refResourceId`, `roles/_refResourceCollection`), or `None` for any other.
-fn edge_column(rest: &[String], far: &str) -> Option<String> {
-    match rest {
-        [] => Some(format!("r.{far}_coll || '/' || r.{far}_id")),
-        [field] => match field.as_str() {
-            "_ref" => Some(format!("r.{far}_coll || '/' || r.{far}_id")),
-            "_refResourceId" => Some(format!("r.{far}_id")),
-            "_refResourceCollection" => Some(format!("r.{far}_coll")),
+/// What a relationship filter compares of an edge's far end.
+#[derive(Clone, Copy, PartialEq)]
+enum EdgeField {
+    /// `_ref` (or the relationship itself): collection and id.
+    Reference,
+    /// `_refResourceId`.
+    Id,
+    /// `_refResourceCollection`.
+    Collection,
+}
+
+impl EdgeField {
+    /// The field a filter's path below the relationship names, if it is one of these.
+    fn of(rest: &[String]) -> Option<Self> {
+        match rest {
+            [] => Some(Self::Reference),
+            [field] => match field.as_str() {
+                "_ref" => Some(Self::Reference),
+                "_refResourceId" => Some(Self::Id),
+                "_refResourceCollection" => Some(Self::Collection),
+                _ => None,
+            },
             _ => None,
-        },
-        _ => None,
+        }
+    }
+
+    /// The SQL expression of the field at the `far` end of edge `r`.
+    fn column(self, far: &str) -> String {
+        match self {
+            Self::Reference => format!("r.{far}_coll || '/' || r.{far}_id"),
+            Self::Id => format!("r.{far}_id"),
+            Self::Collection => format!("r.{far}_coll"),
+        }
     }
 }
 
-/// A leaf over a relationship: the objects holding, in `property`, an edge whose far end's
-/// `column` satisfies what `compare` appends (nothing for presence). Both directions an edge
-/// may be stored in are read, each through an index: by the far end's id when compared by it.
-fn push_relationship_leaf(
-    sql: &mut Sql,
-    scope: &Scope<'_>,
-    property: &str,
-    rest: &[String],
-    compare: &dyn Fn(&mut Sql),
-) {
+/// A leaf over a relationship: the objects holding, in `property`, an edge whose far end
+/// satisfies what `condition` appends (given the far end's column prefix, after ` AND `).
+/// Both directions an edge may be stored in are read; the indexes lead with each end's id, so
+/// a condition on the far end's id is an index probe.
+fn push_relationship_leaf(sql: &mut Sql, scope: &Scope<'_>, property: &str, condition: &dyn Fn(&mut Sql, &str)) {
     let collection = crate::relationships::managed_collection(scope.object_type);
     for (index, (near, far)) in [("first", "second"), ("second", "first")].into_iter().enumerate() {
         if index > 0 {
             sql.push(" UNION ");
         }
-        let Some(column) = edge_column(rest, far) else {
-            sql.push("SELECT pk AS v FROM objects WHERE 1 <> 1");
-            continue;
-        };
+        // `CROSS JOIN` keeps SQLite from starting at the objects of the type (it joins in the
+        // order written); PostgreSQL plans it as any inner join.
         sql.push(&format!(
-            "SELECT ro.pk AS v FROM relationships r JOIN objects ro ON ro.oid = r.{near}_id AND ro.otype = "
+            "SELECT ro.pk AS v FROM relationships r CROSS JOIN objects ro WHERE ro.oid = r.{near}_id AND ro.otype = "
         ))
         .bind_text(scope.object_type)
-        .push(&format!(" WHERE r.{near}_coll = "))
+        .push(&format!(" AND r.{near}_coll = "))
         .bind_text(collection.clone())
         .push(&format!(" AND r.{near}_prop = "))
         .bind_text(property)
-        .push(" AND ")
-        .push(&column);
-        compare(sql);
+        .push(" AND ");
+        condition(sql, far);
     }
 }
 
 /// A comparison over a relationship (see [`push_relationship_leaf`]): strings compare exactly
-/// (ids are not case-folded); other literals match nothing.
+/// (ids are not case-folded); an equality on `_ref` compares collection and id apart, so it
+/// is an index probe; other literals, and fields below the reference other than `_ref`,
+/// `_refResourceId` and `_refResourceCollection`, match nothing.
 fn push_relationship_comparison(
     sql: &mut Sql,
     scope: &Scope<'_>,
@@ -236,26 +251,57 @@ fn push_relationship_comparison(
     value: &Literal,
     depth: &mut usize,
 ) {
-    let Literal::String(text) = value else {
+    let (Literal::String(text), Some(field)) = (value, EdgeField::of(rest)) else {
         push_set(sql, &Filter::False, scope, depth);
         return;
     };
-    let compare = |sql: &mut Sql| match op {
-        ComparisonOp::Co => {
-            sql.push(" LIKE ")
-                .bind_text(format!("%{}%", like_escape(text)))
-                .push(" ESCAPE '\\'");
+    if field == EdgeField::Reference && op == ComparisonOp::Eq {
+        let Some((collection, id)) = text.rsplit_once('/') else {
+            push_set(sql, &Filter::False, scope, depth);
+            return;
+        };
+        push_relationship_leaf(sql, scope, property, &|sql: &mut Sql, far: &str| {
+            sql.push(&format!("r.{far}_id = "))
+                .bind_text(id)
+                .push(&format!(" AND r.{far}_coll = "))
+                .bind_text(collection);
+        });
+        return;
+    }
+    push_relationship_leaf(sql, scope, property, &|sql: &mut Sql, far: &str| {
+        sql.push(&field.column(far));
+        match op {
+            ComparisonOp::Co => {
+                sql.push(" LIKE ")
+                    .bind_text(format!("%{}%", like_escape(text)))
+                    .push(" ESCAPE '\\'");
+            }
+            ComparisonOp::Sw => {
+                sql.push(" LIKE ")
+                    .bind_text(format!("{}%", like_escape(text)))
+                    .push(" ESCAPE '\\'");
+            }
+            _ => {
+                sql.push(comparison_sql(op)).bind_text(text.clone());
+            }
         }
-        ComparisonOp::Sw => {
-            sql.push(" LIKE ")
-                .bind_text(format!("{}%", like_escape(text)))
-                .push(" ESCAPE '\\'");
-        }
-        _ => {
-            sql.push(comparison_sql(op)).bind_text(text.clone());
-        }
-    };
-    push_relationship_leaf(sql, scope, property, rest, &compare);
+    });
+}
+
+/// Presence of a relationship, or of one of its reference fields: any edge.
+fn push_relationship_presence(
+    sql: &mut Sql,
+    scope: &Scope<'_>,
+    (property, rest): (&str, &[String]),
+    depth: &mut usize,
+) {
+    if EdgeField::of(rest).is_none() {
+        push_set(sql, &Filter::False, scope, depth);
+        return;
+    }
+    push_relationship_leaf(sql, scope, property, &|sql: &mut Sql, far: &str| {
+        sql.push(&format!("r.{far}_id IS NOT NULL"));
+    });
 }
 
 /// Appends a `SELECT v FROM …` yielding the keys (`objects.pk`) of the objects of
@@ -312,10 +358,8 @@ fn push_set(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>, depth: &mut usize
         }
         Filter::Extended { .. } => push_set(sql, &Filter::False, scope, depth),
         Filter::Present(field) if scope.relationship(field).is_some() => {
-            if let Some((property, rest)) = scope.relationship(field) {
-                push_relationship_leaf(sql, scope, property, rest, &|sql: &mut Sql| {
-                    sql.push(" IS NOT NULL");
-                });
+            if let Some(relationship) = scope.relationship(field) {
+                push_relationship_presence(sql, scope, relationship, depth);
             }
         }
         Filter::Comparison { field, op, value } if scope.relationship(field).is_some() => {

@@ -76,6 +76,12 @@ fn canonical<'a>(near: End<'a>, far: End<'a>) -> (End<'a>, End<'a>) {
     }
 }
 
+/// Reads of at most this many objects' edges keep their statements prepared (one shape per
+/// count: the page sizes in use).
+const CACHED_IDS: usize = 64;
+/// … naming at most this many properties.
+const CACHED_PROPERTIES: usize = 4;
+
 type EdgeColumns = (i64, String, i64, String, String, String, String, String);
 type EdgeColumnTypes = (BigInt, Text, BigInt, Text, Text, Text, Text, Text);
 
@@ -93,8 +99,9 @@ fn select_edges(
     if ids.is_empty() || properties.as_ref().is_some_and(Vec::is_empty) {
         return Ok(Vec::new());
     }
-    let one_each = ids.len() == 1 && properties.as_ref().is_some_and(|names| names.len() == 1);
-    let mut select = if one_each { Sql::cached("") } else { Sql::uncached("") };
+    // A page's worth of ids and a type's properties have few enough shapes to cache.
+    let few = ids.len() <= CACHED_IDS && properties.as_ref().is_none_or(|names| names.len() <= CACHED_PROPERTIES);
+    let mut select = if few { Sql::cached("") } else { Sql::uncached("") };
     for (index, (near, far)) in [("first", "second"), ("second", "first")].into_iter().enumerate() {
         if index > 0 {
             select.push(" UNION ALL ");
@@ -192,51 +199,75 @@ fn sync_set(conn: &mut DbConnection, collection: &str, id: &str, set: &Relations
             Some(_) => {}
         }
     }
-    let near_property = set.property.as_str();
-    let far_property = set.reverse.as_deref().unwrap_or("");
     for target in &set.targets {
-        if existing
+        if !existing
             .iter()
             .any(|edge| edge.collection == target.collection && edge.target_id == target.id)
         {
-            continue;
+            changed |= insert_edge(conn, collection, id, set, target)?;
         }
-        let near = End {
-            collection,
-            property: near_property,
-            id,
-        };
-        let far = End {
-            collection: &target.collection,
-            property: far_property,
-            id: &target.id,
-        };
-        let (first, second) = canonical(near, far);
-        let mut insert = Sql::cached(
-            "INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES (",
-        );
-        insert
-            .bind_text(uuid::Uuid::new_v4().to_string())
-            .push(", ")
-            .bind_i64(Revision::initial(rand::random()).to_i64())
-            .push(", ")
-            .bind_text(first.collection)
-            .push(", ")
-            .bind_text(first.id)
-            .push(", ")
-            .bind_text(first.property)
-            .push(", ")
-            .bind_text(second.collection)
-            .push(", ")
-            .bind_text(second.id)
-            .push(", ")
-            .bind_text(second.property)
-            .push(", ")
-            .bind_text(serde_json::to_string(&target.properties)?)
-            .push(") ON CONFLICT DO NOTHING");
-        changed |= insert.execute(conn)? > 0;
     }
     Ok(changed)
+}
+
+/// Inserts the edge from `property` of object `id` to `target`, unless it exists (another
+/// writer may have inserted it meanwhile, from either side); returns whether it was inserted.
+fn insert_edge(
+    conn: &mut DbConnection,
+    collection: &str,
+    id: &str,
+    set: &RelationshipSet,
+    target: &EdgeTarget,
+) -> Result<bool, StoreError> {
+    let near = End {
+        collection,
+        property: &set.property,
+        id,
+    };
+    let far = End {
+        collection: &target.collection,
+        property: set.reverse.as_deref().unwrap_or(""),
+        id: &target.id,
+    };
+    let (first, second) = canonical(near, far);
+    let mut insert = Sql::cached(
+        "INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES (",
+    );
+    insert
+        .bind_text(uuid::Uuid::new_v4().to_string())
+        .push(", ")
+        .bind_i64(Revision::initial(rand::random()).to_i64())
+        .push(", ")
+        .bind_text(first.collection)
+        .push(", ")
+        .bind_text(first.id)
+        .push(", ")
+        .bind_text(first.property)
+        .push(", ")
+        .bind_text(second.collection)
+        .push(", ")
+        .bind_text(second.id)
+        .push(", ")
+        .bind_text(second.property)
+        .push(", ")
+        .bind_text(serde_json::to_string(&target.properties)?)
+        .push(") ON CONFLICT DO NOTHING");
+    Ok(insert.execute(conn)? > 0)
+}
+
+/// Writes the edges of every set of a new object `id` (which holds none yet).
+pub(crate) fn insert_sets(
+    conn: &mut DbConnection,
+    collection: &str,
+    id: &str,
+    sets: &[RelationshipSet],
+) -> Result<(), StoreError> {
+    for set in sets {
+        for target in &set.targets {
+            insert_edge(conn, collection, id, set, target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Syncs every set of object `id` (see [`sync_set`]); returns whether any edge changed.

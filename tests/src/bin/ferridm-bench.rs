@@ -21,7 +21,7 @@ use clap::Parser;
 use ferridm::ServerOptions;
 use ferridm::config::ConfigPaths;
 use ferridm::generation::load;
-use ferridm_store::{NewObject, Store, StoreOptions};
+use ferridm_store::{EdgeTarget, NewObject, RelationshipSet, Store, StoreOptions};
 use rand::Rng as _;
 use serde_json::{Value, json};
 
@@ -45,7 +45,7 @@ struct Options {
     #[arg(long, default_value = "sqlite")]
     db: String,
     /// Scenarios to run (default: all). One of: bare, get, query-eq, query-sw, query-compound,
-    /// sorted-walk, create, patch, get-nocache, create-nopolicy, register.
+    /// sorted-walk, create, patch, get-nocache, create-nopolicy, register, get-roles, query-roles.
     #[arg(long = "scenarios", value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Write the results as JSON here too.
@@ -53,7 +53,7 @@ struct Options {
     json: Option<PathBuf>,
 }
 
-const ALL: [&str; 11] = [
+const ALL: [&str; 13] = [
     "bare",
     "get",
     "query-eq",
@@ -65,7 +65,14 @@ const ALL: [&str; 11] = [
     "get-nocache",
     "create-nopolicy",
     "register",
+    "get-roles",
+    "query-roles",
 ];
+
+/// Roles seeded (`role0`…), each granted to every one of the first [`USERS_WITH_ROLES`] users.
+const ROLES: u64 = 10;
+/// Users seeded with every role (`user0`…).
+const USERS_WITH_ROLES: u64 = 1_000;
 
 const GIVEN: [&str; 16] = [
     "Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj", "Olivia",
@@ -163,6 +170,45 @@ fn seed(db: &str, conf: &Path, users: u64) -> anyhow::Result<()> {
         }
     }
     ferridm::service::completeness::record_rule(&store, &generation)?;
+    seed_roles(&store, &generation, users)
+}
+
+/// Seeds [`ROLES`] roles and grants each to the first [`USERS_WITH_ROLES`] users, as edges.
+fn seed_roles(store: &Store, generation: &ferridm::generation::Generation, users: u64) -> anyhow::Result<()> {
+    let index = generation.managed.get("role").context("no role type")?.index.clone();
+    let roles: Vec<(String, ferridm_core::Object)> = (0..ROLES)
+        .map(|i| {
+            let mut content = ferridm_core::Object::new();
+            content.insert("name".to_owned(), Value::String(format!("Role {i}")));
+            (format!("role{i}"), content)
+        })
+        .collect();
+    let meta = ferridm_core::Object::new();
+    let objects: Vec<NewObject<'_>> = roles
+        .iter()
+        .map(|(id, content)| NewObject {
+            object_type: "role",
+            id,
+            content,
+            meta: &meta,
+            index: &index,
+        })
+        .collect();
+    store.insert_many(&objects)?;
+    let granted = RelationshipSet {
+        property: "roles".to_owned(),
+        reverse: Some("members".to_owned()),
+        targets: (0..ROLES)
+            .map(|i| EdgeTarget {
+                collection: "managed/role".to_owned(),
+                id: format!("role{i}"),
+                properties: ferridm_core::Object::new(),
+            })
+            .collect(),
+    };
+    for user in 0..USERS_WITH_ROLES.min(users) {
+        store.set_edges("managed/user", &format!("user{user}"), std::slice::from_ref(&granted))?;
+    }
     Ok(())
 }
 
@@ -213,6 +259,18 @@ async fn one_request(
     let response = match scenario {
         "bare" => client.get(format!("{base}/ping")).send().await?,
         "get" | "get-nocache" => admin(client.get(format!("{base}/openidm/managed/user/user{pick}"))).send().await?,
+        "get-roles" => admin(client.get(format!(
+            "{base}/openidm/managed/user/user{}?_fields=*,roles",
+            pick % USERS_WITH_ROLES.min(target.users).max(1)
+        )))
+        .send()
+        .await?,
+        "query-roles" => admin(client.get(format!(
+            "{base}/openidm/managed/user?_queryFilter=roles/_refResourceId%20eq%20%22role{}%22&_pageSize=50",
+            pick % ROLES
+        )))
+        .send()
+        .await?,
         "query-eq" => {
             admin(client.get(format!("{base}/openidm/managed/user?_queryFilter=userName%20eq%20%22user{pick}%22")))
                 .send()

@@ -4,10 +4,11 @@
 use ferridm_core::fields::FieldSelection;
 use ferridm_core::patch;
 use ferridm_core::{Error, Result};
+use serde_json::Value;
 
 use crate::resource::{Operation, Reply, Request};
 use crate::service::context::RequestContext;
-use crate::service::managed::{ManagedObjects, Resource, check_requested_id, query};
+use crate::service::managed::{ManagedObjects, Resource, check_requested_id, query, sub_object};
 
 fn fields_of(request: &Request) -> Result<FieldSelection> {
     let selection = FieldSelection::parse(request.fields());
@@ -178,7 +179,63 @@ pub fn instance(
     }
 }
 
-/// The error of a request for a sub-object (`managed/<type>/<id>/…`).
-pub fn sub_object() -> Error {
-    Error::Forbidden("Sub-objects are not supported".into())
+/// Operations on a relationship of an instance, `managed/<type>/<id>/<relationship>`: query its
+/// references, or create one.
+pub fn relationship_collection(
+    ctx: &RequestContext,
+    request: &Request,
+    operation: &Operation,
+    (type_name, id, name): (&str, &str, &str),
+) -> Result<Reply> {
+    check_requested_id(id)?;
+    let objects = ManagedObjects::new(ctx, type_name)?;
+    if objects.managed_type().relationship(name).is_none() {
+        return Err(sub_object());
+    }
+    match operation {
+        Operation::Query => {
+            let query = query::from_params(&request.params)?;
+            Ok(Reply::ok(objects.query_relationship(id, name, &query)?.to_json()))
+        }
+        Operation::Create => {
+            let reference = request.object_content(operation)?;
+            let made = objects.create_relationship(id, name, reference)?;
+            let rev = made.get("_rev").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let location = format!(
+                "managed/{type_name}/{}/{name}/{}",
+                percent_encoding::utf8_percent_encode(id, PATH_SEGMENT),
+                made.get("_id").and_then(Value::as_str).unwrap_or_default()
+            );
+            Ok(Reply::created(Value::Object(made), rev, location))
+        }
+        _ => Err(Error::bad_request(format!(
+            "The relationship managed/{type_name}/{id}/{name} supports only query and create"
+        ))),
+    }
+}
+
+/// Operations on one reference of a relationship, `managed/<type>/<id>/<relationship>/<edge>`:
+/// read it or delete it.
+pub fn relationship_instance(
+    ctx: &RequestContext,
+    operation: &Operation,
+    (type_name, id, name, edge): (&str, &str, &str, &str),
+) -> Result<Reply> {
+    check_requested_id(id)?;
+    let objects = ManagedObjects::new(ctx, type_name)?;
+    if objects.managed_type().relationship(name).is_none() {
+        return Err(sub_object());
+    }
+    let item = match operation {
+        Operation::Read => objects.read_relationship(id, name, edge)?,
+        Operation::Delete => objects.delete_relationship(id, name, edge)?,
+        _ => {
+            objects.read_relationship(id, name, edge)?;
+            return Err(Error::bad_request(format!(
+                "The reference managed/{type_name}/{id}/{name}/{edge} supports only read and delete"
+            )));
+        }
+    };
+    let rev = item.get("_rev").and_then(Value::as_str).unwrap_or_default().to_owned();
+    Ok(Reply::resource(Value::Object(item), rev))
 }

@@ -66,6 +66,11 @@ pub fn check_requested_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The error of a request for a sub-object that is no relationship (`managed/<type>/<id>/…`).
+pub fn sub_object() -> Error {
+    Error::Forbidden("Sub-objects are not supported".into())
+}
+
 fn strip_reserved(content: &mut Object) {
     content.remove("_id");
     content.remove("_rev");
@@ -645,6 +650,7 @@ impl<'a> ManagedObjects<'a> {
             page.objects.iter().map(|stored| (stored.id.as_str(), &stored.content)),
             &shown,
         )?;
+        self.add_effective_assignments(&mut related, fields)?;
         Ok(QueryResponse {
             result: page
                 .objects

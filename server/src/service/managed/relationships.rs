@@ -12,11 +12,12 @@ use std::collections::HashMap;
 
 use ferridm_core::fields::FieldSelection;
 use ferridm_core::patch::{PatchOp, PatchOperation};
+use ferridm_core::query::QueryResponse;
 use ferridm_core::{Error, Object, Result};
 use ferridm_store::{Edge, EdgeTarget, RelationshipSet};
 use serde_json::{Value, json};
 
-use super::ManagedObjects;
+use super::{ManagedObjects, QueryRequest};
 use crate::config::RelationshipProperty;
 use crate::service::storage_error;
 
@@ -24,6 +25,10 @@ use crate::service::storage_error;
 const ROLES: &str = "roles";
 /// The relationship of roles to their assignments.
 const ASSIGNMENTS: &str = "assignments";
+/// The virtual property listing a user's roles.
+pub(super) const EFFECTIVE_ROLES: &str = "effectiveRoles";
+/// The virtual property listing the assignments of a user's roles.
+pub(super) const EFFECTIVE_ASSIGNMENTS: &str = "effectiveAssignments";
 
 /// The wire form of an edge, seen from its owner.
 fn reference(edge: &Edge) -> Value {
@@ -263,16 +268,8 @@ impl ManagedObjects<'_> {
     /// The relationship properties a response with `fields` carries (or needs, for the
     /// virtual properties computed from them).
     pub(super) fn relationships_shown(&self, fields: &FieldSelection) -> Vec<&str> {
-        let shown_virtual = |name: &str| {
-            fields.mentions(name)
-                || (fields.includes_defaults()
-                    && self
-                        .object_type
-                        .virtuals
-                        .iter()
-                        .any(|v| v.name == name && v.return_by_default))
-        };
-        let needs_roles = shown_virtual("effectiveRoles") || shown_virtual("effectiveAssignments");
+        let needs_roles =
+            self.shows_virtual(fields, EFFECTIVE_ROLES) || self.shows_virtual(fields, EFFECTIVE_ASSIGNMENTS);
         self.object_type
             .relationships
             .iter()
@@ -308,43 +305,195 @@ impl ManagedObjects<'_> {
             .collect()
     }
 
-    /// `effectiveAssignments`: the assignments of the roles in `effective_roles`, each object as
-    /// stored, once.
-    pub(super) fn effective_assignments(&self, effective_roles: &Value) -> Result<Value> {
-        let role_ids: Vec<&str> = effective_roles
-            .as_array()
-            .map(|roles| {
-                roles
-                    .iter()
-                    .filter(|role| role.get("_refResourceCollection").and_then(Value::as_str) == Some("managed/role"))
-                    .filter_map(|role| role.get("_refResourceId").and_then(Value::as_str))
-                    .collect()
-            })
+    /// The relationship property `name` of this type, or the 403 of any other sub-object.
+    fn relationship_named(&self, name: &str) -> Result<&RelationshipProperty> {
+        self.object_type.relationship(name).ok_or_else(super::sub_object)
+    }
+
+    /// The references relationship `name` of object `id` holds, each as a sub-resource: with
+    /// its edge's `_id` and `_rev` beside the reference.
+    fn relationship_items(&self, id: &str, name: &str) -> Result<Vec<Object>> {
+        let stored = self.load(id)?;
+        let related = self
+            .related([(stored.id.as_str(), &stored.content)], &[name])?
+            .remove(&stored.id)
             .unwrap_or_default();
-        if role_ids.is_empty() || self.ctx.generation.managed.get("assignment").is_none() {
-            return Ok(Value::Array(Vec::new()));
+        let references = match related.get(name) {
+            Some(Value::Array(references)) => references.clone(),
+            Some(Value::Null) | None => Vec::new(),
+            Some(single) => vec![single.clone()],
+        };
+        Ok(references
+            .into_iter()
+            .filter_map(|reference| match reference {
+                Value::Object(reference) => Some(as_item(reference)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `GET managed/<type>/<id>/<relationship>?_queryFilter=…`: the object's references that
+    /// match, paged (an object's references are read at once, as a read of it would).
+    pub fn query_relationship(&self, id: &str, name: &str, request: &QueryRequest) -> Result<QueryResponse> {
+        self.relationship_named(name)?;
+        let matching: Vec<Value> = self
+            .relationship_items(id, name)?
+            .into_iter()
+            .map(Value::Object)
+            .filter(|item| ferridm_core::filter::matches(&request.filter, item))
+            .collect();
+        let offset = usize::try_from(request.paging.offset).unwrap_or(usize::MAX);
+        let page_size = request
+            .paging
+            .page_size
+            .map_or(usize::MAX, |size| usize::try_from(size).unwrap_or(usize::MAX));
+        let total = matching.len() as u64;
+        Ok(QueryResponse {
+            result: matching.into_iter().skip(offset).take(page_size).collect(),
+            paged_results_cookie: None,
+            total: request.paging.page_size.map(|_| total),
+        })
+    }
+
+    /// `GET managed/<type>/<id>/<relationship>/<edge id>`: one reference.
+    pub fn read_relationship(&self, id: &str, name: &str, edge_id: &str) -> Result<Object> {
+        self.relationship_named(name)?;
+        self.relationship_items(id, name)?
+            .into_iter()
+            .find(|item| item.get("_id").and_then(Value::as_str) == Some(edge_id))
+            .ok_or_else(|| Error::object_not_found(&format!("{}/{id}/{name}", self.collection()), edge_id))
+    }
+
+    /// `POST managed/<type>/<id>/<relationship>?_action=create`: adds a reference (replaces it,
+    /// for a single one) as a patch of the object would, with the same checks; returns it.
+    pub fn create_relationship(&self, id: &str, name: &str, reference: Object) -> Result<Object> {
+        let property = self.relationship_named(name)?;
+        let target = target_of(property, &Value::Object(reference.clone()))?;
+        let path = format!("{}/{}", target.collection, target.id);
+        let same_target = |item: &Object| item.get("_ref").and_then(Value::as_str) == Some(path.as_str());
+        if self.relationship_items(id, name)?.iter().any(same_target) {
+            return Err(Error::PreconditionFailed(format!(
+                "{}/{id} already holds a {name} relationship to {path}",
+                self.collection()
+            )));
+        }
+        let field = if property.many {
+            format!("/{name}/-")
+        } else {
+            format!("/{name}")
+        };
+        let operation = if property.many { "add" } else { "replace" };
+        self.patch_relationship(
+            id,
+            json!([{"operation": operation, "field": field, "value": reference}]),
+        )?;
+        self.relationship_items(id, name)?
+            .into_iter()
+            .find(same_target)
+            .ok_or_else(|| Error::internal("the new relationship was not stored"))
+    }
+
+    /// `DELETE managed/<type>/<id>/<relationship>/<edge id>`: removes a reference as a patch
+    /// of the object would; returns it as it was.
+    pub fn delete_relationship(&self, id: &str, name: &str, edge_id: &str) -> Result<Object> {
+        let property = self.relationship_named(name)?;
+        let item = self.read_relationship(id, name, edge_id)?;
+        let operation = if property.many {
+            json!([{"operation": "remove", "field": format!("/{name}"), "value": {"_ref": item.get("_ref")}}])
+        } else {
+            json!([{"operation": "remove", "field": format!("/{name}")}])
+        };
+        self.patch_relationship(id, operation)?;
+        Ok(item)
+    }
+
+    fn patch_relationship(&self, id: &str, operations: Value) -> Result<()> {
+        let operations = ferridm_core::patch::parse_patch(&operations).map_err(Error::from)?;
+        self.patch(id, None, &operations, &FieldSelection::parse(["_id"]))?;
+        Ok(())
+    }
+
+    /// Adds `effectiveAssignments` to the related values of each object of `related` when a
+    /// response with `fields` carries it: the assignments of every role of the objects, read
+    /// at once (the roles' `assignments` edges in one query, each assignment once), each object
+    /// as stored.
+    pub(super) fn add_effective_assignments(
+        &self,
+        related: &mut HashMap<String, Object>,
+        fields: &FieldSelection,
+    ) -> Result<()> {
+        if !self.shows_virtual(fields, EFFECTIVE_ASSIGNMENTS) || self.ctx.generation.managed.get("assignment").is_none()
+        {
+            return Ok(());
+        }
+        let roles_of: HashMap<&str, Vec<String>> = related
+            .iter()
+            .map(|(id, values)| (id.as_str(), managed_role_ids(&effective_roles(values))))
+            .collect();
+        let mut all_roles: Vec<&str> = roles_of.values().flatten().map(String::as_str).collect();
+        all_roles.sort_unstable();
+        all_roles.dedup();
+        if all_roles.is_empty() {
+            return Ok(());
         }
         let store = &self.ctx.state.store;
         let edges = store
-            .edges("managed/role", &role_ids, &[ASSIGNMENTS])
+            .edges("managed/role", &all_roles, &[ASSIGNMENTS])
             .map_err(storage_error)?;
-        let mut assignments: Vec<Value> = Vec::new();
-        let mut seen: Vec<&str> = Vec::new();
-        for edge in &edges {
-            if edge.collection != "managed/assignment" || seen.contains(&edge.target_id.as_str()) {
+        let mut assignments: HashMap<&str, Value> = HashMap::new();
+        for edge in edges.iter().filter(|edge| edge.collection == "managed/assignment") {
+            if assignments.contains_key(edge.target_id.as_str()) {
                 continue;
             }
-            seen.push(&edge.target_id);
             if let Some(stored) = store.get("assignment", &edge.target_id).map_err(storage_error)? {
                 let mut assignment = Object::with_capacity(stored.content.len() + 2);
                 assignment.insert("_id".to_owned(), Value::String(stored.id));
                 assignment.insert("_rev".to_owned(), Value::String(stored.rev.to_string()));
                 assignment.extend(stored.content);
-                assignments.push(Value::Object(assignment));
+                assignments.insert(&edge.target_id, Value::Object(assignment));
             }
         }
-        Ok(Value::Array(assignments))
+        let mut effective: Vec<(String, Value)> = Vec::with_capacity(roles_of.len());
+        for (id, roles) in &roles_of {
+            let mut seen: Vec<&str> = Vec::new();
+            let mut list = Vec::new();
+            for edge in edges.iter().filter(|edge| roles.contains(&edge.owner_id)) {
+                if let Some(assignment) = assignments.get(edge.target_id.as_str())
+                    && !seen.contains(&edge.target_id.as_str())
+                {
+                    seen.push(&edge.target_id);
+                    list.push(assignment.clone());
+                }
+            }
+            effective.push(((*id).to_owned(), Value::Array(list)));
+        }
+        for (id, list) in effective {
+            if let Some(values) = related.get_mut(&id) {
+                values.insert(EFFECTIVE_ASSIGNMENTS.to_owned(), list);
+            }
+        }
+        Ok(())
     }
+
+    /// True when a response with `fields` carries the virtual property `name`.
+    fn shows_virtual(&self, fields: &FieldSelection, name: &str) -> bool {
+        self.object_type
+            .virtuals
+            .iter()
+            .any(|v| v.name == name && (fields.mentions(name) || (fields.includes_defaults() && v.return_by_default)))
+    }
+}
+
+/// A reference as a relationship sub-resource: its edge's `_id` and `_rev` first.
+fn as_item(reference: Object) -> Object {
+    let mut item = Object::with_capacity(reference.len() + 2);
+    for key in ["_id", "_rev"] {
+        if let Some(value) = reference.get("_refProperties").and_then(|p| p.get(key)) {
+            item.insert(key.to_owned(), value.clone());
+        }
+    }
+    item.extend(reference);
+    item
 }
 
 /// The patch with each `remove` of a reference from a relationship array (`{"_ref": …}`, as
@@ -369,6 +518,21 @@ pub(super) fn matching_removals(operations: &[PatchOperation], related: &Object)
             operation
         })
         .collect()
+}
+
+/// The ids of the managed roles among `effective_roles`.
+fn managed_role_ids(effective_roles: &Value) -> Vec<String> {
+    effective_roles
+        .as_array()
+        .map(|roles| {
+            roles
+                .iter()
+                .filter(|role| role.get("_refResourceCollection").and_then(Value::as_str) == Some("managed/role"))
+                .filter_map(|role| role.get("_refResourceId").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `effectiveRoles`: a reference for every role of the `roles` relationship in `related`.

@@ -8,7 +8,7 @@ use ferridm_store::StoredObject;
 use serde_json::{Value, json};
 
 use super::ManagedObjects;
-use super::relationships::effective_roles;
+use super::relationships::{EFFECTIVE_ASSIGNMENTS, EFFECTIVE_ROLES, effective_roles};
 use crate::service::storage_error;
 
 /// A resource as returned: id, revision and the filtered content.
@@ -48,10 +48,9 @@ impl ManagedObjects<'_> {
     /// then `_fields` applied.
     pub(super) fn view(&self, stored: StoredObject, fields: &FieldSelection) -> Result<Resource> {
         let shown = self.relationships_shown(fields);
-        let related = self
-            .related([(stored.id.as_str(), &stored.content)], &shown)?
-            .remove(&stored.id)
-            .unwrap_or_default();
+        let mut related = self.related([(stored.id.as_str(), &stored.content)], &shown)?;
+        self.add_effective_assignments(&mut related, fields)?;
+        let related = related.remove(&stored.id).unwrap_or_default();
         self.view_related(stored, fields, related)
     }
 
@@ -73,10 +72,11 @@ impl ManagedObjects<'_> {
         let mut virtuals: Vec<(String, Value)> = Vec::with_capacity(self.object_type.virtuals.len());
         for virtual_property in &self.object_type.virtuals {
             let value = match virtual_property.name.as_str() {
-                "effectiveRoles" => effective_roles(&related),
-                "effectiveAssignments" if fields.includes_defaults() || fields.mentions("effectiveAssignments") => {
-                    self.effective_assignments(&effective_roles(&related))?
-                }
+                EFFECTIVE_ROLES => effective_roles(&related),
+                EFFECTIVE_ASSIGNMENTS => related
+                    .get(EFFECTIVE_ASSIGNMENTS)
+                    .cloned()
+                    .unwrap_or_else(|| virtual_property.default.clone()),
                 _ => virtual_property.default.clone(),
             };
             virtuals.push((virtual_property.name.clone(), value));

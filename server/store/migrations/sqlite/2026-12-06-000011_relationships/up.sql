@@ -3,7 +3,8 @@
 -- a grant made from either side meets the same unique key. `second_prop` is empty for a
 -- relationship without a reverse property (a user's `authzRoles` to internal roles).
 -- Both directions are one indexed lookup: by the first end through the unique index, by the
--- second end through `relationships_second`.
+-- second end through `relationships_second`. Both lead with the id, so that a filter naming
+-- only the far end's id (`roles/_refResourceId eq "x"`) finds its edges through them too.
 CREATE TABLE relationships (
     pk          INTEGER PRIMARY KEY,
     rid         TEXT    NOT NULL,
@@ -18,5 +19,5 @@ CREATE TABLE relationships (
 );
 CREATE UNIQUE INDEX relationships_id ON relationships (rid);
 CREATE UNIQUE INDEX relationships_edge
-    ON relationships (first_coll, first_id, first_prop, second_coll, second_id, second_prop);
-CREATE INDEX relationships_second ON relationships (second_coll, second_id, second_prop);
+    ON relationships (first_id, first_coll, first_prop, second_id, second_coll, second_prop);
+CREATE INDEX relationships_second ON relationships (second_id, second_coll, second_prop);
