@@ -186,7 +186,9 @@ fn every_described_operation_is_documented_and_served_by_the_router() {
             .replace("{type}", "user")
             .replace("{process}", "registration")
             .replace("{topic}", "activity")
-            .replace("{node}", "a-node");
+            .replace("{node}", "a-node")
+            .replace("{relationship}", "roles")
+            .replace("{edge}", "an-edge");
         let path = match template {
             "config/{id}" => path.replace("{id}", "apiroutes"),
             "audit/{topic}/{id}" => path.replace("{id}", &event_id),

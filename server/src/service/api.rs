@@ -166,6 +166,18 @@ pub const ROUTES: &[Route] = &[
         Shape::Managed,
     ),
     route(
+        "managed/{type}/{id}/{relationship}",
+        "The references of one relationship of a managed object",
+        &[Op::Query, Op::Create],
+        Shape::Object,
+    ),
+    route(
+        "managed/{type}/{id}/{relationship}/{edge}",
+        "One reference of a relationship",
+        &[Op::Read, Op::Delete],
+        Shape::Object,
+    ),
+    route(
         "selfservice/profile/completeness",
         "The caller's profile completeness",
         &[Op::Read],
@@ -645,7 +657,7 @@ mod tests {
     use super::*;
 
     /// Router patterns deliberately left out of the document: internal callers only, and
-    /// sub-resources of managed objects (always refused).
+    /// deeper paths below managed objects (always refused).
     const UNDESCRIBED: &[&str] = &["internal/user", "internal/user/{}", "managed/{}/{}/.."];
 
     /// The slice patterns of the router's match arms, as templates (`{}` for a binding, `..`).
