@@ -102,7 +102,15 @@ fn the_document_describes_managed_types_and_follows_reload() {
 
     // Below a path: the routes under it; nothing there is a 404; credentials are needed.
     let role = document(&server, "/openidm/managed/role");
-    assert_eq!(path_keys(&role), ["/managed/role", "/managed/role/{id}"]);
+    assert_eq!(
+        path_keys(&role),
+        [
+            "/managed/role",
+            "/managed/role/{id}",
+            "/managed/role/{id}/{relationship}",
+            "/managed/role/{id}/{relationship}/{edge}"
+        ]
+    );
     let message = server.admin().get("/openidm/nothing?_api").send().assert_error(404);
     assert_eq!(message, "Resource &#39;nothing&#39; not found");
     server.nobody().get("/openidm/?_api").send().assert_error(401);
