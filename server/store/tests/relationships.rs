@@ -94,6 +94,23 @@ fn edges_written_with_an_object_are_read_from_both_ends_and_go_with_it() {
         );
         assert!(ends(&store, "managed/user", &["alice"], "manager").is_empty());
 
+        // An object and its edges in one read; the edges as `edges` gives them.
+        let (alice, edges) = store
+            .get_with_edges("user", "alice", &["roles", "manager"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(alice.id, "alice");
+        assert_eq!(Value::Object(alice.content), json!({"name": "alice"}));
+        assert_eq!(
+            edges,
+            store.edges("managed/user", &["alice"], &["roles", "manager"]).unwrap()
+        );
+        assert_eq!(edges.len(), 2);
+        let (_, none) = store.get_with_edges("user", "alice", &[]).unwrap().unwrap();
+        assert!(none.is_empty());
+        assert!(store.get_with_edges("user", "nobody", &["roles"]).unwrap().is_none());
+        assert!(store.get_with_edges("role", "alice", &["roles"]).unwrap().is_none());
+
         // Granting from the role's side what the user's side already holds adds nothing, and
         // sets the edge's own properties (a new edge revision).
         let before = store.edges("managed/user", &["bob"], &["roles"]).unwrap();

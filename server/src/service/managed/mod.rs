@@ -448,13 +448,24 @@ impl<'a> ManagedObjects<'a> {
         self.object_type
     }
 
-    /// Reads an object; `If-None-Match` naming the current revision answers 304.
+    /// Reads an object, with the relationships the response carries read on the same
+    /// connection; `If-None-Match` naming the current revision answers 304.
     pub fn read(&self, id: &str, fields: &FieldSelection, if_none_match: Option<&str>) -> Result<Resource> {
-        let stored = self.load(id)?;
+        let shown = self.relationships_shown(fields);
+        let (stored, edges) = self
+            .ctx
+            .state
+            .store
+            .get_with_edges(self.object_type.name(), id, &shown)
+            .map_err(storage_error)?
+            .ok_or_else(|| self.not_found(id))?;
         if if_none_match.is_some_and(|rev| rev == stored.rev.to_string()) {
             return Err(Error::NotModified);
         }
-        self.view(stored, fields)
+        let mut related = self.assemble(vec![(stored.id.as_str(), &stored.content)], &shown, &edges);
+        self.add_effective_assignments(&mut related, fields)?;
+        let related = related.remove(&stored.id).unwrap_or_default();
+        self.view_related(stored, fields, related)
     }
 
     /// Replaces an object. `if_match` is a revision, `*`, or `None` (unconditional, as after an

@@ -225,8 +225,19 @@ impl ManagedObjects<'_> {
             .store
             .edges(&self.collection(), &ids, names)
             .map_err(storage_error)?;
+        Ok(self.assemble(stored, names, &edges))
+    }
+
+    /// The relationship values of each object of `stored` among `names`, from `edges` (read for
+    /// them) and the references an older write left inline: see [`Self::related`].
+    pub(super) fn assemble(
+        &self,
+        stored: Vec<(&str, &Object)>,
+        names: &[&str],
+        edges: &[Edge],
+    ) -> HashMap<String, Object> {
         let mut by_owner: HashMap<&str, Vec<&Edge>> = HashMap::new();
-        for edge in &edges {
+        for edge in edges {
             by_owner.entry(edge.owner_id.as_str()).or_default().push(edge);
         }
         let mut related = HashMap::with_capacity(stored.len());
@@ -262,7 +273,7 @@ impl ManagedObjects<'_> {
             }
             related.insert(id.to_owned(), values);
         }
-        Ok(related)
+        related
     }
 
     /// The relationship properties a response with `fields` carries (or needs, for the
