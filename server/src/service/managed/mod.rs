@@ -263,22 +263,20 @@ impl<'a> ManagedObjects<'a> {
     }
 
     /// True when `next` (a replacement of `current`, relationship properties inline) changes
-    /// nothing: the same content, and the relationships it names hold the same references.
-    fn unchanged(&self, current: &StoredObject, next: &Object) -> Result<bool> {
+    /// nothing: the same content, and the relationships it names hold the references they hold
+    /// now (`related`: their current values, as [`Self::related`] read them).
+    fn unchanged(&self, current: &StoredObject, next: &Object, related: &Object) -> Result<bool> {
+        if !self
+            .object_type
+            .relationships
+            .iter()
+            .any(|r| next.contains_key(&r.name))
+        {
+            return Ok(*next == current.content);
+        }
         let mut content = next.clone();
         let relationships = self.take_relationships_unchecked(&mut content)?;
-        if content != current.content {
-            return Ok(false);
-        }
-        if relationships.is_empty() {
-            return Ok(true);
-        }
-        let names: Vec<&str> = relationships.iter().map(|set| set.property.as_str()).collect();
-        let related = self
-            .related([(current.id.as_str(), &current.content)], &names)?
-            .remove(&current.id)
-            .unwrap_or_default();
-        Ok(!self.relationships_change(&relationships, &related)?)
+        Ok(content == current.content && !self.relationships_change(&relationships, related)?)
     }
 
     /// Ends the sessions of an account whose credentials (hashed properties) or
@@ -492,18 +490,20 @@ impl<'a> ManagedObjects<'a> {
         let written = self.write_loop(id, if_match, "Update", POLICY_FAILED_WRITE, |current| {
             let mut next = content.clone();
             // Relationships the new content does not name keep their edges; references an
-            // older write left inline move into edges, with those.
-            let kept: Vec<&str> = self
-                .relationships_kept(&current.content, &[])
-                .into_iter()
-                .filter(|name| !next.contains_key(*name))
-                .collect();
-            if !kept.is_empty() {
-                let related = self
-                    .related([(current.id.as_str(), &current.content)], &kept)?
-                    .remove(&current.id)
-                    .unwrap_or_default();
-                next.extend(related);
+            // older write left inline move into edges, with those. Those it names are read to
+            // tell whether they change.
+            let named = self.relationships_among_keys(&next);
+            let related = self
+                .related(
+                    [(current.id.as_str(), &current.content)],
+                    &self.relationships_kept(&current.content, &named),
+                )?
+                .remove(&current.id)
+                .unwrap_or_default();
+            for (name, value) in &related {
+                if !next.contains_key(name) {
+                    next.insert(name.clone(), value.clone());
+                }
             }
             for private in &self.object_type.private {
                 if !next.contains_key(private)
@@ -512,7 +512,7 @@ impl<'a> ManagedObjects<'a> {
                     next.insert(private.clone(), value.clone());
                 }
             }
-            if self.unchanged(current, &next)? {
+            if self.unchanged(current, &next, &related)? {
                 return Ok(Attempt::Unchanged);
             }
             if let Some(on_validate) = &self.object_type.triggers.on_validate {
@@ -551,11 +551,11 @@ impl<'a> ManagedObjects<'a> {
                 .related([(current.id.as_str(), &current.content)], &relationships)?
                 .remove(&current.id)
                 .unwrap_or_default();
+            let matched = relationships::matching_removals(operations, &related);
             let mut working = current.content.clone();
-            working.extend(related.clone());
-            let operations = relationships::matching_removals(operations, &related);
+            working.extend(related.iter().map(|(name, value)| (name.clone(), value.clone())));
             let mut working = Value::Object(working);
-            let modified = patch::apply_patch(&mut working, &operations, &transformer).map_err(Error::from)?;
+            let modified = patch::apply_patch(&mut working, &matched, &transformer).map_err(Error::from)?;
             let Value::Object(mut next) = working else {
                 return Err(Error::bad_request("The patched object is no longer a JSON object"));
             };
@@ -563,24 +563,23 @@ impl<'a> ManagedObjects<'a> {
             for virtual_property in &self.object_type.virtuals {
                 next.remove(&virtual_property.name);
             }
-            // A relationship the patch removed loses its edges.
+            // A relationship the patch removed loses its edges (policies see it absent).
             let removed: Vec<&str> = relationships
                 .iter()
                 .copied()
                 .filter(|name| !next.contains_key(*name))
                 .collect();
-            let mut written = next.clone();
-            written.extend(removed.iter().map(|name| ((*name).to_owned(), Value::Null)));
-            if !modified || self.unchanged(current, &written)? {
+            next.extend(removed.iter().map(|name| ((*name).to_owned(), Value::Null)));
+            if !modified || self.unchanged(current, &next, &related)? {
                 return Ok(Attempt::Unchanged);
             }
             self.check_size(&next)?;
-            self.enforce_patch(
-                id,
-                &self.without_hashed_secrets(&next, Some(&current.content)),
-                &touched,
-            )?;
-            self.store_update(id, current, written)
+            let mut checked = self.without_hashed_secrets(&next, Some(&current.content));
+            for name in &removed {
+                checked.remove(*name);
+            }
+            self.enforce_patch(id, &checked, &touched)?;
+            self.store_update(id, current, next)
         })?;
         self.updated("PATCH", id, written, fields)
     }

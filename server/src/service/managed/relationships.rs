@@ -8,6 +8,7 @@
 //! Objects written before relationships had edges may still hold references inline; they are
 //! shown with the edges and move into edges on the object's next write.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use ferridm_core::fields::FieldSelection;
@@ -306,6 +307,16 @@ impl ManagedObjects<'_> {
             .collect()
     }
 
+    /// The relationship properties `content` names.
+    pub(super) fn relationships_among_keys(&self, content: &Object) -> Vec<&str> {
+        self.object_type
+            .relationships
+            .iter()
+            .map(|property| property.name.as_str())
+            .filter(|name| content.contains_key(*name))
+            .collect()
+    }
+
     /// The relationship properties among `touched`.
     pub(super) fn relationships_among(&self, touched: &[String]) -> Vec<&str> {
         self.object_type
@@ -509,8 +520,12 @@ fn as_item(reference: Object) -> Object {
 
 /// The patch with each `remove` of a reference from a relationship array (`{"_ref": …}`, as
 /// clients send it) made to name the reference as a read shows it (with `_refProperties`,
-/// `_refResourceId`, …), so that it matches: IDM removes references by `_ref`.
-pub(super) fn matching_removals(operations: &[PatchOperation], related: &Object) -> Vec<PatchOperation> {
+/// `_refResourceId`, …), so that it matches: IDM removes references by `_ref`. A patch
+/// touching no relationship is used as it is.
+pub(super) fn matching_removals<'o>(operations: &'o [PatchOperation], related: &Object) -> Cow<'o, [PatchOperation]> {
+    if related.is_empty() {
+        return Cow::Borrowed(operations);
+    }
     operations
         .iter()
         .map(|operation| {

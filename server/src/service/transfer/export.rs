@@ -223,12 +223,12 @@ fn write_objects(
         after = last.object.pk;
         let mut references = page_references(snapshot, &page)?;
         for item in page {
+            let key = (item.object_type, item.object.id);
             let mut object = Map::new();
-            object.insert("_id".to_owned(), Value::String(item.object.id));
+            object.insert("_id".to_owned(), Value::String(key.1.clone()));
             object.insert("_rev".to_owned(), Value::String(item.object.rev.to_string()));
             object.insert("_meta".to_owned(), Value::Object(item.object.meta));
             object.extend(item.object.content);
-            let key = (item.object_type, object["_id"].as_str().unwrap_or_default().to_owned());
             for (property, held) in references.remove(&key).unwrap_or_default() {
                 // Inline references an older write left in the content come along.
                 let mut all = match object.remove(&property) {
