@@ -47,6 +47,8 @@ pub struct AppState {
     pub audit_writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What `GET /openidm/metrics/prometheus` serves.
     pub metrics: Metrics,
+    /// The roles with a condition or temporal constraints (`service::roles`).
+    pub roles: crate::service::roles::RoleCatalogCache,
     /// The client of the social identity providers (discovery and key sets cached).
     pub social: ProviderClient,
     generation: ArcSwap<Generation>,
@@ -85,6 +87,7 @@ impl AppState {
             audit_writer: Mutex::new(None),
             metrics,
             social: ProviderClient::new(),
+            roles: crate::service::roles::RoleCatalogCache::default(),
             generation: ArcSwap::from_pointee(generation),
             last_errors: Mutex::new(Vec::new()),
             reloading: Mutex::new(()),

@@ -32,6 +32,7 @@ mod recovery;
 mod registration;
 mod relationships;
 mod reload;
+mod roles;
 mod sandbox;
 mod script_limits;
 mod seeds;

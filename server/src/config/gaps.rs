@@ -74,6 +74,8 @@ static PROPERTY: Node = Node::Fields(&[
     ("reverseRelationship", &ANY),
     ("reversePropertyName", &ANY),
     ("validate", &ANY),
+    // A role's `condition` (`service::roles`) grants it to the users that match.
+    ("isConditional", &ANY),
 ]);
 static OBJECT_SCHEMA: Node = Node::Fields(&[("type", &ANY), ("required", &ANY), ("properties", &PROPERTIES)]);
 static MANAGED_OBJECT: Node = Node::Fields(&[

@@ -66,6 +66,7 @@ pub fn join(state: &Arc<AppState>, node_id: String) -> Membership {
                     tracing::warn!(%error, "cannot record this node's heartbeat");
                 }
                 super::reload::reconcile_completeness(&beating_state);
+                super::roles::reconcile(&beating_state);
             }
         })
         .map_err(|error| tracing::error!(%error, "cannot start the heartbeat"))

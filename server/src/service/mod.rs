@@ -21,6 +21,7 @@ pub mod managed;
 pub mod process;
 pub mod profile;
 pub mod reload;
+pub mod roles;
 pub mod router;
 pub mod shared_config;
 pub mod social;

@@ -44,7 +44,7 @@ pub use flatten::{
 pub use login::{LockoutRule, LoginFailure};
 pub use objects::{NewObject, ObjectUpdate, StoredObject};
 pub use query::{ObjectQuery, QueryPage};
-pub use relationships::{Edge, EdgeTarget, RelationshipSet};
+pub use relationships::{Edge, EdgeTarget, GrantChange, RelationshipSet};
 pub use shared_config::{ConfigEntry, ConfigListener};
 pub use shared_state::RateLimit;
 pub use timings::PoolState;

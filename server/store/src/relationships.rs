@@ -59,6 +59,17 @@ pub struct RelationshipSet {
     pub targets: Vec<EdgeTarget>,
 }
 
+/// One object's change in [`Store::apply_grants`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantChange<'a> {
+    /// The object.
+    pub id: &'a str,
+    /// Its revision when the change was decided.
+    pub revision: Revision,
+    /// The edge to remove (`_refProperties._id`), or `None` to grant the set's targets.
+    pub revoked_edge: Option<&'a str>,
+}
+
 /// One end of an edge: an object and the property holding the edge (empty for the far end of
 /// a relationship without a reverse property).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -379,6 +390,54 @@ impl Store {
         }
         edges.sort_unstable_by_key(|(pk, _)| *pk);
         Ok(object.map(|object| (object, edges.into_iter().map(|(_, edge)| edge).collect())))
+    }
+
+    /// Grants and revokes one relationship for many objects of `object_type` in one
+    /// transaction (a conditional role re-evaluated over a page of users): each change names an
+    /// object, the revision it was judged at and, for a revocation, the edge to remove. An
+    /// object whose revision moved meanwhile is left alone (its own write judged it); every
+    /// changed object gets a new revision. `set` names the property and the one target granted.
+    /// Returns how many objects changed.
+    pub fn apply_grants(
+        &self,
+        object_type: &str,
+        set: &RelationshipSet,
+        changes: &[GrantChange<'_>],
+    ) -> Result<usize, StoreError> {
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let collection = managed_collection(object_type);
+        self.write(|conn| {
+            let mut changed = 0;
+            for change in changes {
+                let mut bump = Sql::cached("UPDATE objects SET rev = ");
+                bump.bind_i64(change.revision.next(rand::random()).to_i64())
+                    .push(" WHERE otype = ")
+                    .bind_text(object_type)
+                    .push(" AND oid = ")
+                    .bind_text(change.id)
+                    .push(" AND rev = ")
+                    .bind_i64(change.revision.to_i64());
+                if bump.execute(conn)? == 0 {
+                    continue;
+                }
+                match change.revoked_edge {
+                    Some(edge) => {
+                        let mut delete = Sql::cached("DELETE FROM relationships WHERE rid = ");
+                        delete.bind_text(edge);
+                        delete.execute(conn)?;
+                    }
+                    None => {
+                        for target in &set.targets {
+                            insert_edge(conn, &collection, change.id, set, target)?;
+                        }
+                    }
+                }
+                changed += 1;
+            }
+            Ok(changed)
+        })
     }
 
     /// Makes the edges of object `id` of `collection` exactly those of `sets`, in one

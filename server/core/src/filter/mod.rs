@@ -115,6 +115,25 @@ impl Filter {
         }
     }
 
+    /// Renames the first segment `from` of every field the filter names to `to`
+    /// (`effectiveRoles/_refResourceId` → `roles/_refResourceId`).
+    pub fn rename_field(&mut self, from: &str, to: &str) {
+        match self {
+            Self::And(children) | Self::Or(children) => {
+                children.iter_mut().for_each(|child| child.rename_field(from, to));
+            }
+            Self::Not(child) => child.rename_field(from, to),
+            Self::True | Self::False => {}
+            Self::Comparison { field, .. } | Self::Present(field) | Self::Extended { field, .. } => {
+                if field.first() == Some(from) {
+                    let mut segments = field.segments().to_vec();
+                    segments[0] = to.to_owned();
+                    *field = JsonPointer::from_segments(segments);
+                }
+            }
+        }
+    }
+
     /// The first extended (non-standard) operator in the filter, if any.
     pub fn first_extended_operator(&self) -> Option<&str> {
         let mut found = None;

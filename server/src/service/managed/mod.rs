@@ -4,6 +4,7 @@
 //! triggers. The view a caller gets is shaped in [`view`], scripts run in [`triggers`], and the
 //! conditional-write loop is [`write`]'s.
 
+mod grants;
 pub mod query;
 mod relationships;
 mod triggers;
@@ -161,6 +162,7 @@ impl<'a> ManagedObjects<'a> {
 
     /// Runs `validateObject` on a whole new object (create, update).
     fn enforce_object(&self, id: Option<&str>, content: &Object) -> Result<()> {
+        self.check_role_condition(content, POLICY_FAILED_WRITE)?;
         self.policy_outcome(self.validate_object(id, content), POLICY_FAILED_WRITE)
     }
 
@@ -190,6 +192,7 @@ impl<'a> ManagedObjects<'a> {
 
     /// Runs `validateProperty` on the top-level properties a patch touched.
     fn enforce_patch(&self, id: &str, patched: &Object, touched: &[String]) -> Result<()> {
+        self.check_role_condition(patched, POLICY_FAILED_PATCH)?;
         let policies = &self.ctx.generation.policies;
         if !policies.enforced {
             return Ok(());
@@ -247,8 +250,15 @@ impl<'a> ManagedObjects<'a> {
             strip_reserved(&mut next);
         }
         self.hash_secrets(&mut next, Some(&current.content))?;
-        let relationships = self.take_relationships(&mut next)?;
+        let mut relationships = self.take_relationships(&mut next)?;
         let meta = self.changed_meta(&current.meta, &next);
+        self.grant_conditional_roles(
+            id,
+            &next,
+            meta.as_ref().unwrap_or(&current.meta),
+            Some(current),
+            &mut relationships,
+        )?;
         Ok(Attempt::Stored(self.ctx.state.store.update_related(
             self.object_type.name(),
             id,
@@ -335,6 +345,7 @@ impl<'a> ManagedObjects<'a> {
             None => self.view(written.before, fields),
             Some(stored) => {
                 self.audit_write(operation, id, Some(&written.before), Some(&stored));
+                self.role_written(Some(&written.before.content), Some(&stored.content));
                 self.end_sessions_on_change(id, &written.before.content, Some(&stored.content))?;
                 self.run_post_trigger(
                     self.object_type.triggers.post_update.as_ref(),
@@ -366,8 +377,9 @@ impl<'a> ManagedObjects<'a> {
             strip_reserved(&mut content);
         }
         self.hash_secrets(&mut content, None)?;
-        let relationships = self.take_relationships(&mut content)?;
+        let mut relationships = self.take_relationships(&mut content)?;
         let meta = self.new_meta(&content);
+        self.grant_conditional_roles(&id, &content, &meta, None, &mut relationships)?;
         let stored = self
             .ctx
             .state
@@ -389,6 +401,7 @@ impl<'a> ManagedObjects<'a> {
                 other => storage_error(other),
             })?;
         self.audit_write("CREATE", &id, None, Some(&stored));
+        self.role_written(None, Some(&stored.content));
         self.run_post_trigger(
             self.object_type.triggers.post_create.as_ref(),
             &id,
@@ -611,6 +624,7 @@ impl<'a> ManagedObjects<'a> {
         })?;
         let deleted = written.after.unwrap_or(written.before);
         self.audit_write("DELETE", id, Some(&deleted), None);
+        self.role_written(Some(&deleted.content), None);
         self.end_sessions_on_change(id, &deleted.content, None)?;
         self.run_post_trigger(
             self.object_type.triggers.post_delete.as_ref(),
@@ -623,13 +637,14 @@ impl<'a> ManagedObjects<'a> {
 
     fn run_query(&self, request: &QueryRequest, page_size: Option<u32>) -> Result<ferridm_store::QueryPage> {
         let limit = self.ctx.generation.settings.max_unpaged_query_results;
+        let filter = self.effective_roles_as_grants(&request.filter);
         let page = self
             .ctx
             .state
             .store
             .query(&ObjectQuery {
                 object_type: self.object_type.name(),
-                filter: &request.filter,
+                filter: &filter,
                 sort: &request.sort,
                 page_size,
                 // Offsets apply only when paging (IDM §3.5).

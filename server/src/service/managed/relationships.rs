@@ -20,10 +20,9 @@ use serde_json::{Value, json};
 
 use super::{ManagedObjects, QueryRequest};
 use crate::config::RelationshipProperty;
+use crate::service::roles::{ROLE_COLLECTION, ROLES, RoleCatalog, TEMPORAL_CONSTRAINTS, within};
 use crate::service::storage_error;
 
-/// The relationship a user's `effectiveRoles` and `effectiveAssignments` follow.
-const ROLES: &str = "roles";
 /// The relationship of roles to their assignments.
 const ASSIGNMENTS: &str = "assignments";
 /// The virtual property listing a user's roles.
@@ -75,6 +74,14 @@ fn target_of(property: &RelationshipProperty, reference: &Value) -> Result<EdgeT
     };
     properties.remove("_id");
     properties.remove("_rev");
+    if !properties
+        .get(TEMPORAL_CONSTRAINTS)
+        .is_none_or(crate::service::roles::valid_constraints)
+    {
+        return Err(invalid(
+            "temporalConstraints must be an array of {\"duration\": \"<start>/<end>\"} with ISO-8601 dates",
+        ));
+    }
     Ok(EdgeTarget {
         collection: collection.to_owned(),
         id: id.to_owned(),
@@ -83,7 +90,7 @@ fn target_of(property: &RelationshipProperty, reference: &Value) -> Result<EdgeT
 }
 
 /// The targets a property's value names, each once (the first mention wins).
-fn targets_of(property: &RelationshipProperty, value: &Value) -> Result<Vec<EdgeTarget>> {
+pub(super) fn targets_of(property: &RelationshipProperty, value: &Value) -> Result<Vec<EdgeTarget>> {
     let references: Vec<&Value> = match value {
         Value::Null => Vec::new(),
         Value::Array(items) if property.many => items.iter().collect(),
@@ -448,9 +455,11 @@ impl ManagedObjects<'_> {
         {
             return Ok(());
         }
+        let catalog = crate::service::roles::catalog(&self.ctx.state)?;
+        let now = self.ctx.now_millis();
         let roles_of: HashMap<&str, Vec<String>> = related
             .iter()
-            .map(|(id, values)| (id.as_str(), managed_role_ids(&effective_roles(values))))
+            .map(|(id, values)| (id.as_str(), managed_role_ids(&effective_roles(values, &catalog, now))))
             .collect();
         let mut all_roles: Vec<&str> = roles_of.values().flatten().map(String::as_str).collect();
         all_roles.sort_unstable();
@@ -553,7 +562,7 @@ fn managed_role_ids(effective_roles: &Value) -> Vec<String> {
         .map(|roles| {
             roles
                 .iter()
-                .filter(|role| role.get("_refResourceCollection").and_then(Value::as_str) == Some("managed/role"))
+                .filter(|role| role.get("_refResourceCollection").and_then(Value::as_str) == Some(ROLE_COLLECTION))
                 .filter_map(|role| role.get("_refResourceId").and_then(Value::as_str))
                 .map(str::to_owned)
                 .collect()
@@ -561,14 +570,22 @@ fn managed_role_ids(effective_roles: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `effectiveRoles`: a reference for every role of the `roles` relationship in `related`.
-pub(super) fn effective_roles(related: &Object) -> Value {
+/// `effectiveRoles`: a reference for every role of the `roles` relationship in `related` that
+/// is effective at `now`: neither the grant's temporal constraints nor the role's (in
+/// `catalog`) exclude it.
+pub(super) fn effective_roles(related: &Object, catalog: &RoleCatalog, now: i64) -> Value {
     let roles = related
         .get(ROLES)
         .and_then(Value::as_array)
         .map(|roles| {
             roles
                 .iter()
+                .filter(|role| {
+                    let grant = role.get("_refProperties").and_then(|p| p.get(TEMPORAL_CONSTRAINTS));
+                    let role_id = role.get("_refResourceId").and_then(Value::as_str).unwrap_or_default();
+                    let managed = role.get("_refResourceCollection").and_then(Value::as_str) == Some(ROLE_COLLECTION);
+                    within(grant, now) && (!managed || catalog.effective_at(role_id, now))
+                })
                 .filter_map(|role| role.get("_ref").and_then(Value::as_str))
                 .filter_map(|path| path.rsplit_once('/').map(|(collection, id)| (path, collection, id)))
                 .map(|(path, collection, id)| {

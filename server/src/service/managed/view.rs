@@ -72,7 +72,10 @@ impl ManagedObjects<'_> {
         let mut virtuals: Vec<(String, Value)> = Vec::with_capacity(self.object_type.virtuals.len());
         for virtual_property in &self.object_type.virtuals {
             let value = match virtual_property.name.as_str() {
-                EFFECTIVE_ROLES => effective_roles(&related),
+                EFFECTIVE_ROLES => {
+                    let catalog = crate::service::roles::catalog(&self.ctx.state)?;
+                    effective_roles(&related, &catalog, self.ctx.now_millis())
+                }
                 EFFECTIVE_ASSIGNMENTS => related
                     .get(EFFECTIVE_ASSIGNMENTS)
                     .cloned()
