@@ -625,3 +625,87 @@ fn a_user_cannot_grant_themselves_a_role() {
     assert_eq!(after["roles"], json!([]));
     assert_eq!(ids(&after["authzRoles"]), ["openidm-authorized"]);
 }
+
+/// `_fields` below a relationship expands its references with the referenced objects' fields
+/// (idm-api.md §2.9): `roles/name`, `manager/userName`, on reads and query pages; a reference
+/// to an object that cannot be read carries `_refError`.
+#[test]
+fn fields_below_a_relationship_expand_its_references() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let (first, second) = (role(&server, "first"), role(&server, "second"));
+        let boss = create(&server, "user", &user_with(&unique("boss"), &json!({}))).body;
+        let boss_id = boss["_id"].as_str().unwrap();
+        let user = create(
+            &server,
+            "user",
+            &user_with(
+                &unique("expanded"),
+                &json!({"roles": [{"_ref": format!("managed/role/{first}")}, {"_ref": format!("managed/role/{second}")}],
+                        "manager": {"_ref": format!("managed/user/{boss_id}")}}),
+            ),
+        )
+        .body;
+        let id = user["_id"].as_str().unwrap();
+
+        let read_back = read(
+            &server,
+            &format!("/openidm/managed/user/{id}?_fields=roles/name,roles/_id,manager/userName,userName"),
+        );
+        let names: Vec<&str> = read_back["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|role| role["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{read_back}");
+        for role in read_back["roles"].as_array().unwrap() {
+            assert!(role["name"].as_str().unwrap().starts_with(if role["_refResourceId"] == first.as_str() { "first" } else { "second" }));
+            assert_eq!(role["_id"], role["_refResourceId"], "{role}");
+            assert!(role["_refProperties"]["_id"].is_string(), "the reference itself stays: {role}");
+            assert!(role.get("description").is_none(), "only the fields asked for: {role}");
+        }
+        assert_eq!(read_back["manager"]["userName"], boss["userName"], "{read_back}");
+        assert_eq!(read_back["manager"]["_ref"], format!("managed/user/{boss_id}"));
+        assert!(read_back["manager"].get("password").is_none());
+        assert_eq!(read_back["userName"], user["userName"]);
+
+        // The reverse side and a query page expand too.
+        let reports = read(&server, &format!("/openidm/managed/user/{boss_id}?_fields=reports/userName"));
+        assert_eq!(reports["reports"][0]["userName"], user["userName"], "{reports}");
+        let page = read(
+            &server,
+            &format!(
+                "/openidm/managed/user?_queryFilter={}&_fields=manager/userName",
+                ferridm_tests::url_encode(&format!("_id eq \"{id}\""))
+            ),
+        );
+        assert_eq!(page["result"][0]["manager"]["userName"], boss["userName"], "{page}");
+
+        // A reference whose object is gone (written past validation) reports the error.
+        server
+            .state()
+            .store
+            .set_edges(
+                "managed/user",
+                id,
+                &[ferridm_store::RelationshipSet {
+                    property: "roles".into(),
+                    reverse: Some("members".into()),
+                    targets: vec![ferridm_store::EdgeTarget {
+                        collection: "managed/role".into(),
+                        id: "gone".into(),
+                        properties: Default::default(),
+                    }],
+                }],
+            )
+            .unwrap();
+        let dangling = read(&server, &format!("/openidm/managed/user/{id}?_fields=roles/name"));
+        assert_eq!(dangling["roles"][0]["_refError"], true, "{dangling}");
+        assert_eq!(
+            dangling["roles"][0]["_refErrorMessage"],
+            "Object managed/role/gone not found in managed/role"
+        );
+        assert!(dangling["roles"][0].get("name").is_none());
+    });
+}

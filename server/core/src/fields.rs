@@ -123,6 +123,9 @@ impl FieldSelection {
             };
             if pointer.len() == 1 || (pointer.len() == 2 && pointer.leaf() == Some("*")) {
                 out.insert(first.to_owned(), top.clone());
+            } else if catalog.is_reference(first) && is_expanded(top) {
+                // The caller expanded the references with the fields asked for.
+                out.insert(first.to_owned(), top.clone());
             } else if catalog.is_reference(first) {
                 let rest = pointer.relative();
                 if let Some(value) = rest.get(top) {
@@ -141,6 +144,16 @@ impl FieldSelection {
             }
         }
         out
+    }
+}
+
+/// True for relationship references (`{_ref, …}`, or an array of them), which a `rel/field`
+/// pointer expands with the referenced object's fields rather than selecting within.
+fn is_expanded(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.iter().all(|item| item.get("_ref").is_some()),
+        Value::Object(map) => map.contains_key("_ref"),
+        _ => false,
     }
 }
 

@@ -290,6 +290,29 @@ impl Store {
         self.read(|conn| find(conn, object_type, id))
     }
 
+    /// Reads the objects `ids` of `object_type` that exist, in one statement (in no particular
+    /// order).
+    pub fn get_many(&self, object_type: &str, ids: &[&str]) -> Result<Vec<StoredObject>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = if ids.len() <= 64 { Sql::cached("SELECT ") } else { Sql::uncached("SELECT ") };
+        select
+            .push(OBJECT_COLUMNS)
+            .push(" FROM objects o WHERE o.otype = ")
+            .bind_text(object_type)
+            .push(" AND o.oid IN (");
+        for (index, id) in ids.iter().enumerate() {
+            if index > 0 {
+                select.push(", ");
+            }
+            select.bind_text(*id);
+        }
+        select.push(")");
+        let rows = self.read(|conn| Ok(select.typed::<ObjectColumnTypes>().load::<ObjectColumns>(conn)?))?;
+        rows.into_iter().map(object_from_columns).collect()
+    }
+
     /// Inserts a new object. An existing id → [`StoreError::AlreadyExists`]; a taken unique
     /// value → [`StoreError::UniqueViolation`]; nothing is stored in either case.
     pub fn insert(&self, new: NewObject<'_>) -> Result<StoredObject, StoreError> {

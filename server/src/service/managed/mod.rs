@@ -475,6 +475,7 @@ impl<'a> ManagedObjects<'a> {
         }
         let mut related = self.assemble(vec![(stored.id.as_str(), &stored.content)], &shown, &edges);
         self.add_effective_assignments(&mut related, fields)?;
+        self.expand_references(&mut related, fields)?;
         let related = related.remove(&stored.id).unwrap_or_default();
         self.view_related(stored, fields, related)
     }
@@ -676,6 +677,7 @@ impl<'a> ManagedObjects<'a> {
             &shown,
         )?;
         self.add_effective_assignments(&mut related, fields)?;
+        self.expand_references(&mut related, fields)?;
         Ok(QueryResponse {
             result: page
                 .objects

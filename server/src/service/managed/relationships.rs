@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use ferridm_core::fields::FieldSelection;
 use ferridm_core::patch::{PatchOp, PatchOperation};
 use ferridm_core::query::QueryResponse;
-use ferridm_core::{Error, Object, Result};
+use ferridm_core::{Error, JsonPointer, Object, Result};
 use ferridm_store::{Edge, EdgeTarget, RelationshipSet};
 use serde_json::{Value, json};
 
@@ -506,12 +506,166 @@ impl ManagedObjects<'_> {
         Ok(())
     }
 
+    /// Expands the references `fields` asks into (`roles/name`, `manager/userName`, `roles/*`)
+    /// in each object's related values: each reference gets the fields named below the
+    /// relationship, read from the object it refers to (the objects of a whole page read at
+    /// once, one statement per collection; private properties stay hidden from clients). A
+    /// reference to an object that cannot be read gets `_refError` and `_refErrorMessage`.
+    pub(super) fn expand_references(&self, related: &mut HashMap<String, Object>, fields: &FieldSelection) -> Result<()> {
+        let mut expansions: Vec<(&str, Vec<JsonPointer>)> = Vec::new();
+        for pointer in fields.pointers() {
+            let Some(name) = pointer.first().filter(|name| self.object_type.relationship(name).is_some()) else {
+                continue;
+            };
+            if pointer.len() < 2 {
+                continue;
+            }
+            let rest = pointer.relative();
+            match expansions.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, wanted)) => wanted.push(rest),
+                None => expansions.push((name, vec![rest])),
+            }
+        }
+        if expansions.is_empty() {
+            return Ok(());
+        }
+        let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
+        for values in related.values() {
+            for (name, _) in &expansions {
+                for reference in references_in(values.get(*name)) {
+                    if let Some((collection, id)) = reference_target(reference) {
+                        let ids = wanted.entry(collection.to_owned()).or_default();
+                        if !ids.iter().any(|known| known == id) {
+                            ids.push(id.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let mut found: HashMap<(String, String), Object> = HashMap::new();
+        for (collection, ids) in &wanted {
+            for (id, object) in self.referenced_objects(collection, ids)? {
+                found.insert((collection.clone(), id), object);
+            }
+        }
+        for values in related.values_mut() {
+            for (name, pointers) in &expansions {
+                let Some(value) = values.get_mut(*name) else {
+                    continue;
+                };
+                let items: Vec<&mut Value> = match value {
+                    Value::Array(items) => items.iter_mut().collect(),
+                    Value::Null => Vec::new(),
+                    single => vec![single],
+                };
+                for item in items {
+                    let Some((collection, id)) = reference_target(item).map(|(c, i)| (c.to_owned(), i.to_owned()))
+                    else {
+                        continue;
+                    };
+                    let Value::Object(reference) = item else {
+                        continue;
+                    };
+                    match found.get(&(collection.clone(), id.clone())) {
+                        Some(target) => merge_fields(reference, target, pointers),
+                        None => {
+                            reference.insert("_refError".to_owned(), Value::Bool(true));
+                            reference.insert(
+                                "_refErrorMessage".to_owned(),
+                                Value::String(Error::object_not_found(&collection, &id).to_string()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects of `collection` among `ids` that can be read, each as a client may see it
+    /// (with `_id` and `_rev`), by id. Internal roles are named by their ids.
+    fn referenced_objects(&self, collection: &str, ids: &[String]) -> Result<Vec<(String, Object)>> {
+        if collection == "internal/role" {
+            return Ok(ids
+                .iter()
+                .map(|id| {
+                    let mut role = Object::new();
+                    role.insert("_id".to_owned(), Value::String(id.clone()));
+                    role.insert("name".to_owned(), Value::String(id.clone()));
+                    (id.clone(), role)
+                })
+                .collect());
+        }
+        let Some(target_type) = collection
+            .strip_prefix("managed/")
+            .and_then(|name| self.ctx.generation.managed.get(name))
+        else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let stored = self
+            .ctx
+            .state
+            .store
+            .get_many(target_type.name(), &ids)
+            .map_err(storage_error)?;
+        Ok(stored
+            .into_iter()
+            .map(|object| {
+                let mut visible = Object::with_capacity(object.content.len() + 2);
+                visible.insert("_id".to_owned(), Value::String(object.id.clone()));
+                visible.insert("_rev".to_owned(), Value::String(object.rev.to_string()));
+                visible.extend(object.content);
+                if self.ctx.is_client() {
+                    for private in target_type.private.iter().chain(&target_type.hashed) {
+                        visible.remove(private);
+                    }
+                }
+                (object.id, visible)
+            })
+            .collect())
+    }
+
     /// True when a response with `fields` carries the virtual property `name`.
     fn shows_virtual(&self, fields: &FieldSelection, name: &str) -> bool {
         self.object_type
             .virtuals
             .iter()
             .any(|v| v.name == name && (fields.mentions(name) || (fields.includes_defaults() && v.return_by_default)))
+    }
+}
+
+/// The references a relationship value holds (an array of them, one, or none).
+fn references_in(value: Option<&Value>) -> Vec<&Value> {
+    match value {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(single) => vec![single],
+    }
+}
+
+/// The collection and id a reference names.
+fn reference_target(reference: &Value) -> Option<(&str, &str)> {
+    reference.get("_ref")?.as_str()?.rsplit_once('/')
+}
+
+/// Merges into `reference` the fields of `target` that `pointers` name (each under its first
+/// segment; `*` merges every field).
+fn merge_fields(reference: &mut Object, target: &Object, pointers: &[JsonPointer]) {
+    for pointer in pointers {
+        match pointer.first() {
+            Some("*") => {
+                for (key, value) in target {
+                    reference.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+            Some(first) => {
+                if let Some(value) = target.get(first) {
+                    reference.insert(first.to_owned(), value.clone());
+                }
+            }
+            None => {}
+        }
     }
 }
 

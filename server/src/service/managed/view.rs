@@ -50,6 +50,7 @@ impl ManagedObjects<'_> {
         let shown = self.relationships_shown(fields);
         let mut related = self.related([(stored.id.as_str(), &stored.content)], &shown)?;
         self.add_effective_assignments(&mut related, fields)?;
+        self.expand_references(&mut related, fields)?;
         let related = related.remove(&stored.id).unwrap_or_default();
         self.view_related(stored, fields, related)
     }
