@@ -270,6 +270,30 @@ fn a_manager_is_one_reference_and_reports_are_its_reverse() {
             .send();
         assert_eq!(restored.status, 200, "{}", restored.text);
 
+        // Adding the report from another manager's side moves it: a report has one manager.
+        let taken = server
+            .admin()
+            .patch(
+                &format!("/openidm/managed/user/{other}"),
+                &json!([{"operation": "add", "field": "/reports/-", "value": {"_ref": format!("managed/user/{report_id}")}}]),
+            )
+            .send();
+        assert_eq!(taken.status, 200, "{}", taken.text);
+        let manager = read(&server, &format!("/openidm/managed/user/{report_id}?_fields=manager"));
+        assert_eq!(manager["manager"]["_refResourceId"], other.as_str(), "{manager}");
+        let reports = read(&server, &format!("/openidm/managed/user/{boss}?_fields=reports"));
+        assert_eq!(reports["reports"], json!([]), "the first manager lost the report");
+        let moved_back = server
+            .admin()
+            .patch(
+                &format!("/openidm/managed/user/{report_id}"),
+                &json!([{"operation": "replace", "field": "/manager", "value": {"_ref": format!("managed/user/{boss}")}}]),
+            )
+            .send();
+        assert_eq!(moved_back.status, 200, "{}", moved_back.text);
+        let reports = read(&server, &format!("/openidm/managed/user/{other}?_fields=reports"));
+        assert_eq!(reports["reports"], json!([]));
+
         // Deleting the manager removes the edge from the report.
         let deleted = server.admin().delete(&format!("/openidm/managed/user/{boss}")).send();
         assert_eq!(deleted.status, 200, "{}", deleted.text);
@@ -692,6 +716,7 @@ fn fields_below_a_relationship_expand_its_references() {
                 &[ferridm_store::RelationshipSet {
                     property: "roles".into(),
                     reverse: Some("members".into()),
+                    reverse_single: false,
                     targets: vec![ferridm_store::EdgeTarget {
                         collection: "managed/role".into(),
                         id: "gone".into(),

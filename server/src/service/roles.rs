@@ -419,6 +419,7 @@ fn reevaluate(
     let set = RelationshipSet {
         property: ROLES.to_owned(),
         reverse: property.reverse.clone(),
+        reverse_single: false,
         targets: vec![conditional_target(&role.id)],
     };
     let user_collection = format!("managed/{USER_TYPE}");

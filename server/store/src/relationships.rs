@@ -55,6 +55,9 @@ pub struct RelationshipSet {
     pub property: String,
     /// The property that holds the edge on the targets (`members`), if the relationship has one.
     pub reverse: Option<String>,
+    /// Whether that property holds one reference (a report's `manager`): a new edge then
+    /// replaces the target's edge under it.
+    pub reverse_single: bool,
     /// Every object the property refers to after the write, each once.
     pub targets: Vec<EdgeTarget>,
 }
@@ -243,6 +246,33 @@ fn insert_edge(
         property: set.reverse.as_deref().unwrap_or(""),
         id: &target.id,
     };
+    if set.reverse_single && !far.property.is_empty() {
+        for (end, other) in [("first", "second"), ("second", "first")] {
+            let mut replace = Sql::cached("DELETE FROM relationships WHERE ");
+            replace
+                .push(end)
+                .push("_coll = ")
+                .bind_text(far.collection)
+                .push(" AND ")
+                .push(end)
+                .push("_id = ")
+                .bind_text(far.id)
+                .push(" AND ")
+                .push(end)
+                .push("_prop = ")
+                .bind_text(far.property)
+                .push(" AND NOT (")
+                .push(other)
+                .push("_coll = ")
+                .bind_text(collection)
+                .push(" AND ")
+                .push(other)
+                .push("_id = ")
+                .bind_text(id)
+                .push(")");
+            replace.execute(conn)?;
+        }
+    }
     let (first, second) = canonical(near, far);
     let mut insert = Sql::cached(
         "INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES (",

@@ -33,6 +33,7 @@ fn roles(targets: &[&str]) -> RelationshipSet {
     RelationshipSet {
         property: "roles".into(),
         reverse: Some("members".into()),
+        reverse_single: false,
         targets: targets
             .iter()
             .map(|id| EdgeTarget {
@@ -48,6 +49,7 @@ fn members(targets: &[&str]) -> RelationshipSet {
     RelationshipSet {
         property: "members".into(),
         reverse: Some("roles".into()),
+        reverse_single: false,
         targets: targets
             .iter()
             .map(|id| EdgeTarget {
@@ -195,6 +197,7 @@ fn a_one_way_edge_is_read_only_from_its_owner() {
         let authz = RelationshipSet {
             property: "authzRoles".into(),
             reverse: None,
+            reverse_single: false,
             targets: vec![EdgeTarget {
                 collection: "internal/role".into(),
                 id: "openidm-authorized".into(),

@@ -198,6 +198,7 @@ fn seed_roles(store: &Store, generation: &ferridm::generation::Generation, users
     let granted = RelationshipSet {
         property: "roles".to_owned(),
         reverse: Some("members".to_owned()),
+        reverse_single: false,
         targets: (0..ROLES)
             .map(|i| EdgeTarget {
                 collection: "managed/role".to_owned(),

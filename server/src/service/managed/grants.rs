@@ -56,6 +56,7 @@ impl ManagedObjects<'_> {
                 RelationshipSet {
                     property: ROLES.to_owned(),
                     reverse: property.reverse.clone(),
+                    reverse_single: false,
                     targets: targets_of(property, &held)?,
                 }
             }

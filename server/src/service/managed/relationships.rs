@@ -143,6 +143,21 @@ impl ManagedObjects<'_> {
         Ok(sets)
     }
 
+    /// True when the objects `property` refers to hold its reverse as one reference (each of a
+    /// user's `reports` has one `manager`).
+    fn reverse_is_single(&self, property: &RelationshipProperty) -> bool {
+        let Some(reverse) = &property.reverse else {
+            return false;
+        };
+        property
+            .collections
+            .iter()
+            .filter_map(|collection| collection.strip_prefix("managed/"))
+            .filter_map(|name| self.ctx.generation.managed.get(name))
+            .filter_map(|target_type| target_type.relationship(reverse))
+            .any(|reverse| !reverse.many)
+    }
+
     /// [`Self::take_relationships`] without looking the referenced objects up.
     pub(super) fn take_relationships_unchecked(&self, content: &mut Object) -> Result<Vec<RelationshipSet>> {
         let mut sets = Vec::new();
@@ -154,6 +169,7 @@ impl ManagedObjects<'_> {
             sets.push(RelationshipSet {
                 property: property.name.clone(),
                 reverse: property.reverse.clone(),
+                reverse_single: self.reverse_is_single(property),
                 targets,
             });
         }
