@@ -752,6 +752,46 @@ fn a_host_read_past_an_object_is_not_found() {
     assert_eq!(created.body["description"], "true true true");
 }
 
+/// Scripts read and follow relationships (issue 15, point 7): a read shows an object's
+/// references, the referenced object reads by its `_ref`, and a relationship's references are
+/// queried and read one by one as sub-resources.
+#[test]
+fn a_script_follows_relationships() {
+    let server = server_with_trigger(
+        "onCreate",
+        inline(
+            r#"if object.manager != () {
+                let boss = openidm::read(object.manager._ref);
+                let grants = openidm::query(`managed/user/${boss._id}/roles`, "true");
+                let grant = openidm::read(`managed/user/${boss._id}/roles/${grants[0]._id}`);
+                let role = openidm::read(grant._ref);
+                object.description = `${boss.userName} ${grants.len()} ${role.name} ${boss.roles.len()}`;
+            }"#,
+        ),
+    );
+    let role_name = unique("followed");
+    let role = server
+        .admin()
+        .post("/openidm/managed/role?_action=create", &json!({"name": role_name}))
+        .send();
+    assert_eq!(role.status, 201, "{}", role.text);
+    let boss_name = unique("boss");
+    let boss = create(
+        &server,
+        &user_with(&boss_name, &json!({"roles": [{"_ref": format!("managed/role/{}", role.body["_id"].as_str().unwrap())}]})),
+    );
+    assert_eq!(boss.status, 201, "{}", boss.text);
+    let report = create(
+        &server,
+        &user_with(
+            &unique("report"),
+            &json!({"manager": {"_ref": format!("managed/user/{}", boss.body["_id"].as_str().unwrap())}}),
+        ),
+    );
+    assert_eq!(report.status, 201, "{}", report.text);
+    assert_eq!(report.body["description"], format!("{boss_name} 1 {role_name} 1"));
+}
+
 #[test]
 fn put_of_an_invalid_config_is_400_and_changes_nothing() {
     let server = TestServer::start();

@@ -85,6 +85,16 @@ impl ServerHost {
         result
     }
 
+    /// True when `path`'s first segment past the object names a relationship of its type.
+    fn is_relationship(&self, path: &crate::resource::path::ManagedPath<'_>) -> bool {
+        self.ctx
+            .generation
+            .managed
+            .get(path.type_name)
+            .zip(path.rest.first())
+            .is_some_and(|(managed_type, name)| managed_type.relationship(name).is_some())
+    }
+
     /// A path a write may address: `managed/<type>/<id>`.
     fn instance(function: &str, path: &str) -> HostResult<ResourcePath> {
         let parsed = ResourcePath::parse(path);
@@ -116,6 +126,8 @@ impl Host for ServerHost {
         // A path with segments past the object (`managed/user/a/b`, `internal/user/a/b`) names
         // nothing there is: not found, as for any absent object.
         let names_one_object = match (parsed.managed(), parsed.parts().as_slice()) {
+            // One reference of a relationship: `managed/user/<id>/roles/<edge id>`.
+            (Some(managed), _) if managed.rest.len() == 2 => self.is_relationship(&managed),
             (Some(managed), _) if managed.id.is_some() => managed.instance().is_some(),
             (None, ["internal", "user", _, rest @ ..]) => rest.is_empty(),
             _ => return Err(unsupported("openidm::read", &parsed)),
@@ -139,6 +151,8 @@ impl Host for ServerHost {
     fn query(&self, path: &str, filter: &str) -> HostResult<Vec<Value>> {
         let parsed = ResourcePath::parse(path);
         let collection = match parsed.managed() {
+            // The references of a relationship: `managed/user/<id>/roles`.
+            Some(managed) if managed.rest.len() == 1 => self.is_relationship(&managed),
             Some(managed) => managed.id.is_none(),
             None => parsed.segments() == ["internal", "user"],
         };
