@@ -684,9 +684,21 @@ fn fields_below_a_relationship_expand_its_references() {
             .collect();
         assert_eq!(names.len(), 2, "{read_back}");
         for role in read_back["roles"].as_array().unwrap() {
-            assert!(role["name"].as_str().unwrap().starts_with(if role["_refResourceId"] == first.as_str() { "first" } else { "second" }));
+            assert!(
+                role["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(if role["_refResourceId"] == first.as_str() {
+                        "first"
+                    } else {
+                        "second"
+                    })
+            );
             assert_eq!(role["_id"], role["_refResourceId"], "{role}");
-            assert!(role["_refProperties"]["_id"].is_string(), "the reference itself stays: {role}");
+            assert!(
+                role["_refProperties"]["_id"].is_string(),
+                "the reference itself stays: {role}"
+            );
             assert!(role.get("description").is_none(), "only the fields asked for: {role}");
         }
         assert_eq!(read_back["manager"]["userName"], boss["userName"], "{read_back}");
@@ -695,7 +707,10 @@ fn fields_below_a_relationship_expand_its_references() {
         assert_eq!(read_back["userName"], user["userName"]);
 
         // The reverse side and a query page expand too.
-        let reports = read(&server, &format!("/openidm/managed/user/{boss_id}?_fields=reports/userName"));
+        let reports = read(
+            &server,
+            &format!("/openidm/managed/user/{boss_id}?_fields=reports/userName"),
+        );
         assert_eq!(reports["reports"][0]["userName"], user["userName"], "{reports}");
         let page = read(
             &server,

@@ -778,7 +778,10 @@ fn a_script_follows_relationships() {
     let boss_name = unique("boss");
     let boss = create(
         &server,
-        &user_with(&boss_name, &json!({"roles": [{"_ref": format!("managed/role/{}", role.body["_id"].as_str().unwrap())}]})),
+        &user_with(
+            &boss_name,
+            &json!({"roles": [{"_ref": format!("managed/role/{}", role.body["_id"].as_str().unwrap())}]}),
+        ),
     );
     assert_eq!(boss.status, 201, "{}", boss.text);
     let report = create(

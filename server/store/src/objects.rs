@@ -296,7 +296,11 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut select = if ids.len() <= 64 { Sql::cached("SELECT ") } else { Sql::uncached("SELECT ") };
+        let mut select = if ids.len() <= 64 {
+            Sql::cached("SELECT ")
+        } else {
+            Sql::uncached("SELECT ")
+        };
         select
             .push(OBJECT_COLUMNS)
             .push(" FROM objects o WHERE o.otype = ")

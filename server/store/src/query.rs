@@ -268,21 +268,24 @@ fn push_relationship_comparison(
         });
         return;
     }
+    // Exact on both backends: SQLite's `LIKE` would fold ASCII case, PostgreSQL's would not.
     push_relationship_leaf(sql, scope, property, &|sql: &mut Sql, far: &str| {
-        sql.push(&field.column(far));
+        let column = field.column(far);
         match op {
+            ComparisonOp::Co if text.is_empty() => {
+                sql.push("1 = 1");
+            }
             ComparisonOp::Co => {
-                sql.push(" LIKE ")
-                    .bind_text(format!("%{}%", like_escape(text)))
-                    .push(" ESCAPE '\\'");
+                sql.push(&format!("REPLACE({column}, "))
+                    .bind_text(text.clone())
+                    .push(&format!(", '') <> {column}"));
             }
             ComparisonOp::Sw => {
-                sql.push(" LIKE ")
-                    .bind_text(format!("{}%", like_escape(text)))
-                    .push(" ESCAPE '\\'");
+                sql.push(&format!("SUBSTR({column}, 1, {}) = ", text.chars().count()))
+                    .bind_text(text.clone());
             }
             _ => {
-                sql.push(comparison_sql(op)).bind_text(text.clone());
+                sql.push(&column).push(comparison_sql(op)).bind_text(text.clone());
             }
         }
     });

@@ -527,10 +527,17 @@ impl ManagedObjects<'_> {
     /// relationship, read from the object it refers to (the objects of a whole page read at
     /// once, one statement per collection; private properties stay hidden from clients). A
     /// reference to an object that cannot be read gets `_refError` and `_refErrorMessage`.
-    pub(super) fn expand_references(&self, related: &mut HashMap<String, Object>, fields: &FieldSelection) -> Result<()> {
+    pub(super) fn expand_references(
+        &self,
+        related: &mut HashMap<String, Object>,
+        fields: &FieldSelection,
+    ) -> Result<()> {
         let mut expansions: Vec<(&str, Vec<JsonPointer>)> = Vec::new();
         for pointer in fields.pointers() {
-            let Some(name) = pointer.first().filter(|name| self.object_type.relationship(name).is_some()) else {
+            let Some(name) = pointer
+                .first()
+                .filter(|name| self.object_type.relationship(name).is_some())
+            else {
                 continue;
             };
             if pointer.len() < 2 {
