@@ -648,6 +648,27 @@ fn a_user_cannot_grant_themselves_a_role() {
     let after = read(&server, &format!("/openidm/managed/user/{id}?_fields=roles,authzRoles"));
     assert_eq!(after["roles"], json!([]));
     assert_eq!(ids(&after["authzRoles"]), ["openidm-authorized"]);
+
+    // Their own relationships they may read (ownDataOnly); another user's they may not.
+    let own = me
+        .get(&format!("/openidm/managed/user/{id}/authzRoles?_queryFilter=true"))
+        .send();
+    assert_eq!(own.status, 200, "{}", own.text);
+    assert_eq!(own.body["result"][0]["_refResourceId"], "openidm-authorized", "{}", own.text);
+    let edge = own.body["result"][0]["_id"].as_str().unwrap();
+    let one = me.get(&format!("/openidm/managed/user/{id}/authzRoles/{edge}")).send();
+    assert_eq!(one.status, 200, "{}", one.text);
+    let other = server.create_user(&unique("other"), Some("Passw0rd"));
+    let other_id = other["_id"].as_str().unwrap();
+    for path in [
+        format!("/openidm/managed/user/{other_id}/authzRoles?_queryFilter=true"),
+        format!("/openidm/managed/user/{other_id}/roles?_queryFilter=true"),
+    ] {
+        let refused = me.get(&path).send();
+        assert_eq!(refused.status, 403, "{path}: {}", refused.text);
+    }
+    let removed = me.delete(&format!("/openidm/managed/user/{id}/authzRoles/{edge}")).send();
+    assert_eq!(removed.status, 403, "a user cannot drop their own grants: {}", removed.text);
 }
 
 /// `_fields` below a relationship expands its references with the referenced objects' fields

@@ -127,6 +127,24 @@ impl RequestChecks {
         Ok(stored)
     }
 
+    /// True when the request addresses the caller's own object, or one of its relationships
+    /// (`managed/user/<own id>/roles`, and one reference of it).
+    fn own_data(&self) -> bool {
+        let own = self.context.own_path();
+        if self.path == own {
+            return true;
+        }
+        let Some(below) = self.path.strip_prefix(&own).and_then(|rest| rest.strip_prefix('/')) else {
+            return false;
+        };
+        let mut segments = below.split('/');
+        let relationship = segments.next().unwrap_or_default();
+        segments.count() <= 1
+            && crate::resource::path::managed_type(&self.context.authorization.component)
+                .and_then(|name| self.ctx.generation.managed.get(name))
+                .is_some_and(|own_type| own_type.relationship(relationship).is_some())
+    }
+
     fn only_editable(&self, type_name: &str, exceptions: &[String]) -> std::result::Result<bool, String> {
         let Some(object_type) = self.ctx.generation.managed.get(type_name) else {
             return Ok(false);
@@ -185,7 +203,7 @@ impl AccessChecks for RequestChecks {
                 .unwrap_or_default()
         };
         match name {
-            "ownDataOnly" => Ok(self.path == self.context.own_path()),
+            "ownDataOnly" => Ok(self.own_data()),
             "onlyEditableManagedObjectProperties" => self.only_editable(&text(0), &list(1)),
             "reauthIfProtectedAttributeChange" => self.reauth_if_protected(),
             "checkIfUIIsEnabled" => Ok(self.ctx.generation.ui.enabled(&text(0))),

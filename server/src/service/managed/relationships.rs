@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::{ManagedObjects, QueryRequest};
 use crate::config::RelationshipProperty;
 use crate::service::roles::{ROLE_COLLECTION, ROLES, RoleCatalog, TEMPORAL_CONSTRAINTS, within};
+use crate::service::context::Caller;
 use crate::service::storage_error;
 
 /// The relationship of roles to their assignments.
@@ -355,6 +356,22 @@ impl ManagedObjects<'_> {
         self.object_type.relationship(name).ok_or_else(super::sub_object)
     }
 
+    /// [`Self::relationship_named`] for a change of its references: a client other than an
+    /// administrator may change only the relationships users may edit (as a patch of them).
+    fn editable_relationship(&self, name: &str) -> Result<&RelationshipProperty> {
+        let property = self.relationship_named(name)?;
+        let admin = matches!(&self.ctx.caller, Caller::Client(caller) if caller.session.context.is_admin());
+        let editable = self
+            .object_type
+            .schema
+            .property(name)
+            .is_some_and(|schema| schema.user_editable);
+        if self.ctx.is_client() && !admin && !editable {
+            return Err(Error::Forbidden("Access denied".into()));
+        }
+        Ok(property)
+    }
+
     /// The references relationship `name` of object `id` holds, each as a sub-resource: with
     /// its edge's `_id` and `_rev` beside the reference.
     fn relationship_items(&self, id: &str, name: &str) -> Result<Vec<Object>> {
@@ -412,7 +429,7 @@ impl ManagedObjects<'_> {
     /// `POST managed/<type>/<id>/<relationship>?_action=create`: adds a reference (replaces it,
     /// for a single one) as a patch of the object would, with the same checks; returns it.
     pub fn create_relationship(&self, id: &str, name: &str, reference: Object) -> Result<Object> {
-        let property = self.relationship_named(name)?;
+        let property = self.editable_relationship(name)?;
         let target = target_of(property, &Value::Object(reference.clone()))?;
         let path = format!("{}/{}", target.collection, target.id);
         let same_target = |item: &Object| item.get("_ref").and_then(Value::as_str) == Some(path.as_str());
@@ -441,7 +458,7 @@ impl ManagedObjects<'_> {
     /// `DELETE managed/<type>/<id>/<relationship>/<edge id>`: removes a reference as a patch
     /// of the object would; returns it as it was.
     pub fn delete_relationship(&self, id: &str, name: &str, edge_id: &str) -> Result<Object> {
-        let property = self.relationship_named(name)?;
+        let property = self.editable_relationship(name)?;
         let item = self.read_relationship(id, name, edge_id)?;
         let operation = if property.many {
             json!([{"operation": "remove", "field": format!("/{name}"), "value": {"_ref": item.get("_ref")}}])
