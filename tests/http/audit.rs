@@ -278,6 +278,42 @@ fn authentication_events_record_successes_failures_and_lockouts() {
 }
 
 #[test]
+fn a_change_of_references_alone_is_an_audited_change() {
+    on_each_backend(|builder| {
+        let server = audited(builder).start();
+        let user = server.create_user(&unique("granted"), None);
+        let id = user["_id"].as_str().unwrap_or_default().to_owned();
+        let role = server
+            .admin()
+            .post(
+                "/openidm/managed/role?_action=create",
+                &json!({"name": unique("audited")}),
+            )
+            .send();
+        assert_eq!(role.status, 201, "{}", role.text);
+        let role_id = role.body["_id"].as_str().unwrap_or_default().to_owned();
+        let granted = server
+            .admin()
+            .patch(
+                &format!("/openidm/managed/user/{id}"),
+                &json!([{"operation": "add", "field": "/roles/-", "value": {"_ref": format!("managed/role/{role_id}")}}]),
+            )
+            .send();
+        assert_eq!(granted.status, 200, "{}", granted.text);
+        let found = events(
+            &server,
+            "activity",
+            &format!("objectId eq \"managed/user/{id}\" and operation eq \"PATCH\""),
+            1,
+        );
+        assert_eq!(found[0]["changedFields"], json!(["/roles"]), "{}", found[0]);
+        assert_eq!(found[0]["before"]["roles"], json!([]));
+        assert_eq!(found[0]["after"]["roles"][0]["_refResourceId"], json!(role_id));
+        assert_eq!(found[0]["revision"], granted.body["_rev"]);
+    });
+}
+
+#[test]
 fn activity_events_record_writes_without_secrets() {
     on_each_backend(|builder| {
         let server = audited(builder).start();

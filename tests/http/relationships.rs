@@ -654,7 +654,11 @@ fn a_user_cannot_grant_themselves_a_role() {
         .get(&format!("/openidm/managed/user/{id}/authzRoles?_queryFilter=true"))
         .send();
     assert_eq!(own.status, 200, "{}", own.text);
-    assert_eq!(own.body["result"][0]["_refResourceId"], "openidm-authorized", "{}", own.text);
+    assert_eq!(
+        own.body["result"][0]["_refResourceId"], "openidm-authorized",
+        "{}",
+        own.text
+    );
     let edge = own.body["result"][0]["_id"].as_str().unwrap();
     let one = me.get(&format!("/openidm/managed/user/{id}/authzRoles/{edge}")).send();
     assert_eq!(one.status, 200, "{}", one.text);
@@ -667,8 +671,14 @@ fn a_user_cannot_grant_themselves_a_role() {
         let refused = me.get(&path).send();
         assert_eq!(refused.status, 403, "{path}: {}", refused.text);
     }
-    let removed = me.delete(&format!("/openidm/managed/user/{id}/authzRoles/{edge}")).send();
-    assert_eq!(removed.status, 403, "a user cannot drop their own grants: {}", removed.text);
+    let removed = me
+        .delete(&format!("/openidm/managed/user/{id}/authzRoles/{edge}"))
+        .send();
+    assert_eq!(
+        removed.status, 403,
+        "a user cannot drop their own grants: {}",
+        removed.text
+    );
 }
 
 /// `_fields` below a relationship expands its references with the referenced objects' fields

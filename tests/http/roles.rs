@@ -74,7 +74,7 @@ fn a_conditional_role_follows_each_users_own_writes() {
 
         // Created matching: granted, as a conditional grant.
         let user = user_in(&server, "Portland");
-        assert_eq!(effective_roles(&server, &user), [role.clone()]);
+        assert_eq!(effective_roles(&server, &user), vec![role.clone()]);
         let grant = grant_of(&server, &user, &role).expect("a conditional grant");
         assert_eq!(grant["_refProperties"]["_grantType"], "conditional", "{grant}");
         // Members list the conditional grant from the role's side too.
@@ -105,7 +105,7 @@ fn a_conditional_role_follows_each_users_own_writes() {
             &format!("/openidm/managed/user/{user}"),
             &json!([{"operation": "replace", "field": "/city", "value": "Seattle"}]),
         );
-        assert_eq!(effective_roles(&server, &user), [direct.clone()]);
+        assert_eq!(effective_roles(&server, &user), vec![direct.clone()]);
         assert!(grant_of(&server, &user, &role).is_none());
         let mut body = user_with(&unique("cond"), &json!({"city": "Portland"}));
         body["userName"] = server.admin().get(&format!("/openidm/managed/user/{user}")).send().body["userName"].clone();
@@ -147,7 +147,7 @@ fn a_changed_condition_is_re_evaluated_for_every_user_in_the_background() {
         server.wait_until(REEVALUATION, "the new role to reach every Portland user", || {
             portland
                 .iter()
-                .all(|user| effective_roles(&server, user) == [role.clone()])
+                .all(|user| effective_roles(&server, user) == vec![role.clone()])
         });
         assert!(boston.iter().all(|user| effective_roles(&server, user).is_empty()));
 
@@ -160,7 +160,7 @@ fn a_changed_condition_is_re_evaluated_for_every_user_in_the_background() {
         server.wait_until(REEVALUATION, "the changed condition to move the grants", || {
             boston
                 .iter()
-                .all(|user| effective_roles(&server, user) == [role.clone()])
+                .all(|user| effective_roles(&server, user) == vec![role.clone()])
                 && portland.iter().all(|user| effective_roles(&server, user).is_empty())
         });
 
@@ -178,7 +178,7 @@ fn a_changed_condition_is_re_evaluated_for_every_user_in_the_background() {
         server.wait_until(REEVALUATION, "the removed condition to revoke its grants", || {
             boston.iter().all(|user| effective_roles(&server, user).is_empty())
         });
-        assert_eq!(effective_roles(&server, &portland[0]), [role.clone()]);
+        assert_eq!(effective_roles(&server, &portland[0]), vec![role.clone()]);
         assert_eq!(effective_roles(&server, &portland[1]), Vec::<String>::new());
     });
 }
@@ -298,10 +298,10 @@ fn temporal_constraints_on_roles_and_grants_hold_around_now() {
 
         // Half an hour on, the grant of `plain` has ended.
         server.advance_clock(Duration::from_secs(1900));
-        assert_eq!(effective_roles(&server, &user), [current.clone()]);
+        assert_eq!(effective_roles(&server, &user), vec![current.clone()]);
         // An hour on, `current` has ended and `later` has begun.
         server.advance_clock(Duration::from_secs(1800));
-        assert_eq!(effective_roles(&server, &user), [later.clone()]);
+        assert_eq!(effective_roles(&server, &user), vec![later.clone()]);
         // Past both, nothing is effective, though every grant is still held.
         server.advance_clock(Duration::from_secs(3700));
         assert!(effective_roles(&server, &user).is_empty());
@@ -401,7 +401,7 @@ fn a_re_evaluation_left_by_a_dead_node_is_resumed_where_it_stopped() {
         server.wait_until(REEVALUATION, "the re-evaluation to be resumed and finished", || {
             users[3..]
                 .iter()
-                .all(|user| effective_roles(&server, user) == [role.clone()])
+                .all(|user| effective_roles(&server, user) == vec![role.clone()])
         });
         assert!(users[..3].iter().all(|user| effective_roles(&server, user).is_empty()));
         server.wait_until(REEVALUATION, "the lease to be released", || {
@@ -458,7 +458,7 @@ fn effective_roles_are_queryable() {
             found(&format!(
                 "effectiveRoles/_refResourceId eq \"{role}\" and city eq \"Portland\""
             )),
-            [conditional.clone()]
+            vec![conditional.clone()]
         );
     });
 }

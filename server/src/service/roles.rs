@@ -260,6 +260,13 @@ fn recorded_grants(state: &AppState) -> std::result::Result<BTreeMap<String, Str
         .unwrap_or_default())
 }
 
+/// True when the stored grants of role `id` follow `condition` (its re-evaluation for that
+/// condition has finished).
+pub fn grants_follow(state: &AppState, id: &str, condition: &str) -> Result<bool> {
+    let recorded = recorded_grants(state).map_err(super::storage_error)?;
+    Ok(recorded.get(id).is_some_and(|followed| followed == condition))
+}
+
 /// A role whose grants do not follow its condition: its id and the condition to follow
 /// (`None`: it has none any more).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,7 +502,7 @@ fn reevaluate(
             return Ok(None);
         }
         pages += 1;
-        if pages % PAGES_PER_LOG_LINE == 0 {
+        if pages.is_multiple_of(PAGES_PER_LOG_LINE) {
             tracing::info!(
                 role = %role.id,
                 users.done = outcome.done,

@@ -53,7 +53,7 @@ struct Options {
     json: Option<PathBuf>,
 }
 
-const ALL: [&str; 13] = [
+const ALL: [&str; 14] = [
     "bare",
     "get",
     "query-eq",
@@ -67,7 +67,12 @@ const ALL: [&str; 13] = [
     "register",
     "get-roles",
     "query-roles",
+    "conditional-role",
 ];
+
+/// The condition of the role the `conditional-role` scenario creates: every user whose
+/// name starts with `user1` (user1, user10…, user100…: about one in nine).
+const CONDITION: &str = "/userName sw \"user1\"";
 
 /// Roles seeded (`role0`…), each granted to every one of the first [`USERS_WITH_ROLES`] users.
 const ROLES: u64 = 10;
@@ -412,6 +417,66 @@ fn drive(scenario: &str, target: &Target, concurrency: usize, seconds: u64) -> a
     })
 }
 
+/// Creates a role with [`CONDITION`] and times its re-evaluation over every user in the
+/// background, while GETs by id run beside it for `seconds`. Returns the re-evaluation
+/// (`conditional-role`: users judged per second; p50 and p99 are its whole time) and the GETs
+/// (`get-during-reevaluation`).
+fn conditional_role(
+    server: &ferridm::RunningServer,
+    target: &Target,
+    concurrency: usize,
+    seconds: u64,
+) -> anyhow::Result<Vec<Outcome>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let created: Value = runtime.block_on(async {
+        let reply = admin(reqwest::Client::new().post(format!("{}/openidm/managed/role?_action=create", target.base)))
+            .json(&json!({"name": format!("conditional{}", target.run), "condition": CONDITION}))
+            .send()
+            .await?;
+        anyhow::Ok(reply.json().await?)
+    })?;
+    let role = created["_id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the role was not created: {created}"))?
+        .to_owned();
+    let started = Instant::now();
+    let beside = {
+        let target = target.clone();
+        std::thread::spawn(move || drive("get", &target, concurrency, seconds))
+    };
+    while !ferridm::service::roles::grants_follow(&server.state, &role, CONDITION)? {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = started.elapsed();
+    let members = server
+        .state
+        .store
+        .edges("managed/role", &[role.as_str()], &["members"])?;
+    eprintln!(
+        "  conditional role over {} users: {} granted in {:.1} s",
+        target.users,
+        members.len(),
+        elapsed.as_secs_f64()
+    );
+    let mut gets = beside
+        .join()
+        .map_err(|_| anyhow::anyhow!("the GETs beside the re-evaluation panicked"))??;
+    gets.scenario = "get-during-reevaluation".to_owned();
+    let whole_ms = elapsed.as_secs_f64() * 1000.0;
+    Ok(vec![
+        Outcome {
+            scenario: "conditional-role".to_owned(),
+            users: target.users,
+            requests: members.len() as u64,
+            errors: BTreeMap::new(),
+            per_second: target.users as f64 / elapsed.as_secs_f64(),
+            p50_ms: whole_ms,
+            p99_ms: whole_ms,
+        },
+        gets,
+    ])
+}
+
 /// A bare actix-web server answering a fixed JSON body: the baseline.
 fn bare_server(workers: usize) -> anyhow::Result<(String, actix_web::dev::ServerHandle)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -504,6 +569,21 @@ fn main() -> anyhow::Result<()> {
         ];
         let (bare, bare_handle) = bare_server(workers)?;
         for scenario in &scenarios {
+            if scenario == "conditional-role" {
+                eprintln!("  re-evaluating a new conditional role over {users} users");
+                let target = Target {
+                    base: servers[0].1.url(),
+                    users,
+                    run: run as u64,
+                };
+                outcomes.extend(conditional_role(
+                    &servers[0].1,
+                    &target,
+                    options.concurrency,
+                    options.seconds,
+                )?);
+                continue;
+            }
             let base = match scenario.as_str() {
                 "bare" => bare.clone(),
                 "get-nocache" => servers[1].1.url(),

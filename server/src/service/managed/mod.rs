@@ -313,6 +313,61 @@ impl<'a> ManagedObjects<'a> {
 
     /// Records a write in the audit trail's activity topic.
     fn audit_write(&self, operation: &str, id: &str, before: Option<&StoredObject>, after: Option<&StoredObject>) {
+        let revision = after
+            .or(before)
+            .map(|stored| stored.rev.to_string())
+            .unwrap_or_default();
+        self.audit_contents(
+            operation,
+            id,
+            (
+                before.map(|stored| &stored.content),
+                after.map(|stored| &stored.content),
+            ),
+            revision,
+        );
+    }
+
+    /// Records a write of an update or patch that named relationships: the audit's before and
+    /// after carry those relationships' references (`related_before`, and as they are now), so
+    /// a change of references alone shows in `changedFields`.
+    fn audit_related_write(
+        &self,
+        operation: &str,
+        written: (&StoredObject, &StoredObject),
+        related_before: Object,
+    ) -> Result<()> {
+        let (before, after) = written;
+        if related_before.is_empty() {
+            self.audit_write(operation, &after.id, Some(before), Some(after));
+            return Ok(());
+        }
+        let names: Vec<&str> = related_before.keys().map(String::as_str).collect();
+        let related_after = self
+            .related([(after.id.as_str(), &after.content)], &names)?
+            .remove(&after.id)
+            .unwrap_or_default();
+        let mut before_content = before.content.clone();
+        before_content.extend(related_before);
+        let mut after_content = after.content.clone();
+        after_content.extend(related_after);
+        self.audit_contents(
+            operation,
+            &after.id,
+            (Some(&before_content), Some(&after_content)),
+            after.rev.to_string(),
+        );
+        Ok(())
+    }
+
+    /// Records a write's contents (before, after) in the audit trail's activity topic.
+    fn audit_contents(
+        &self,
+        operation: &str,
+        id: &str,
+        contents: (Option<&Object>, Option<&Object>),
+        revision: String,
+    ) {
         let hidden: Vec<String> = self
             .object_type
             .private
@@ -320,17 +375,13 @@ impl<'a> ManagedObjects<'a> {
             .chain(&self.object_type.hashed)
             .cloned()
             .collect();
-        let revision = after
-            .or(before)
-            .map(|stored| stored.rev.to_string())
-            .unwrap_or_default();
         crate::service::audit::activity(
             self.ctx,
             &crate::service::audit::ActivityRecord {
                 object_id: &self.resource_path(Some(id)),
                 operation,
-                before: before.map(|stored| &stored.content),
-                after: after.map(|stored| &stored.content),
+                before: contents.0,
+                after: contents.1,
                 revision,
                 hidden: &hidden,
                 password_fields: &self.object_type.hashed,
@@ -340,11 +391,19 @@ impl<'a> ManagedObjects<'a> {
 
     /// The response to an update or patch: the new object after its `postUpdate` trigger, or
     /// the object as it was when nothing changed.
-    fn updated(&self, operation: &str, id: &str, written: write::Written, fields: &FieldSelection) -> Result<Resource> {
+    /// `related_before` holds the references of the relationships the write named, as they were.
+    fn updated(
+        &self,
+        operation: &str,
+        id: &str,
+        written: write::Written,
+        fields: &FieldSelection,
+        related_before: Object,
+    ) -> Result<Resource> {
         match written.after {
             None => self.view(written.before, fields),
             Some(stored) => {
-                self.audit_write(operation, id, Some(&written.before), Some(&stored));
+                self.audit_related_write(operation, (&written.before, &stored), related_before)?;
                 self.role_written(Some(&written.before.content), Some(&stored.content));
                 self.end_sessions_on_change(id, &written.before.content, Some(&stored.content))?;
                 self.run_post_trigger(
@@ -501,6 +560,7 @@ impl<'a> ManagedObjects<'a> {
             content.remove(&virtual_property.name);
         }
         self.check_size(&content)?;
+        let related_before = std::cell::RefCell::new(Object::new());
         let written = self.write_loop(id, if_match, "Update", POLICY_FAILED_WRITE, |current| {
             let mut next = content.clone();
             // Relationships the new content does not name keep their edges; references an
@@ -514,6 +574,7 @@ impl<'a> ManagedObjects<'a> {
                 )?
                 .remove(&current.id)
                 .unwrap_or_default();
+            related_before.replace(related.clone());
             for (name, value) in &related {
                 if !next.contains_key(name) {
                     next.insert(name.clone(), value.clone());
@@ -535,7 +596,7 @@ impl<'a> ManagedObjects<'a> {
             self.enforce_object(Some(id), &self.without_hashed_secrets(&next, Some(&current.content)))?;
             self.store_update(id, current, next)
         })?;
-        self.updated("UPDATE", id, written, fields)
+        self.updated("UPDATE", id, written, fields, related_before.into_inner())
     }
 
     /// PUT without conditions: create, or update when the id exists. Returns whether it created.
@@ -558,6 +619,7 @@ impl<'a> ManagedObjects<'a> {
         let transformer = ScriptTransformer { ctx: self.ctx };
         let touched = patch::touched_properties(operations);
         let patched_relationships = self.relationships_among(&touched);
+        let related_before = std::cell::RefCell::new(Object::new());
         let written = self.write_loop(id, if_match, "Patch", POLICY_FAILED_PATCH, |current| {
             // The relationships the patch touches are patched as the references a read shows.
             let relationships = self.relationships_kept(&current.content, &patched_relationships);
@@ -565,6 +627,7 @@ impl<'a> ManagedObjects<'a> {
                 .related([(current.id.as_str(), &current.content)], &relationships)?
                 .remove(&current.id)
                 .unwrap_or_default();
+            related_before.replace(related.clone());
             let matched = relationships::matching_removals(operations, &related);
             let mut working = current.content.clone();
             working.extend(related.iter().map(|(name, value)| (name.clone(), value.clone())));
@@ -595,7 +658,7 @@ impl<'a> ManagedObjects<'a> {
             self.enforce_patch(id, &checked, &touched)?;
             self.store_update(id, current, next)
         })?;
-        self.updated("PATCH", id, written, fields)
+        self.updated("PATCH", id, written, fields, related_before.into_inner())
     }
 
     /// Clears an object's failed logins and lock (administrators' `unlock` action).

@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use super::{ManagedObjects, QueryRequest};
 use crate::config::RelationshipProperty;
-use crate::service::roles::{ROLE_COLLECTION, ROLES, RoleCatalog, TEMPORAL_CONSTRAINTS, within};
 use crate::service::context::Caller;
+use crate::service::roles::{ROLE_COLLECTION, ROLES, RoleCatalog, TEMPORAL_CONSTRAINTS, within};
 use crate::service::storage_error;
 
 /// The relationship of roles to their assignments.
