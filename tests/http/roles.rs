@@ -460,5 +460,14 @@ fn effective_roles_are_queryable() {
             )),
             vec![conditional.clone()]
         );
+        // Edge properties filter too: how each was granted.
+        assert_eq!(
+            found("roles/_refProperties/_grantType eq \"conditional\""),
+            vec![conditional.clone()]
+        );
+        assert_eq!(
+            found("roles pr and !(roles/_refProperties/_grantType pr)"),
+            vec![direct.clone()]
+        );
     });
 }

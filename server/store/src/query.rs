@@ -18,7 +18,7 @@ use ferridm_core::query::SortKey;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{DbConnection, Deadline};
+use crate::connection::{Backend, DbConnection, Deadline};
 use crate::flatten::{
     IndexSpec, KIND_BOOLEAN, KIND_NULL, KIND_NUMBER, KIND_STRING, Limits, fold_string, index_rows, index_text,
     prop_key, split_key,
@@ -60,10 +60,11 @@ pub struct ObjectQuery<'a> {
 
 impl ObjectQuery<'_> {
     /// What the filter is compiled for.
-    fn scope(&self) -> Scope<'_> {
+    fn scope(&self, backend: Backend) -> Scope<'_> {
         Scope {
             object_type: self.object_type,
             relationships: &self.index.relationships,
+            backend,
         }
     }
 }
@@ -165,6 +166,8 @@ const MAX_COMPOUND_TERMS: usize = 64;
 pub(crate) struct Scope<'a> {
     pub(crate) object_type: &'a str,
     pub(crate) relationships: &'a [String],
+    /// The backend the SQL is for (edge properties are read from JSON in its dialect).
+    pub(crate) backend: Backend,
 }
 
 impl Scope<'_> {
@@ -178,20 +181,22 @@ impl Scope<'_> {
     }
 }
 
-/// What a relationship filter compares of an edge's far end.
+/// What a relationship filter compares of an edge.
 #[derive(Clone, Copy, PartialEq)]
-enum EdgeField {
-    /// `_ref` (or the relationship itself): collection and id.
+enum EdgeField<'a> {
+    /// `_ref` (or the relationship itself): collection and id of the far end.
     Reference,
     /// `_refResourceId`.
     Id,
     /// `_refResourceCollection`.
     Collection,
+    /// `_refProperties/<name>`: a top-level string property of the edge.
+    Property(&'a str),
 }
 
-impl EdgeField {
+impl<'a> EdgeField<'a> {
     /// The field a filter's path below the relationship names, if it is one of these.
-    fn of(rest: &[String]) -> Option<Self> {
+    fn of(rest: &'a [String]) -> Option<Self> {
         match rest {
             [] => Some(Self::Reference),
             [field] => match field.as_str() {
@@ -200,16 +205,59 @@ impl EdgeField {
                 "_refResourceCollection" => Some(Self::Collection),
                 _ => None,
             },
+            [properties, name] if properties == "_refProperties" && !name.contains(['"', '\\']) => {
+                Some(Self::Property(name))
+            }
             _ => None,
         }
     }
 
-    /// The SQL expression of the field at the `far` end of edge `r`.
-    fn column(self, far: &str) -> String {
-        match self {
-            Self::Reference => format!("r.{far}_coll || '/' || r.{far}_id"),
-            Self::Id => format!("r.{far}_id"),
-            Self::Collection => format!("r.{far}_coll"),
+    /// Appends the SQL value of the field of edge `r` (far end `far`), as text compared
+    /// byte-wise. An edge property is read from the edge's JSON, the one dialect difference:
+    /// `json_extract` on SQLite, `->>` on PostgreSQL.
+    fn push_value(self, sql: &mut Sql, far: &str, backend: Backend) {
+        match (self, backend) {
+            (Self::Reference, _) => sql.push(&format!("r.{far}_coll || '/' || r.{far}_id")),
+            (Self::Id, _) => sql.push(&format!("r.{far}_id")),
+            (Self::Collection, _) => sql.push(&format!("r.{far}_coll")),
+            (Self::Property(name), Backend::Sqlite) => sql
+                .push("json_extract(r.props, ")
+                .bind_text(format!("$.\"{name}\""))
+                .push(")"),
+            (Self::Property(name), Backend::Postgres) => sql
+                .push("(CAST(r.props AS jsonb) ->> ")
+                .bind_text(name)
+                .push(") COLLATE \"C\""),
+        };
+    }
+
+    /// Appends a condition that holds when the field has a value of the JSON type the
+    /// comparisons read (a string; for presence, anything but null): always, but for an edge
+    /// property.
+    fn push_typed(self, sql: &mut Sql, backend: Backend, presence: bool) {
+        let Self::Property(name) = self else {
+            sql.push("1 = 1");
+            return;
+        };
+        match backend {
+            Backend::Sqlite => sql
+                .push("json_type(r.props, ")
+                .bind_text(format!("$.\"{name}\""))
+                .push(")"),
+            Backend::Postgres => sql
+                .push("jsonb_typeof(CAST(r.props AS jsonb) -> ")
+                .bind_text(name)
+                .push(")"),
+        };
+        let string = if backend == Backend::Sqlite {
+            "'text'"
+        } else {
+            "'string'"
+        };
+        if presence {
+            sql.push(" <> 'null'");
+        } else {
+            sql.push(" = ").push(string);
         }
     }
 }
@@ -269,41 +317,50 @@ fn push_relationship_comparison(
         return;
     }
     // Exact on both backends: SQLite's `LIKE` would fold ASCII case, PostgreSQL's would not.
+    let backend = scope.backend;
     push_relationship_leaf(sql, scope, property, &|sql: &mut Sql, far: &str| {
-        let column = field.column(far);
+        field.push_typed(sql, backend, false);
+        sql.push(" AND ");
         match op {
             ComparisonOp::Co if text.is_empty() => {
                 sql.push("1 = 1");
             }
             ComparisonOp::Co => {
-                sql.push(&format!("REPLACE({column}, "))
-                    .bind_text(text.clone())
-                    .push(&format!(", '') <> {column}"));
+                sql.push("REPLACE(");
+                field.push_value(sql, far, backend);
+                sql.push(", ").bind_text(text.clone()).push(", '') <> ");
+                field.push_value(sql, far, backend);
             }
             ComparisonOp::Sw => {
-                sql.push(&format!("SUBSTR({column}, 1, {}) = ", text.chars().count()))
+                sql.push("SUBSTR(");
+                field.push_value(sql, far, backend);
+                sql.push(&format!(", 1, {}) = ", text.chars().count()))
                     .bind_text(text.clone());
             }
             _ => {
-                sql.push(&column).push(comparison_sql(op)).bind_text(text.clone());
+                field.push_value(sql, far, backend);
+                sql.push(comparison_sql(op)).bind_text(text.clone());
             }
         }
     });
 }
 
-/// Presence of a relationship, or of one of its reference fields: any edge.
+/// Presence of a relationship, or of one of its reference fields: any edge (for an edge
+/// property, any edge holding it with a value other than null).
 fn push_relationship_presence(
     sql: &mut Sql,
     scope: &Scope<'_>,
     (property, rest): (&str, &[String]),
     depth: &mut usize,
 ) {
-    if EdgeField::of(rest).is_none() {
+    let Some(field) = EdgeField::of(rest) else {
         push_set(sql, &Filter::False, scope, depth);
         return;
-    }
+    };
+    let backend = scope.backend;
     push_relationship_leaf(sql, scope, property, &|sql: &mut Sql, far: &str| {
-        sql.push(&format!("r.{far}_id IS NOT NULL"));
+        sql.push(&format!("r.{far}_id IS NOT NULL AND "));
+        field.push_typed(sql, backend, true);
     });
 }
 
@@ -636,7 +693,7 @@ impl Store {
                 }
                 let mut sql = Sql::uncached("SELECT COUNT(*) FROM objects o WHERE ");
                 sql.set_cacheable(cacheable);
-                push_condition(&mut sql, query.filter, &query.scope());
+                push_condition(&mut sql, query.filter, &query.scope(backend_of(conn)));
                 let count: i64 = sql.typed::<BigInt>().get_result(conn)?;
                 Some(u64::try_from(count).unwrap_or_default())
             } else {
@@ -681,9 +738,17 @@ fn select_from_objects(query: &ObjectQuery<'_>, cacheable: bool) -> Sql {
     sql
 }
 
-fn push_where(sql: &mut Sql, query: &ObjectQuery<'_>) {
+/// The backend a connection runs on.
+fn backend_of(conn: &DbConnection) -> Backend {
+    match conn {
+        DbConnection::Sqlite(_) => Backend::Sqlite,
+        DbConnection::Postgres(_) => Backend::Postgres,
+    }
+}
+
+fn push_where(sql: &mut Sql, query: &ObjectQuery<'_>, backend: Backend) {
     sql.push(" WHERE ");
-    push_condition(sql, query.filter, &query.scope());
+    push_condition(sql, query.filter, &query.scope(backend));
 }
 
 fn creation_order_page(
@@ -694,7 +759,7 @@ fn creation_order_page(
     cacheable: bool,
 ) -> Result<Vec<StoredObject>, StoreError> {
     let mut sql = select_from_objects(query, cacheable);
-    push_where(&mut sql, query);
+    push_where(&mut sql, query, backend_of(conn));
     if let Some(cookie) = cookie {
         sql.push(" AND o.pk > ").bind_i64(cookie.p);
     }
@@ -727,7 +792,7 @@ fn single_key_page(
             .push(" AND s.sorted = 1");
         if *query.filter != Filter::True {
             sql.push(" AND ");
-            push_condition(&mut sql, query.filter, &query.scope());
+            push_condition(&mut sql, query.filter, &query.scope(backend_of(conn)));
         }
         let direction = if key.ascending { "ASC" } else { "DESC" };
         if let Some((Some((kind, num, text)), pk)) = &position {
@@ -755,7 +820,7 @@ fn single_key_page(
     }
     // Phase two: objects without the field, in creation order, after every object with it.
     let mut sql = select_from_objects(query, cacheable);
-    push_where(&mut sql, query);
+    push_where(&mut sql, query, backend_of(conn));
     sql.push(" AND NOT EXISTS (SELECT 1 FROM object_props s WHERE s.obj_pk = o.pk AND s.prop = ")
         .bind_text(prop)
         .push(" AND s.sorted = 1)");
@@ -787,7 +852,7 @@ fn general_page(
         ))
         .bind_text(prop_key(&key.field));
     }
-    push_where(&mut sql, query);
+    push_where(&mut sql, query, backend_of(conn));
     if let Some(cookie) = cookie {
         push_after(&mut sql, &keyset_components(query.sort, cookie));
     }

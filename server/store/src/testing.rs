@@ -126,6 +126,7 @@ pub fn compile_filter(filter: &ferridm_core::filter::Filter, object_type: &str) 
         &crate::query::Scope {
             object_type,
             relationships: &[],
+            backend: crate::Backend::Sqlite,
         },
     );
     let (text, binds) = sql.text_and_binds();

@@ -1,10 +1,11 @@
 //! Differential tests of filters over relationships: random edges from random objects, random
 //! filters mixing relationship leaves (`links/_refResourceId`, `links/_ref`,
-//! `links/_refResourceCollection`, `links pr`) with ordinary ones. The SQL answer must equal a
-//! model of the documented semantics on every backend: a relationship leaf holds when some
-//! edge's field satisfies the comparison, strings comparing exactly (byte-wise, case
-//! included); other literals and other fields below a reference match nothing; `pr` means at
-//! least one edge. Ordinary leaves follow the core's in-memory evaluator.
+//! `links/_refResourceCollection`, `links/_refProperties/<name>`, `links pr`) with ordinary
+//! ones. The SQL answer must equal a model of the documented semantics on every backend: a
+//! relationship leaf holds when some edge's field satisfies the comparison, strings comparing
+//! exactly (byte-wise, case included), an edge property only when it holds a string (for `pr`,
+//! any value but null); other literals and other fields below a reference match nothing; `pr`
+//! means at least one edge. Ordinary leaves follow the core's in-memory evaluator.
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -22,15 +23,30 @@ const TARGET_IDS: [&str; 8] = ["p1", "P2", "p_3", "p%4", "q10", "Q", "p", "pa"];
 /// Collections at the far end.
 const COLLECTIONS: [&str; 2] = ["managed/peer", "managed/Other"];
 /// Fields filters name.
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 10] = [
     "links",
     "links/_ref",
     "links/_refResourceId",
     "links/_refResourceCollection",
     "links/_refProperties",
+    "links/_refProperties/kind",
+    "links/_refProperties/flag",
+    "links/_refProperties/kind/x",
     "links/x",
     "name",
 ];
+/// The properties an edge may carry.
+fn edge_properties(choice: usize) -> Object {
+    let value = match choice {
+        0 => json!({}),
+        1 => json!({"kind": "p1"}),
+        2 => json!({"kind": "P"}),
+        3 => json!({"kind": "pa", "flag": true}),
+        4 => json!({"kind": null, "flag": "p"}),
+        _ => json!({"kind": 3, "other": {"kind": "p1"}}),
+    };
+    value.as_object().unwrap().clone()
+}
 const OPERATORS: [ComparisonOp; 7] = [
     ComparisonOp::Eq,
     ComparisonOp::Co,
@@ -48,15 +64,18 @@ fn index() -> IndexSpec {
     }
 }
 
-/// An object: a name and the (collection, id) pairs it links to.
-type Thing = (Option<String>, Vec<(usize, usize)>);
+/// An object: a name and the (collection, id, edge properties) it links to.
+type Thing = (Option<String>, Vec<(usize, usize, usize)>);
 
 fn thing_strategy() -> impl Strategy<Value = Thing> {
     (
         prop::option::of(prop::sample::select(vec!["p1", "alice", "P", "q"]).prop_map(str::to_owned)),
-        prop::collection::vec((0..COLLECTIONS.len(), 0..TARGET_IDS.len()), 0..4),
+        prop::collection::vec((0..COLLECTIONS.len(), 0..TARGET_IDS.len(), 0..6usize), 0..4),
     )
 }
+
+/// One edge as the model sees it: the far end and the edge's properties.
+type ModelEdge = (&'static str, &'static str, Object);
 
 fn literal() -> impl Strategy<Value = Literal> {
     let strings: Vec<String> = [
@@ -113,16 +132,17 @@ fn filter_strategy() -> impl Strategy<Value = Filter> {
     })
 }
 
-/// One edge's field as the model compares it.
-fn edge_field(rest: &[String], (collection, id): (&str, &str)) -> Option<String> {
+/// One edge's field as the model compares it: a string, or (edge properties) any value.
+fn edge_field(rest: &[String], (collection, id, properties): &ModelEdge) -> Option<Value> {
     match rest {
-        [] => Some(format!("{collection}/{id}")),
+        [] => Some(json!(format!("{collection}/{id}"))),
         [field] => match field.as_str() {
-            "_ref" => Some(format!("{collection}/{id}")),
-            "_refResourceId" => Some(id.to_owned()),
-            "_refResourceCollection" => Some(collection.to_owned()),
+            "_ref" => Some(json!(format!("{collection}/{id}"))),
+            "_refResourceId" => Some(json!(id)),
+            "_refResourceCollection" => Some(json!(collection)),
             _ => None,
         },
+        [properties_field, name] if properties_field == "_refProperties" => properties.get(name).cloned(),
         _ => None,
     }
 }
@@ -140,7 +160,7 @@ fn exact(actual: &str, op: ComparisonOp, expected: &str) -> bool {
 }
 
 /// The model: what `filter` says of an object with `document` content and `edges`.
-fn model(filter: &Filter, document: &Value, edges: &[(&str, &str)]) -> bool {
+fn model(filter: &Filter, document: &Value, edges: &[ModelEdge]) -> bool {
     let relationship = |field: &JsonPointer| field.first() == Some(LINKS);
     match filter {
         Filter::And(children) => children.iter().all(|child| model(child, document, edges)),
@@ -153,12 +173,14 @@ fn model(filter: &Filter, document: &Value, edges: &[(&str, &str)]) -> bool {
             let rest = &field.segments()[1..];
             edges
                 .iter()
-                .filter_map(|edge| edge_field(rest, *edge))
-                .any(|actual| exact(&actual, *op, text))
+                .filter_map(|edge| edge_field(rest, edge))
+                .any(|actual| actual.as_str().is_some_and(|actual| exact(actual, *op, text)))
         }
         Filter::Present(field) if relationship(field) => {
             let rest = &field.segments()[1..];
-            edges.iter().any(|edge| edge_field(rest, *edge).is_some())
+            edges
+                .iter()
+                .any(|edge| edge_field(rest, edge).is_some_and(|value| !value.is_null()))
         }
         other => filter::matches(other, document),
     }
@@ -175,24 +197,18 @@ fn check_backend(database: &TestDatabase, things: &[Thing], filters: &[Filter]) 
             content.insert("name".into(), json!(name));
         }
         let mut targets: Vec<EdgeTarget> = Vec::new();
-        for (collection, target) in links {
+        let mut edges: Vec<ModelEdge> = Vec::new();
+        for (collection, target, properties) in links {
             let (collection, target) = (COLLECTIONS[*collection], TARGET_IDS[*target]);
             if !targets.iter().any(|t| t.collection == collection && t.id == target) {
                 targets.push(EdgeTarget {
                     collection: collection.to_owned(),
                     id: target.to_owned(),
-                    properties: Object::new(),
+                    properties: edge_properties(*properties),
                 });
+                edges.push((collection, target, edge_properties(*properties)));
             }
         }
-        let edges: Vec<(&'static str, &'static str)> = targets
-            .iter()
-            .map(|t| {
-                let collection = COLLECTIONS.iter().find(|c| **c == t.collection).unwrap();
-                let target = TARGET_IDS.iter().find(|i| **i == t.id).unwrap();
-                (*collection, *target)
-            })
-            .collect();
         store
             .insert_related(
                 NewObject {
@@ -259,7 +275,7 @@ proptest! {
 #[test]
 fn every_relationship_comparison_is_exact() {
     let things: Vec<Thing> = (0..TARGET_IDS.len())
-        .map(|id| (None, vec![(id % COLLECTIONS.len(), id)]))
+        .map(|id| (None, vec![(id % COLLECTIONS.len(), id, id % 6)]))
         .chain([(Some("p1".to_owned()), Vec::new())])
         .collect();
     let mut filters = Vec::new();
