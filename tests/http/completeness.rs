@@ -664,19 +664,14 @@ fn a_rescoring_left_by_a_dead_node_is_resumed_where_it_stopped() {
         let index = &generation.managed.get("user").unwrap().index;
         let three = state
             .store
-            .query(&ferridm_store::ObjectQuery {
-                object_type: "user",
-                filter: &ferridm_core::filter::Filter::True,
-                sort: &[],
-                page_size: Some(3),
-                offset: 0,
-                cookie: None,
-                count: false,
-                with_content: false,
-                limit: 3,
+            .query(&ferridm_store::ObjectQuery::walk(
+                "user",
+                &ferridm_core::filter::Filter::True,
                 index,
-                time_limit: None,
-            })
+                3,
+                None,
+                false,
+            ))
             .unwrap();
         let now = state.clock.now_millis();
         let job = "completeness-rescoring";

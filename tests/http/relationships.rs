@@ -780,3 +780,37 @@ fn fields_below_a_relationship_expand_its_references() {
         assert!(dangling["roles"][0].get("name").is_none());
     });
 }
+
+/// Relationship properties go through the policies like any other (issue 15, point 7): a
+/// reference that is no object fails `valid-type` (a relationship is an object) with IDM's
+/// policy failure, before any edge is written.
+#[test]
+fn a_reference_that_is_no_object_fails_the_type_policy() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let name = unique("typed");
+        let refused = server
+            .admin()
+            .post(
+                "/openidm/managed/user?_action=create",
+                &user_with(&name, &json!({"manager": "managed/user/boss"})),
+            )
+            .send();
+        assert_eq!(refused.status, 403, "{}", refused.text);
+        assert_eq!(refused.body["message"], "Policy validation failed");
+        let failed = &refused.body["detail"]["failedPolicyRequirements"];
+        assert_eq!(failed[0]["property"], "manager", "{failed}");
+        assert_eq!(
+            failed[0]["policyRequirements"][0]["policyRequirement"], "VALID_TYPE",
+            "{failed}"
+        );
+        let found = read(
+            &server,
+            &format!(
+                "/openidm/managed/user?_queryFilter={}",
+                ferridm_tests::url_encode(&format!("userName eq \"{name}\""))
+            ),
+        );
+        assert_eq!(found["result"], json!([]), "nothing was stored");
+    });
+}

@@ -352,19 +352,14 @@ fn a_re_evaluation_left_by_a_dead_node_is_resumed_where_it_stopped() {
         let generation = state.generation();
         let three = state
             .store
-            .query(&ferridm_store::ObjectQuery {
-                object_type: "user",
-                filter: &ferridm_core::filter::Filter::True,
-                sort: &[],
-                page_size: Some(3),
-                offset: 0,
-                cookie: None,
-                count: false,
-                with_content: false,
-                limit: 3,
-                index: &generation.managed.get("user").unwrap().index,
-                time_limit: None,
-            })
+            .query(&ferridm_store::ObjectQuery::walk(
+                "user",
+                &ferridm_core::filter::Filter::True,
+                &generation.managed.get("user").unwrap().index,
+                3,
+                None,
+                false,
+            ))
             .unwrap();
         let (role, condition) = (unique("resumed"), "/city eq \"Portland\"");
         let now = state.clock.now_millis();

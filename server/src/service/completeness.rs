@@ -132,19 +132,14 @@ fn rescore(
     let (mut progress, mut done) = (lease.progress, lease.done);
     let mut updated = 0_u64;
     loop {
-        let page = state.store.query(&ObjectQuery {
-            object_type: "user",
-            filter: &Filter::True,
-            sort: &[],
-            page_size: Some(RESCORE_PAGE),
-            offset: 0,
-            cookie: progress.as_deref(),
-            count: false,
-            with_content: true,
-            limit: u64::from(RESCORE_PAGE),
-            index: &user_type.index,
-            time_limit: None,
-        })?;
+        let page = state.store.query(&ObjectQuery::walk(
+            "user",
+            &Filter::True,
+            &user_type.index,
+            RESCORE_PAGE,
+            progress.as_deref(),
+            true,
+        ))?;
         for user in &page.objects {
             let Ok(score) = generation.completeness.score(&Value::Object(user.content.clone())) else {
                 continue;

@@ -173,19 +173,14 @@ pub fn assess(paths: ConfigPaths, generation: Generation, db_url: &str, sample: 
         let mut scores = (name == SCORED_TYPE).then(ScoreTally::default);
         let mut cookie: Option<String> = None;
         loop {
-            let page = state.store.query(&ObjectQuery {
-                object_type: name,
-                filter: &Filter::True,
-                sort: &[],
-                page_size: Some(PAGE),
-                offset: 0,
-                cookie: cookie.as_deref(),
-                count: false,
-                with_content: true,
-                limit: u64::from(PAGE),
-                index: &object_type.index,
-                time_limit: None,
-            })?;
+            let page = state.store.query(&ObjectQuery::walk(
+                name,
+                &Filter::True,
+                &object_type.index,
+                PAGE,
+                cookie.as_deref(),
+                true,
+            ))?;
             for stored in &page.objects {
                 policies.add(stored, objects.revalidate(stored), sample);
                 if let Some(scores) = &mut scores {

@@ -149,19 +149,14 @@ impl RoleCatalog {
         let mut roles = Vec::new();
         let mut cookie: Option<String> = None;
         loop {
-            let page = state.store.query(&ObjectQuery {
-                object_type: ROLE_TYPE,
-                filter: &wanted,
-                sort: &[],
-                page_size: Some(PAGE),
-                offset: 0,
-                cookie: cookie.as_deref(),
-                count: false,
-                with_content: true,
-                limit: u64::from(PAGE),
-                index: &role_type.index,
-                time_limit: None,
-            })?;
+            let page = state.store.query(&ObjectQuery::walk(
+                ROLE_TYPE,
+                &wanted,
+                &role_type.index,
+                PAGE,
+                cookie.as_deref(),
+                true,
+            ))?;
             for role in page.objects {
                 let condition = match role.content.get(CONDITION) {
                     Some(Value::String(text)) if !text.trim().is_empty() => match filter::parse(text) {
@@ -446,19 +441,14 @@ fn reevaluate(
     let mut progress = lease.progress;
     let mut pages = 0_u64;
     loop {
-        let page = state.store.query(&ObjectQuery {
-            object_type: USER_TYPE,
-            filter: &judged_users,
-            sort: &[],
-            page_size: Some(PAGE),
-            offset: 0,
-            cookie: progress.as_deref(),
-            count: false,
-            with_content: condition.is_some(),
-            limit: u64::from(PAGE),
-            index: &user_type.index,
-            time_limit: None,
-        })?;
+        let page = state.store.query(&ObjectQuery::walk(
+            USER_TYPE,
+            &judged_users,
+            &user_type.index,
+            PAGE,
+            progress.as_deref(),
+            condition.is_some(),
+        ))?;
         let ids: Vec<&str> = page.objects.iter().map(|user| user.id.as_str()).collect();
         let edges = state.store.edges(&user_collection, &ids, &[ROLES])?;
         let mut changes: Vec<GrantChange<'_>> = Vec::new();

@@ -58,8 +58,33 @@ pub struct ObjectQuery<'a> {
     pub time_limit: Option<std::time::Duration>,
 }
 
-impl ObjectQuery<'_> {
+impl<'a> ObjectQuery<'a> {
     /// What the filter is compiled for.
+    /// A page of a walk over the objects of `object_type` matching `filter`, `page_size` at a
+    /// time in creation order from `cookie` (background work: no count, no time limit).
+    pub fn walk(
+        object_type: &'a str,
+        filter: &'a Filter,
+        index: &'a IndexSpec,
+        page_size: u32,
+        cookie: Option<&'a str>,
+        with_content: bool,
+    ) -> Self {
+        Self {
+            object_type,
+            filter,
+            sort: &[],
+            page_size: Some(page_size),
+            offset: 0,
+            cookie,
+            count: false,
+            with_content,
+            limit: u64::from(page_size),
+            index,
+            time_limit: None,
+        }
+    }
+
     fn scope(&self, backend: Backend) -> Scope<'_> {
         Scope {
             object_type: self.object_type,
