@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod resource;
+pub mod role_catalog;
 pub mod sealed;
 pub mod secrets;
 pub mod selfservice;

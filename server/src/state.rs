@@ -48,7 +48,7 @@ pub struct AppState {
     /// What `GET /openidm/metrics/prometheus` serves.
     pub metrics: Metrics,
     /// The roles with a condition or temporal constraints (`service::roles`).
-    pub roles: crate::service::roles::RoleCatalogCache,
+    pub roles: crate::role_catalog::RoleCatalogCache,
     /// The client of the social identity providers (discovery and key sets cached).
     pub social: ProviderClient,
     generation: ArcSwap<Generation>,
@@ -87,7 +87,7 @@ impl AppState {
             audit_writer: Mutex::new(None),
             metrics,
             social: ProviderClient::new(),
-            roles: crate::service::roles::RoleCatalogCache::default(),
+            roles: crate::role_catalog::RoleCatalogCache::default(),
             generation: ArcSwap::from_pointee(generation),
             last_errors: Mutex::new(Vec::new()),
             reloading: Mutex::new(()),

@@ -16,12 +16,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use ferridm_core::filter::{self, Filter};
 use ferridm_core::{Object, Result, Revision};
 use ferridm_store::{EdgeTarget, GrantChange, ObjectQuery, RelationshipSet, StoreError, WorkLease};
 use serde_json::{Value, json};
 
+use crate::role_catalog::CatalogRole;
+pub use crate::role_catalog::{RoleCatalog, valid_constraints, within};
 use crate::state::AppState;
 
 /// The property of `_refProperties` telling how a role was granted.
@@ -52,155 +53,49 @@ const LEASE_MILLIS: i64 = 30_000;
 /// Pages between two progress lines in the log.
 const PAGES_PER_LOG_LINE: u64 = 20;
 
-/// One `<start>/<end>` interval, in milliseconds since the epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Interval {
-    start: i64,
-    end: i64,
-}
-
-/// Parses temporal constraints: an array of `{"duration": "<start>/<end>"}`; `None` when any is
-/// not of that form.
-fn intervals(constraints: &Value) -> Option<Vec<Interval>> {
-    constraints
-        .as_array()?
-        .iter()
-        .map(|constraint| {
-            let (start, end) = constraint.get("duration")?.as_str()?.split_once('/')?;
-            let instant = |text: &str| {
-                chrono::DateTime::parse_from_rfc3339(text)
-                    .ok()
-                    .map(|t| t.timestamp_millis())
+/// Reads the roles with a condition or temporal constraints.
+fn load_catalog(state: &AppState) -> std::result::Result<RoleCatalog, StoreError> {
+    let generation = state.generation();
+    let Some(role_type) = generation.managed.get(ROLE_TYPE) else {
+        return Ok(RoleCatalog::default());
+    };
+    let wanted = Filter::Or(vec![
+        Filter::Present(ferridm_core::JsonPointer::from_segments([CONDITION])),
+        Filter::Present(ferridm_core::JsonPointer::from_segments([TEMPORAL_CONSTRAINTS])),
+    ]);
+    let mut roles = Vec::new();
+    let mut cookie: Option<String> = None;
+    loop {
+        let page = state.store.query(&ObjectQuery::walk(
+            ROLE_TYPE,
+            &wanted,
+            &role_type.index,
+            PAGE,
+            cookie.as_deref(),
+            true,
+        ))?;
+        for role in page.objects {
+            let condition = match role.content.get(CONDITION) {
+                Some(Value::String(text)) if !text.trim().is_empty() => match filter::parse(text) {
+                    Ok(parsed) => Some((text.clone(), parsed)),
+                    Err(error) => {
+                        tracing::warn!(role = %role.id, %error, "a role's condition is no query filter; it grants nothing");
+                        None
+                    }
+                },
+                _ => None,
             };
-            Some(Interval {
-                start: instant(start)?,
-                end: instant(end)?,
-            })
-        })
-        .collect()
-}
-
-/// True when temporal constraints (`None`: none) hold at `now`: some interval contains it.
-/// Constraints that cannot be read never hold (policies refuse them on write).
-pub fn within(constraints: Option<&Value>, now: i64) -> bool {
-    match constraints {
-        None | Some(Value::Null) => true,
-        Some(Value::Array(items)) if items.is_empty() => true,
-        Some(constraints) => {
-            intervals(constraints).is_some_and(|intervals| intervals.iter().any(|i| i.start <= now && now < i.end))
+            let temporal = role.content.get(TEMPORAL_CONSTRAINTS).filter(|v| !v.is_null()).cloned();
+            roles.push(CatalogRole {
+                id: role.id,
+                condition,
+                temporal,
+            });
         }
-    }
-}
-
-/// True when temporal constraints can be read (see [`within`]).
-pub fn valid_constraints(constraints: &Value) -> bool {
-    constraints.is_null() || intervals(constraints).is_some()
-}
-
-/// A role with a condition or temporal constraints.
-#[derive(Debug)]
-pub struct CatalogRole {
-    /// The role's id.
-    pub id: String,
-    /// Its condition, as written and parsed.
-    pub condition: Option<(String, Filter)>,
-    /// Its temporal constraints.
-    temporal: Option<Value>,
-}
-
-/// The roles with a condition or temporal constraints, as read at one time.
-#[derive(Debug, Default)]
-pub struct RoleCatalog {
-    roles: Vec<CatalogRole>,
-}
-
-impl RoleCatalog {
-    /// The roles with a condition.
-    pub fn conditional(&self) -> impl Iterator<Item = &CatalogRole> {
-        self.roles.iter().filter(|role| role.condition.is_some())
-    }
-
-    /// The condition of role `id`, if it has one.
-    pub fn condition_of(&self, id: &str) -> Option<&Filter> {
-        self.roles
-            .iter()
-            .find(|role| role.id == id)
-            .and_then(|role| role.condition.as_ref().map(|(_, filter)| filter))
-    }
-
-    /// True unless role `id` has temporal constraints that do not hold at `now`.
-    pub fn effective_at(&self, id: &str, now: i64) -> bool {
-        self.roles
-            .iter()
-            .find(|role| role.id == id)
-            .is_none_or(|role| within(role.temporal.as_ref(), now))
-    }
-
-    /// Reads the roles with a condition or temporal constraints.
-    fn load(state: &AppState) -> std::result::Result<Self, StoreError> {
-        let generation = state.generation();
-        let Some(role_type) = generation.managed.get(ROLE_TYPE) else {
-            return Ok(Self::default());
-        };
-        let wanted = Filter::Or(vec![
-            Filter::Present(ferridm_core::JsonPointer::from_segments([CONDITION])),
-            Filter::Present(ferridm_core::JsonPointer::from_segments([TEMPORAL_CONSTRAINTS])),
-        ]);
-        let mut roles = Vec::new();
-        let mut cookie: Option<String> = None;
-        loop {
-            let page = state.store.query(&ObjectQuery::walk(
-                ROLE_TYPE,
-                &wanted,
-                &role_type.index,
-                PAGE,
-                cookie.as_deref(),
-                true,
-            ))?;
-            for role in page.objects {
-                let condition = match role.content.get(CONDITION) {
-                    Some(Value::String(text)) if !text.trim().is_empty() => match filter::parse(text) {
-                        Ok(parsed) => Some((text.clone(), parsed)),
-                        Err(error) => {
-                            tracing::warn!(role = %role.id, %error, "a role's condition is no query filter; it grants nothing");
-                            None
-                        }
-                    },
-                    _ => None,
-                };
-                let temporal = role.content.get(TEMPORAL_CONSTRAINTS).filter(|v| !v.is_null()).cloned();
-                roles.push(CatalogRole {
-                    id: role.id,
-                    condition,
-                    temporal,
-                });
-            }
-            match page.cookie {
-                Some(next) => cookie = Some(next),
-                None => return Ok(Self { roles }),
-            }
+        match page.cookie {
+            Some(next) => cookie = Some(next),
+            None => return Ok(RoleCatalog::new(roles)),
         }
-    }
-}
-
-/// A catalog and when it was read.
-#[derive(Debug)]
-struct LoadedCatalog {
-    read_at: i64,
-    catalog: Arc<RoleCatalog>,
-}
-
-/// This node's [`RoleCatalog`], read again when a role is written here or it is older than a
-/// cluster heartbeat.
-#[derive(Debug, Default)]
-pub struct RoleCatalogCache {
-    current: ArcSwapOption<LoadedCatalog>,
-}
-
-impl RoleCatalogCache {
-    /// Forgets the catalog: the next use reads it again.
-    pub fn invalidate(&self) {
-        self.current.store(None);
     }
 }
 
@@ -208,17 +103,11 @@ impl RoleCatalogCache {
 pub fn catalog(state: &AppState) -> Result<Arc<RoleCatalog>> {
     let now = state.clock.now_millis();
     let max_age = i64::try_from(state.generation().settings.cluster.heartbeat_millis).unwrap_or(i64::MAX);
-    if let Some(loaded) = state.roles.current.load_full()
-        && now.saturating_sub(loaded.read_at) < max_age
-        && loaded.read_at <= now
-    {
-        return Ok(Arc::clone(&loaded.catalog));
+    if let Some(catalog) = state.roles.fresh(now, max_age) {
+        return Ok(catalog);
     }
-    let catalog = Arc::new(RoleCatalog::load(state).map_err(super::storage_error)?);
-    state.roles.current.store(Some(Arc::new(LoadedCatalog {
-        read_at: now,
-        catalog: Arc::clone(&catalog),
-    })));
+    let catalog = Arc::new(load_catalog(state).map_err(super::storage_error)?);
+    state.roles.keep(now, Arc::clone(&catalog));
     Ok(catalog)
 }
 
@@ -516,23 +405,5 @@ pub fn check_condition(content: &Object, message: &str) -> Result<()> {
                 {"policyRequirements": [{"policyRequirement": "VALID_QUERY_FILTER"}], "property": CONDITION}
             ]}),
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temporal_constraints_hold_within_their_intervals_only() {
-        let constraints = json!([{"duration": "2026-01-01T00:00:00.000Z/2026-02-01T00:00:00.000Z"}]);
-        let at = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis();
-        assert!(within(Some(&constraints), at("2026-01-15T00:00:00Z")));
-        assert!(within(Some(&constraints), at("2026-01-01T00:00:00Z")));
-        assert!(!within(Some(&constraints), at("2026-02-01T00:00:00Z")));
-        assert!(!within(Some(&constraints), at("2025-12-31T23:59:59Z")));
-        assert!(within(None, 0) && within(Some(&json!([])), 0));
-        assert!(!within(Some(&json!([{"duration": "yesterday/tomorrow"}])), 0));
-        assert!(!valid_constraints(&json!({"duration": "x"})));
     }
 }
