@@ -95,6 +95,11 @@ impl<'a> ManagedObjects<'a> {
         Ok(Self { ctx, object_type })
     }
 
+    /// True when the caller is a client with the administrator role.
+    fn caller_is_admin(&self) -> bool {
+        matches!(&self.ctx.caller, Caller::Client(caller) if caller.session.context.is_admin())
+    }
+
     fn collection(&self) -> String {
         self.object_type.collection()
     }
@@ -207,7 +212,7 @@ impl<'a> ManagedObjects<'a> {
     /// length or content. Anyone else's `$crypto` value is checked like any value (and fails a
     /// `string` type), so a user cannot skip the password policies by hashing a weak password.
     fn without_hashed_secrets(&self, next: &Object, previous: Option<&Object>) -> Object {
-        let admin = matches!(&self.ctx.caller, Caller::Client(caller) if caller.session.context.is_admin());
+        let admin = self.caller_is_admin();
         self.secrets_unchecked(next, previous, admin)
     }
 
@@ -424,7 +429,7 @@ impl<'a> ManagedObjects<'a> {
             Some(Value::String(body_id)) => Some(body_id.clone()),
             _ => id,
         };
-        let admin = matches!(&self.ctx.caller, Caller::Client(caller) if caller.session.context.is_admin());
+        let admin = self.caller_is_admin();
         let (id, mut content) = self.validate_new(chosen, content, admin)?;
         for (property, default) in &self.object_type.defaults {
             if !content.contains_key(property) {

@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 
 use super::{ManagedObjects, QueryRequest};
 use crate::config::RelationshipProperty;
-use crate::service::context::Caller;
 use crate::service::roles::{ROLE_COLLECTION, ROLES, RoleCatalog, TEMPORAL_CONSTRAINTS, within};
 use crate::service::storage_error;
 
@@ -278,12 +277,7 @@ impl ManagedObjects<'_> {
                     .filter(|edge| edge.property == *name)
                     .map(|edge| reference(edge))
                     .collect();
-                let inline = match content.get(*name) {
-                    Some(Value::Array(items)) => items.clone(),
-                    Some(Value::Null) | None => Vec::new(),
-                    Some(single) => vec![single.clone()],
-                };
-                for legacy in inline {
+                for legacy in references_in(content.get(*name)).into_iter().cloned() {
                     let reference = legacy.get("_ref").cloned();
                     if !references.iter().any(|r| r.get("_ref") == reference.as_ref()) {
                         references.push(legacy);
@@ -360,7 +354,7 @@ impl ManagedObjects<'_> {
     /// administrator may change only the relationships users may edit (as a patch of them).
     fn editable_relationship(&self, name: &str) -> Result<&RelationshipProperty> {
         let property = self.relationship_named(name)?;
-        let admin = matches!(&self.ctx.caller, Caller::Client(caller) if caller.session.context.is_admin());
+        let admin = self.caller_is_admin();
         let editable = self
             .object_type
             .schema
@@ -380,15 +374,10 @@ impl ManagedObjects<'_> {
             .related([(stored.id.as_str(), &stored.content)], &[name])?
             .remove(&stored.id)
             .unwrap_or_default();
-        let references = match related.get(name) {
-            Some(Value::Array(references)) => references.clone(),
-            Some(Value::Null) | None => Vec::new(),
-            Some(single) => vec![single.clone()],
-        };
-        Ok(references
+        Ok(references_in(related.get(name))
             .into_iter()
             .filter_map(|reference| match reference {
-                Value::Object(reference) => Some(as_item(reference)),
+                Value::Object(reference) => Some(as_item(reference.clone())),
                 _ => None,
             })
             .collect())
