@@ -708,13 +708,11 @@ fn a_rescoring_left_by_a_dead_node_is_resumed_where_it_stopped() {
         server.wait_until(RELOAD, "the rescoring to be resumed and finished", || {
             !ferridm::service::completeness::rule_changed(&state)
         });
-        let work = server.admin().get("/openidm/cluster/work?_queryFilter=true").send();
-        assert_eq!(
-            work.body["resultCount"],
-            json!(0),
-            "the finished job's lease is gone: {}",
-            work.text
-        );
+        // The rule is recorded just before the lease is released: wait for the release too.
+        server.wait_until(RELOAD, "the finished job's lease to be gone", || {
+            let work = server.admin().get("/openidm/cluster/work?_queryFilter=true").send();
+            work.body["resultCount"] == json!(0)
+        });
         let scores = stored_scores(&server, &people);
         assert_eq!(scores[..3], old_scores[..3], "the dead node's part is not redone");
         assert_eq!(scores[3..], [Some(50.0); 3], "the rest is rescored");
