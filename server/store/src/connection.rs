@@ -99,6 +99,7 @@ impl Default for StoreOptions {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Manager {
     target: DbTarget,
     busy_timeout_ms: u128,
@@ -309,6 +310,7 @@ impl Store {
             )?)),
             DbTarget::Postgres(_) => None,
         };
+        let sqlite_writer = (backend == Backend::Sqlite).then(|| GroupWriter::new(manager.clone()));
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(options.idle_connections))
@@ -318,7 +320,7 @@ impl Store {
             timings,
             pool,
             backend,
-            sqlite_writer: (backend == Backend::Sqlite).then(GroupWriter::default),
+            sqlite_writer,
             turn_pool,
             postgres_url,
             audit,
@@ -333,23 +335,25 @@ impl Store {
         read_only: bool,
         timings: Timings,
     ) -> Result<Self, StoreError> {
+        let manager = Manager {
+            target: DbTarget::Sqlite(path),
+            busy_timeout_ms: options.busy_timeout.as_millis(),
+            read_only,
+            // Room for a batch of several thousand events, so that its transaction does
+            // not spill (and journal) pages before the commit writes them.
+            sqlite_pragmas: "PRAGMA cache_size = -8192;",
+        };
+        let sqlite_writer = Some(GroupWriter::new(manager.clone()));
         let pool = r2d2::Pool::builder()
             .max_size(AUDIT_CONNECTIONS)
             .min_idle(Some(options.idle_connections.min(AUDIT_CONNECTIONS)))
             .connection_timeout(options.connection_timeout)
-            .build(Manager {
-                target: DbTarget::Sqlite(path),
-                busy_timeout_ms: options.busy_timeout.as_millis(),
-                read_only,
-                // Room for a batch of several thousand events, so that its transaction does
-                // not spill (and journal) pages before the commit writes them.
-                sqlite_pragmas: "PRAGMA cache_size = -8192;",
-            })?;
+            .build(manager)?;
         Ok(Self {
             timings,
             pool,
             backend: Backend::Sqlite,
-            sqlite_writer: Some(GroupWriter::default()),
+            sqlite_writer,
             turn_pool: None,
             postgres_url: None,
             audit: None,
@@ -392,21 +396,23 @@ impl Store {
             }
             DbTarget::Postgres(_) => None,
         };
+        let manager = Manager {
+            target,
+            busy_timeout_ms: options.busy_timeout.as_millis(),
+            read_only: true,
+            sqlite_pragmas: "",
+        };
+        let sqlite_writer = (backend == Backend::Sqlite).then(|| GroupWriter::new(manager.clone()));
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(options.idle_connections))
             .connection_timeout(options.connection_timeout)
-            .build(Manager {
-                target,
-                busy_timeout_ms: options.busy_timeout.as_millis(),
-                read_only: true,
-                sqlite_pragmas: "",
-            })?;
+            .build(manager)?;
         Ok(Self {
             timings,
             pool,
             backend,
-            sqlite_writer: (backend == Backend::Sqlite).then(GroupWriter::default),
+            sqlite_writer,
             turn_pool: None,
             postgres_url,
             audit,
@@ -472,14 +478,7 @@ impl Store {
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         let outcome = match &self.sqlite_writer {
-            Some(writer) => writer.write(
-                || {
-                    let mut pooled = self.connection()?;
-                    begin_write(&mut pooled)?;
-                    Ok(pooled)
-                },
-                work,
-            ),
+            Some(writer) => writer.write(work),
             None => {
                 let mut pooled = self.connection()?;
                 let conn: &mut DbConnection = &mut pooled;
@@ -674,7 +673,7 @@ fn finish_transaction<T>(
 /// Opens a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up
 /// front, so a writer in another process (another server on the same file) makes this one wait
 /// out the busy timeout instead of failing a read-to-write lock upgrade with SQLITE_BUSY.
-fn begin_write(conn: &mut DbConnection) -> QueryResult<()> {
+pub(crate) fn begin_write(conn: &mut DbConnection) -> QueryResult<()> {
     match conn {
         DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE"),
         DbConnection::Postgres(postgres) => AnsiTransactionManager::begin_transaction(postgres),

@@ -160,8 +160,12 @@ fn insert_unique_values(
     Ok(())
 }
 
-/// Rewrites the index of an updated object where it changes: the rows of every top-level
-/// property whose value differs from `before`, of `_meta` when the metadata differs, and of the
+/// Most properties one statement of [`update_index`] deletes the rows of.
+const POINTERS_PER_DELETE: usize = 8;
+
+/// Rewrites the index of an updated object where it changes: the rows of every value whose
+/// pointer leads to a difference from `before` (descending into objects both sides hold, so a
+/// new `_meta/lastChanged/date` rewrites that row and not every row of `_meta`), and of the
 /// hidden properties (so that a property made private loses its rows on the object's next
 /// write); the unique values when a unique property changed. A one-field change rewrites a few
 /// rows instead of all of them.
@@ -173,32 +177,46 @@ fn update_index(
     limits: Limits,
 ) -> Result<(), StoreError> {
     let spec = after.index;
-    let mut changed: Vec<&str> = spec.hidden.iter().map(String::as_str).collect();
-    for key in before.content.keys().chain(after.content.keys()) {
-        if before.content.get(key) != after.content.get(key) && !changed.contains(&key.as_str()) {
-            changed.push(key);
-        }
-    }
-    let mut pointers: Vec<String> = changed
+    let mut pointers: Vec<String> = spec
+        .hidden
         .iter()
-        .map(|key| prop_key(&JsonPointer::from_segments([*key])))
+        .map(|key| prop_key(&JsonPointer::from_segments([key.as_str()])))
         .collect();
-    if before.meta != *after.meta {
-        pointers.push(prop_key(&JsonPointer::from_segments(["_meta"])));
+    for key in before.content.keys().chain(after.content.keys()) {
+        if spec.hidden.contains(key) {
+            continue;
+        }
+        changed_pointers(
+            &JsonPointer::from_segments([key.as_str()]),
+            before.content.get(key),
+            after.content.get(key),
+            &mut pointers,
+        );
+    }
+    // `_meta` has its own row only when it holds something (see `index_rows`).
+    let meta = JsonPointer::from_segments(["_meta"]);
+    if before.meta.is_empty() == after.meta.is_empty() {
+        changed_members(&meta, &before.meta, after.meta, &mut pointers);
+    } else {
+        pointers.push(prop_key(&meta));
     }
     let rows = index_rows(after.id, after.content, after.meta, spec, limits)?;
-    for pointer in &pointers {
-        // The property's own row and every row below it (`/` sorts just before `0`).
+    for chunk in pointers.chunks(POINTERS_PER_DELETE) {
+        // Each property's own row and every row below it (`/` sorts just before `0`). The text
+        // depends on the chunk length; lengths are bounded by the chunk size.
         let mut delete = Sql::cached("DELETE FROM object_props WHERE obj_pk = ");
-        delete
-            .bind_i64(pk)
-            .push(" AND (prop = ")
-            .bind_text(pointer.clone())
-            .push(" OR (prop > ")
-            .bind_text(format!("{pointer}/"))
-            .push(" AND prop < ")
-            .bind_text(format!("{pointer}0"))
-            .push("))");
+        delete.bind_i64(pk).push(" AND (");
+        for (index, pointer) in chunk.iter().enumerate() {
+            delete
+                .push(if index == 0 { "prop = " } else { " OR prop = " })
+                .bind_text(pointer.clone())
+                .push(" OR (prop > ")
+                .bind_text(format!("{pointer}/"))
+                .push(" AND prop < ")
+                .bind_text(format!("{pointer}0"))
+                .push(")");
+        }
+        delete.push(")");
         delete.execute(conn)?;
     }
     let rewritten: Vec<PropRow> = rows
@@ -223,6 +241,82 @@ fn update_index(
         insert_unique_values(conn, pk, after.object_type, after.content, spec)?;
     }
     Ok(())
+}
+
+/// Writes `update` (its content serialized as `content_text`, under revision `rev`) over
+/// `current` if the stored object is still at `current`'s revision, with its index and
+/// relationships.
+fn write_update(
+    conn: &mut DbConnection,
+    object_type: &str,
+    current: &StoredObject,
+    (rev, content_text): (Revision, &str),
+    update: &ObjectUpdate<'_>,
+    relationships: &[RelationshipSet],
+) -> Result<StoredObject, StoreError> {
+    let target = objects::table
+        .filter(objects::pk.eq(current.pk))
+        .filter(objects::rev.eq(current.rev.to_i64()));
+    let changed = match update.meta {
+        Some(meta) => diesel::update(target)
+            .set((
+                objects::rev.eq(rev.to_i64()),
+                objects::content.eq(content_text),
+                objects::meta.eq(stored_meta(meta)?),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set((objects::rev.eq(rev.to_i64()), objects::content.eq(content_text)))
+            .execute(conn)?,
+    };
+    if changed == 0 {
+        return Err(StoreError::RevisionMismatch);
+    }
+    let mut indexed_meta = update.meta.cloned().unwrap_or_else(|| current.meta.clone());
+    indexed_meta.insert(
+        "loginCount".to_owned(),
+        current.meta.get("loginCount").cloned().unwrap_or(Value::from(0)),
+    );
+    let indexed = NewObject {
+        object_type,
+        id: &current.id,
+        content: update.content,
+        meta: &indexed_meta,
+        index: update.index,
+    };
+    update_index(conn, current.pk, current, &indexed, Limits::Enforced)?;
+    sync_sets(conn, &managed_collection(object_type), &current.id, relationships)?;
+    Ok(StoredObject {
+        pk: current.pk,
+        id: current.id.clone(),
+        rev,
+        content: update.content.clone(),
+        meta: indexed_meta,
+    })
+}
+
+/// Adds to `pointers` the index key of each place where `before` and `after` differ, once:
+/// where both are objects it looks inside them (an object's own row does not depend on its
+/// members), anywhere else a difference is the whole value at `pointer`.
+fn changed_pointers(pointer: &JsonPointer, before: Option<&Value>, after: Option<&Value>, pointers: &mut Vec<String>) {
+    if before == after {
+        return;
+    }
+    if let (Some(Value::Object(old)), Some(Value::Object(new))) = (before, after) {
+        changed_members(pointer, old, new, pointers);
+        return;
+    }
+    let key = prop_key(pointer);
+    if !pointers.contains(&key) {
+        pointers.push(key);
+    }
+}
+
+/// [`changed_pointers`] for each member of the objects `before` and `after` at `pointer`.
+fn changed_members(pointer: &JsonPointer, before: &Object, after: &Object, pointers: &mut Vec<String>) {
+    for key in before.keys().chain(after.keys()) {
+        changed_pointers(&pointer.child(key.as_str()), before.get(key), after.get(key), pointers);
+    }
 }
 
 fn insert_prop_rows(conn: &mut DbConnection, pk: i64, object_type: &str, rows: &[PropRow]) -> Result<(), StoreError> {
@@ -429,44 +523,32 @@ impl Store {
             if current.rev != expected {
                 return Err(StoreError::RevisionMismatch);
             }
-            let meta = update.meta.cloned().unwrap_or_else(|| current.meta.clone());
-            let meta_text = stored_meta(&meta)?;
-            let changed = diesel::update(
-                objects::table
-                    .filter(objects::pk.eq(current.pk))
-                    .filter(objects::rev.eq(expected.to_i64())),
-            )
-            .set((
-                objects::rev.eq(rev.to_i64()),
-                objects::content.eq(&content_text),
-                objects::meta.eq(&meta_text),
-            ))
-            .execute(conn)?;
-            if changed == 0 {
-                return Err(StoreError::RevisionMismatch);
-            }
-            let mut indexed_meta = meta.clone();
-            indexed_meta.insert(
-                "loginCount".to_owned(),
-                current.meta.get("loginCount").cloned().unwrap_or(Value::from(0)),
-            );
-            let indexed = NewObject {
+            write_update(
+                conn,
                 object_type,
-                id,
-                content: update.content,
-                meta: &indexed_meta,
-                index: update.index,
-            };
-            update_index(conn, current.pk, &current, &indexed, Limits::Enforced)?;
-            sync_sets(conn, &managed_collection(object_type), id, relationships)?;
-            Ok(StoredObject {
-                pk: current.pk,
-                id: id.to_owned(),
-                rev,
-                content: update.content.clone(),
-                meta: indexed_meta,
-            })
+                &current,
+                (rev, &content_text),
+                &update,
+                relationships,
+            )
         })
+    }
+
+    /// [`Store::update_related`] of `current`, the object as the caller read it: the write
+    /// succeeds only while the object is still at `current`'s revision (else
+    /// [`StoreError::RevisionMismatch`], also when it is gone), and does not read it again.
+    /// Metadata is written only when `update` brings new metadata, so a change of metadata or
+    /// login count made since `current` was read (neither moves the revision) is kept.
+    pub fn update_read(
+        &self,
+        object_type: &str,
+        current: &StoredObject,
+        update: ObjectUpdate<'_>,
+        relationships: &[RelationshipSet],
+    ) -> Result<StoredObject, StoreError> {
+        let rev = current.rev.next(nonce());
+        let content_text = serde_json::to_string(update.content)?;
+        self.write(|conn| write_update(conn, object_type, current, (rev, &content_text), &update, relationships))
     }
 
     /// Deletes an object if its revision is still `expected`, with every edge it is an end of;

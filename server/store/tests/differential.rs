@@ -241,6 +241,19 @@ fn run_query(
         .unwrap()
 }
 
+/// `base` with the members of `top` written over it, merging objects both hold.
+fn overlay(base: &Object, top: &Object) -> Object {
+    let mut blend = base.clone();
+    for (key, value) in top {
+        let merged = match (blend.get(key), value) {
+            (Some(Value::Object(under)), Value::Object(over)) => Value::Object(overlay(under, over)),
+            _ => value.clone(),
+        };
+        blend.insert(key.clone(), merged);
+    }
+    blend
+}
+
 /// Stores `objects` (the first ones as updates of `earlier` objects, so that the index rows an
 /// update rewrites are checked too) and compares every query's answer with the evaluator's.
 fn check_backend(
@@ -265,12 +278,18 @@ fn check_backend(
             })
             .unwrap();
         if index < earlier.len() {
-            let update = ObjectUpdate {
-                content,
-                meta: None,
-                index: &IndexSpec::default(),
-            };
-            store.update("thing", &id, created.rev, update).unwrap();
+            // First to a blend of the two (so that some values, nested ones too, stay as they
+            // were and others change), then to the object itself.
+            let blend = overlay(first, content);
+            let mut rev = created.rev;
+            for step in [&blend, content] {
+                let update = ObjectUpdate {
+                    content: step,
+                    meta: None,
+                    index: &IndexSpec::default(),
+                };
+                rev = store.update("thing", &id, rev, update).unwrap().rev;
+            }
         }
         let mut document = content.clone();
         document.insert("_id".into(), json!(id));

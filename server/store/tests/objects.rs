@@ -7,7 +7,7 @@ use ferridm_core::{Object, Revision};
 use ferridm_store::testing::TestDatabase;
 use ferridm_store::{
     IndexLimitExceeded, IndexSpec, MAX_ARRAY_ITEMS, MAX_DEPTH, MAX_INDEX_ROWS, MAX_POINTER_BYTES, NewObject,
-    ObjectUpdate, Store, StoreError, StoreOptions,
+    ObjectUpdate, Store, StoreError, StoreOptions, StoredObject,
 };
 use serde_json::{Value, json};
 
@@ -457,5 +457,146 @@ fn objects_beyond_the_index_limits_are_refused_and_store_nothing() {
             store.get("user", "big").unwrap().unwrap().content["tags"],
             json!(at_limit)
         );
+    });
+}
+
+/// The ids `filter` finds among users, in creation order.
+fn found(store: &Store, filter: &str) -> Vec<String> {
+    let filter = ferridm_core::filter::parse(filter).unwrap();
+    let page = store
+        .query(&ferridm_store::ObjectQuery {
+            object_type: "user",
+            filter: &filter,
+            sort: &[],
+            page_size: None,
+            offset: 0,
+            cookie: None,
+            count: false,
+            with_content: false,
+            limit: 100,
+            index: &spec(),
+            time_limit: None,
+        })
+        .unwrap();
+    page.objects.into_iter().map(|object| object.id).collect()
+}
+
+#[test]
+fn an_update_rewrites_the_index_of_what_changed_inside_objects_and_metadata() {
+    on_every_backend(|store| {
+        let created = insert(
+            store,
+            "n",
+            json!({"userName": "n", "address": {"city": "Oslo", "zip": "0150"}, "tags": ["a", "b"]}),
+        )
+        .unwrap();
+        let mut rev = created.rev;
+        let steps = [
+            (
+                json!({"userName": "n", "address": {"city": "Bergen", "zip": "0150"}, "tags": ["a"]}),
+                json!({"createDate": "2026-01-01T00:00:00.000Z", "lastChanged": {"date": "2026-02-01T00:00:00.000Z"}}),
+            ),
+            (
+                json!({"userName": "n", "address": {"zip": "5003"}, "tags": ["a"]}),
+                json!({"createDate": "2026-01-01T00:00:00.000Z", "lastChanged": {"date": "2026-03-01T00:00:00.000Z"}}),
+            ),
+            (
+                json!({"userName": "n", "address": "none", "tags": ["a"]}),
+                json!({"createDate": "2026-01-01T00:00:00.000Z"}),
+            ),
+        ];
+        let mut states = Vec::new();
+        for (content, meta) in &steps {
+            let (content, meta) = (object(content.clone()), object(meta.clone()));
+            let update = ObjectUpdate {
+                content: &content,
+                meta: Some(&meta),
+                index: &spec(),
+            };
+            rev = store.update("user", "n", rev, update).unwrap().rev;
+            states.push((
+                found(store, "/address/city eq \"bergen\""),
+                found(store, "/address/city pr"),
+                found(store, "/address/zip eq \"0150\""),
+                found(store, "/address/zip eq \"5003\""),
+                found(store, "/address eq \"none\""),
+                found(store, "/tags eq \"b\""),
+                found(store, "/_meta/lastChanged/date eq \"2026-02-01T00:00:00.000Z\""),
+                found(store, "/_meta/lastChanged/date eq \"2026-03-01T00:00:00.000Z\""),
+                found(store, "/_meta/lastChanged pr"),
+                found(store, "/_meta/createDate eq \"2026-01-01T00:00:00.000Z\""),
+            ));
+        }
+        let n = || vec!["n".to_owned()];
+        let none = Vec::<String>::new;
+        assert_eq!(
+            states,
+            vec![
+                (n(), n(), n(), none(), none(), none(), n(), none(), n(), n()),
+                (none(), none(), none(), n(), none(), none(), none(), n(), n(), n()),
+                (none(), none(), none(), none(), n(), none(), none(), none(), none(), n()),
+            ]
+        );
+    });
+}
+
+#[test]
+fn an_update_of_the_object_as_read_needs_its_revision_and_keeps_metadata_changed_since() {
+    on_every_backend(|store| {
+        insert(store, "r", json!({"userName": "r1", "sn": "Old"})).unwrap();
+        let read = store.get("user", "r").unwrap().unwrap();
+        // Metadata and the login count move on after the read, without a new revision.
+        store
+            .update_meta("user", "r", &spec(), |meta| {
+                meta.insert("termsAccepted".into(), json!({"termsVersion": "2"}));
+            })
+            .unwrap();
+        store.increment_login_count("user", "r").unwrap();
+        let content = object(json!({"userName": "r2", "sn": "New"}));
+        let update = ObjectUpdate {
+            content: &content,
+            meta: None,
+            index: &spec(),
+        };
+        let updated = store.update_read("user", &read, update, &[]).unwrap();
+        assert_ne!(updated.rev, read.rev);
+        let stored = store.get("user", "r").unwrap().unwrap();
+        assert_eq!((stored.rev, &stored.content), (updated.rev, &content));
+        assert_eq!(stored.meta.get("termsAccepted"), Some(&json!({"termsVersion": "2"})));
+        assert_eq!(stored.meta.get("loginCount"), Some(&json!(1)));
+        assert_eq!(found(store, "/sn eq \"new\""), vec!["r".to_owned()]);
+        assert!(found(store, "/sn eq \"old\"").is_empty());
+        assert_eq!(
+            found(store, "/_meta/termsAccepted/termsVersion eq \"2\""),
+            vec!["r".to_owned()]
+        );
+        // The read is stale now: refused, and nothing changes.
+        let again = object(json!({"userName": "r3"}));
+        let stale = ObjectUpdate {
+            content: &again,
+            meta: None,
+            index: &spec(),
+        };
+        assert!(matches!(
+            store.update_read("user", &read, stale, &[]),
+            Err(StoreError::RevisionMismatch)
+        ));
+        assert_eq!(store.get("user", "r").unwrap().unwrap().content, content);
+        // The old unique value is free, the new one taken.
+        insert(store, "s", json!({"userName": "r1"})).unwrap();
+        assert!(matches!(
+            insert(store, "t", json!({"userName": "R2"})),
+            Err(StoreError::UniqueViolation { .. })
+        ));
+        // Gone since the read: refused the same way.
+        store.delete("user", "r", updated.rev).unwrap();
+        let current = StoredObject {
+            rev: updated.rev,
+            ..read
+        };
+        assert!(matches!(
+            store.update_read("user", &current, stale, &[]),
+            Err(StoreError::RevisionMismatch)
+        ));
     });
 }

@@ -264,10 +264,9 @@ impl<'a> ManagedObjects<'a> {
             Some(current),
             &mut relationships,
         )?;
-        Ok(Attempt::Stored(self.ctx.state.store.update_related(
+        Ok(Attempt::Stored(self.ctx.state.store.update_read(
             self.object_type.name(),
-            id,
-            current.rev,
+            current,
             ObjectUpdate {
                 content: &next,
                 meta: meta.as_ref(),
