@@ -722,7 +722,14 @@ impl<'a> ManagedObjects<'a> {
                 with_content: !request.ids_only,
                 limit,
                 index: &self.object_type.index,
-                time_limit: self.ctx.generation.settings.queries.time_limit(),
+                // A query pinned to one object is one index probe, like a read by id, and runs
+                // without a limit as reads do (on PostgreSQL, setting one costs two more round
+                // trips: the limit, and the reset before the connection's next use).
+                time_limit: if query::pins_one_object(&filter, &self.object_type) {
+                    None
+                } else {
+                    self.ctx.generation.settings.queries.time_limit()
+                },
             })
             .map_err(storage_error)?;
         if page_size.is_none() && page.objects.len() as u64 > limit {
