@@ -725,7 +725,7 @@ impl<'a> ManagedObjects<'a> {
                 // A query pinned to one object is one index probe, like a read by id, and runs
                 // without a limit as reads do (on PostgreSQL, setting one costs two more round
                 // trips: the limit, and the reset before the connection's next use).
-                time_limit: if query::pins_one_object(&filter, &self.object_type) {
+                time_limit: if query::pins_one_object(&filter, self.object_type) {
                     None
                 } else {
                     self.ctx.generation.settings.queries.time_limit()
