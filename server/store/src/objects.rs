@@ -182,7 +182,7 @@ fn update_index(
         .iter()
         .map(|key| prop_key(&JsonPointer::from_segments([key.as_str()])))
         .collect();
-    for key in before.content.keys().chain(after.content.keys()) {
+    for key in member_keys(&before.content, after.content) {
         if spec.hidden.contains(key) {
             continue;
         }
@@ -295,9 +295,9 @@ fn write_update(
     })
 }
 
-/// Adds to `pointers` the index key of each place where `before` and `after` differ, once:
-/// where both are objects it looks inside them (an object's own row does not depend on its
-/// members), anywhere else a difference is the whole value at `pointer`.
+/// Adds to `pointers` the index key of each place where `before` and `after` differ: where
+/// both are objects it looks inside them (an object's own row does not depend on its members),
+/// anywhere else a difference is the whole value at `pointer`.
 fn changed_pointers(pointer: &JsonPointer, before: Option<&Value>, after: Option<&Value>, pointers: &mut Vec<String>) {
     if before == after {
         return;
@@ -306,17 +306,22 @@ fn changed_pointers(pointer: &JsonPointer, before: Option<&Value>, after: Option
         changed_members(pointer, old, new, pointers);
         return;
     }
-    let key = prop_key(pointer);
-    if !pointers.contains(&key) {
-        pointers.push(key);
-    }
+    pointers.push(prop_key(pointer));
 }
 
 /// [`changed_pointers`] for each member of the objects `before` and `after` at `pointer`.
 fn changed_members(pointer: &JsonPointer, before: &Object, after: &Object, pointers: &mut Vec<String>) {
-    for key in before.keys().chain(after.keys()) {
+    for key in member_keys(before, after) {
         changed_pointers(&pointer.child(key.as_str()), before.get(key), after.get(key), pointers);
     }
+}
+
+/// The keys of `before`, then those only `after` has: each once, so that a member both hold is
+/// compared once (visited twice at every level, a deep change would cost 2^depth).
+fn member_keys<'o>(before: &'o Object, after: &'o Object) -> impl Iterator<Item = &'o String> {
+    before
+        .keys()
+        .chain(after.keys().filter(|key| !before.contains_key(key.as_str())))
 }
 
 fn insert_prop_rows(conn: &mut DbConnection, pk: i64, object_type: &str, rows: &[PropRow]) -> Result<(), StoreError> {
