@@ -24,6 +24,7 @@ use crate::flatten::{
     prop_key, split_key,
 };
 use crate::objects::{OBJECT_COLUMNS, ObjectColumnTypes, StoredObject, object_from_columns};
+use crate::relationships::{Edge, EdgeOwners, load_objects_and_edges, managed_collection, push_edges_of, select_edges};
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
 
@@ -693,6 +694,18 @@ fn push_after(sql: &mut Sql, components: &[Component]) {
 impl Store {
     /// Runs a query and returns one page.
     pub fn query(&self, query: &ObjectQuery<'_>) -> Result<QueryPage, StoreError> {
+        Ok(self.query_with_edges(query, &[])?.0)
+    }
+
+    /// Runs a query and returns one page with the edges `properties` hold for its objects, read
+    /// on the same connection. On PostgreSQL a page in creation order and its edges are one
+    /// statement (one round trip).
+    pub fn query_with_edges(
+        &self,
+        query: &ObjectQuery<'_>,
+        properties: &[&str],
+    ) -> Result<(QueryPage, Vec<Edge>), StoreError> {
+        let properties: Vec<&str> = properties.iter().copied().filter(|p| !p.is_empty()).collect();
         let cookie = query
             .cookie
             .map(|text| decode_object_cookie(text, query.sort.len()))
@@ -707,10 +720,13 @@ impl Store {
             let limit = query
                 .page_size
                 .map_or(query.limit.saturating_add(1), |size| u64::from(size) + look_ahead);
-            let mut objects = match query.sort {
-                [key] if query.offset == 0 => single_key_page(conn, query, key, cookie.as_ref(), limit, cacheable)?,
-                [] => creation_order_page(conn, query, cookie.as_ref(), limit, cacheable)?,
-                _ => general_page(conn, query, cookie.as_ref(), limit, cacheable)?,
+            let (mut objects, page_edges) = match query.sort {
+                [key] if query.offset == 0 => (
+                    single_key_page(conn, query, key, cookie.as_ref(), limit, cacheable)?,
+                    None,
+                ),
+                [] => creation_order_page(conn, query, cookie.as_ref(), limit, cacheable, &properties)?,
+                _ => (general_page(conn, query, cookie.as_ref(), limit, cacheable)?, None),
             };
             let total = if query.count {
                 if let Some(deadline) = &deadline {
@@ -724,13 +740,29 @@ impl Store {
             } else {
                 None
             };
+            let mut read_ahead = None;
             let more_beyond = match query.page_size {
                 Some(size) if look_ahead == 1 => {
                     let more = objects.len() > size as usize;
-                    objects.truncate(size as usize);
+                    if more {
+                        read_ahead = objects.pop();
+                    }
                     more
                 }
                 _ => true,
+            };
+            let edges = match page_edges {
+                // The object read ahead is not on the page; neither are its edges.
+                Some(mut edges) => {
+                    if let Some(read_ahead) = read_ahead {
+                        edges.retain(|edge| edge.owner_id != read_ahead.id);
+                    }
+                    edges
+                }
+                None => {
+                    let ids: Vec<&str> = objects.iter().map(|object| object.id.as_str()).collect();
+                    select_edges(conn, &managed_collection(query.object_type), &ids, Some(&properties))?
+                }
             };
             let next = match (query.page_size, objects.last()) {
                 (Some(size), Some(last)) if objects.len() >= size as usize && more_beyond => Some(
@@ -742,11 +774,14 @@ impl Store {
                 ),
                 _ => None,
             };
-            Ok(QueryPage {
-                objects,
-                cookie: next,
-                total,
-            })
+            Ok((
+                QueryPage {
+                    objects,
+                    cookie: next,
+                    total,
+                },
+                edges,
+            ))
         })
     }
 }
@@ -776,13 +811,16 @@ fn push_where(sql: &mut Sql, query: &ObjectQuery<'_>, backend: Backend) {
     push_condition(sql, query.filter, &query.scope(backend));
 }
 
+/// A page in creation order and, on PostgreSQL when `properties` names any, the edges they
+/// hold for its objects, read in the same statement (one round trip).
 fn creation_order_page(
     conn: &mut DbConnection,
     query: &ObjectQuery<'_>,
     cookie: Option<&ObjectCookie>,
     limit: u64,
     cacheable: bool,
-) -> Result<Vec<StoredObject>, StoreError> {
+    properties: &[&str],
+) -> Result<(Vec<StoredObject>, Option<Vec<Edge>>), StoreError> {
     let mut sql = select_from_objects(query, cacheable);
     push_where(&mut sql, query, backend_of(conn));
     if let Some(cookie) = cookie {
@@ -790,7 +828,24 @@ fn creation_order_page(
     }
     sql.push(" ORDER BY o.pk");
     sql.push_limit(limit, if cookie.is_some() { 0 } else { query.offset });
-    load(conn, sql)
+    // On SQLite a second statement costs no round trip, and SQLite runs the compound
+    // statement no faster for one property and several times slower for two (measured: 16 µs
+    // against 16, 72 against 20), so the edges are read after the page there.
+    if properties.is_empty() || backend_of(conn) == Backend::Sqlite {
+        return Ok((load(conn, sql)?, None));
+    }
+    let mut with_edges = Sql::cached("WITH q (pk, oid, rev, content, meta, login_count) AS MATERIALIZED (");
+    with_edges
+        .append(sql)
+        .push(") SELECT CAST(0 AS BIGINT), q.pk, q.oid, q.rev, q.content, q.meta, q.login_count, '', '', '' FROM q");
+    push_edges_of(
+        &mut with_edges,
+        EdgeOwners::Page,
+        &managed_collection(query.object_type),
+        properties,
+    );
+    let (objects, edges) = load_objects_and_edges(conn, with_edges)?;
+    Ok((objects, Some(edges)))
 }
 
 fn single_key_page(

@@ -102,7 +102,7 @@ type EdgeColumnTypes = (BigInt, Text, BigInt, Text, Text, Text, Text, Text);
 
 /// The edges held by `properties` of the objects `ids` of `collection`: as the first end, then as
 /// the second, each row naming the other end; in the order the edges were made.
-fn select_edges(
+pub(crate) fn select_edges(
     conn: &mut DbConnection,
     collection: &str,
     ids: &[&str],
@@ -164,6 +164,72 @@ fn select_edges(
 /// Every edge held by the objects `ids` of `collection`, under any property.
 pub(crate) fn all_edges_of(conn: &mut DbConnection, collection: &str, ids: &[&str]) -> Result<Vec<Edge>, StoreError> {
     select_edges(conn, collection, ids, None)
+}
+
+/// Whose edges a statement reading objects and their edges together reads.
+pub(crate) enum EdgeOwners<'a> {
+    /// The object with this id.
+    One(&'a str),
+    /// The objects the statement's common table `q` (with an `oid` column) holds.
+    Page,
+}
+
+/// Appends to `select`, whose rows are objects (row kind 0, then [`OBJECT_COLUMNS`], then three
+/// empty texts), the edges `properties` hold for `owners` of `collection`: row kind 1, then the
+/// edge's key, id, revision, property, properties, a zero, the far end's collection and id, and
+/// the owner's id. [`load_objects_and_edges`] reads the rows back.
+///
+/// [`OBJECT_COLUMNS`]: crate::objects::OBJECT_COLUMNS
+pub(crate) fn push_edges_of(select: &mut Sql, owners: EdgeOwners<'_>, collection: &str, properties: &[&str]) {
+    for (near, far) in [("first", "second"), ("second", "first")] {
+        select.push(&format!(
+            " UNION ALL SELECT 1, r.pk, r.rid, r.rev, r.{near}_prop, r.props, 0, r.{far}_coll, r.{far}_id, r.{near}_id FROM relationships r WHERE r.{near}_id "
+        ));
+        match owners {
+            EdgeOwners::One(id) => select.push("= ").bind_text(id),
+            EdgeOwners::Page => select.push("IN (SELECT oid FROM q)"),
+        };
+        select.push(&format!(" AND r.{near}_coll = ")).bind_text(collection);
+        push_in(select, &format!("r.{near}_prop"), properties);
+    }
+    if properties.len() > CACHED_PROPERTIES {
+        select.set_cacheable(false);
+    }
+}
+
+/// Reads the rows of a statement [`push_edges_of`] completed: the objects in creation order,
+/// and the edges in the order they were made.
+pub(crate) fn load_objects_and_edges(
+    conn: &mut DbConnection,
+    select: Sql,
+) -> Result<(Vec<StoredObject>, Vec<Edge>), StoreError> {
+    type Row = (i64, i64, String, i64, String, String, i64, String, String, String);
+    let rows: Vec<Row> = select
+        .typed::<(BigInt, BigInt, Text, BigInt, Text, Text, BigInt, Text, Text, Text)>()
+        .load(conn)?;
+    let mut objects = Vec::new();
+    let mut edges = Vec::new();
+    for (kind, pk, text, rev, first, second, login_count, far_collection, far_id, owner_id) in rows {
+        if kind == 0 {
+            objects.push(object_from_columns((pk, text, rev, first, second, login_count))?);
+        } else {
+            edges.push((
+                pk,
+                Edge {
+                    id: text,
+                    rev: Revision::from_i64(rev),
+                    owner_id,
+                    property: first,
+                    collection: far_collection,
+                    target_id: far_id,
+                    properties: serde_json::from_str(&second)?,
+                },
+            ));
+        }
+    }
+    objects.sort_unstable_by_key(|object| object.pk);
+    edges.sort_unstable_by_key(|(pk, _)| *pk);
+    Ok((objects, edges.into_iter().map(|(_, edge)| edge).collect()))
 }
 
 /// Appends ` AND column = ?` for one value, ` AND column IN (?, …)` for several.
@@ -379,47 +445,12 @@ impl Store {
         }
         let collection = managed_collection(object_type);
         let mut select = Sql::cached(
-            "SELECT CAST(0 AS BIGINT) AS row_kind, o.pk, o.oid, o.rev, o.content, o.meta, o.login_count, '' AS far_coll, '' AS far_id FROM objects o WHERE o.otype = ",
+            "SELECT CAST(0 AS BIGINT) AS row_kind, o.pk, o.oid, o.rev, o.content, o.meta, o.login_count, '' AS far_coll, '' AS far_id, '' AS owner_id FROM objects o WHERE o.otype = ",
         );
         select.bind_text(object_type).push(" AND o.oid = ").bind_text(id);
-        for (near, far) in [("first", "second"), ("second", "first")] {
-            select
-                .push(&format!(
-                    " UNION ALL SELECT 1, r.pk, r.rid, r.rev, r.{near}_prop, r.props, 0, r.{far}_coll, r.{far}_id FROM relationships r WHERE r.{near}_id = "
-                ))
-                .bind_text(id)
-                .push(&format!(" AND r.{near}_coll = "))
-                .bind_text(collection.clone());
-            push_in(&mut select, &format!("r.{near}_prop"), &properties);
-        }
-        type Row = (i64, i64, String, i64, String, String, i64, String, String);
-        let rows: Vec<Row> = self.read(|conn| {
-            Ok(select
-                .typed::<(BigInt, BigInt, Text, BigInt, Text, Text, BigInt, Text, Text)>()
-                .load(conn)?)
-        })?;
-        let mut object = None;
-        let mut edges = Vec::new();
-        for (kind, pk, text, rev, first, second, login_count, far_collection, far_id) in rows {
-            if kind == 0 {
-                object = Some(object_from_columns((pk, text, rev, first, second, login_count))?);
-            } else {
-                edges.push((
-                    pk,
-                    Edge {
-                        id: text,
-                        rev: Revision::from_i64(rev),
-                        owner_id: id.to_owned(),
-                        property: first,
-                        collection: far_collection,
-                        target_id: far_id,
-                        properties: serde_json::from_str(&second)?,
-                    },
-                ));
-            }
-        }
-        edges.sort_unstable_by_key(|(pk, _)| *pk);
-        Ok(object.map(|object| (object, edges.into_iter().map(|(_, edge)| edge).collect())))
+        push_edges_of(&mut select, EdgeOwners::One(id), &collection, &properties);
+        let (mut objects, edges) = self.read(|conn| load_objects_and_edges(conn, select))?;
+        Ok(objects.pop().map(|object| (object, edges)))
     }
 
     /// Grants and revokes one relationship for many objects of `object_type` in one

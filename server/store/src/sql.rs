@@ -66,6 +66,23 @@ impl Sql {
         self
     }
 
+    /// Appends another statement's text and bound values; the whole may be cached only when
+    /// both parts may.
+    pub(crate) fn append(&mut self, other: Sql) -> &mut Self {
+        self.cacheable &= other.cacheable;
+        for part in other.parts {
+            match part {
+                Part::Sql(text) => {
+                    self.push(&text);
+                }
+                Part::Bind(value) => {
+                    self.bind(value);
+                }
+            }
+        }
+        self
+    }
+
     /// Appends a placeholder bound to `value`.
     pub(crate) fn bind(&mut self, value: Bind) -> &mut Self {
         self.parts.push(Part::Bind(value));

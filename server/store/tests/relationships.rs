@@ -6,8 +6,10 @@
 use std::sync::Barrier;
 
 use ferridm_core::Object;
+use ferridm_core::filter::Filter;
+use ferridm_core::query::SortKey;
 use ferridm_store::testing::TestDatabase;
-use ferridm_store::{EdgeTarget, IndexSpec, NewObject, RelationshipSet, Store, StoreOptions};
+use ferridm_store::{Edge, EdgeTarget, IndexSpec, NewObject, ObjectQuery, RelationshipSet, Store, StoreOptions};
 use serde_json::{Value, json};
 
 fn object(value: Value) -> Object {
@@ -71,6 +73,92 @@ fn ends(store: &Store, collection: &str, ids: &[&str], property: &str) -> Vec<St
         .collect();
     ends.sort();
     ends
+}
+
+/// One page of `object_type` (`page_size` at a time from `cookie`, counted) with the edges
+/// `properties` hold: the page's ids, its edges, and the next page's cookie.
+fn page_with_edges(
+    store: &Store,
+    object_type: &str,
+    sort: &[SortKey],
+    cookie: Option<&str>,
+    with_content: bool,
+    properties: &[&str],
+) -> (Vec<String>, Vec<Edge>, Option<String>) {
+    let (page, edges) = store
+        .query_with_edges(
+            &ObjectQuery {
+                object_type,
+                filter: &Filter::True,
+                sort,
+                page_size: Some(2),
+                offset: 0,
+                cookie,
+                count: true,
+                with_content,
+                limit: 100,
+                index: &IndexSpec::default(),
+                time_limit: None,
+            },
+            properties,
+        )
+        .unwrap();
+    let ids = page.objects.into_iter().map(|object| object.id).collect();
+    (ids, edges, page.cookie)
+}
+
+#[test]
+fn a_query_page_carries_the_edges_of_its_objects_and_of_no_others() {
+    for database in TestDatabase::all() {
+        let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+        insert(&store, "role", "admin", &[]);
+        insert(&store, "role", "staff", &[]);
+        insert(&store, "role", "empty", &[]);
+        insert(&store, "user", "alice", &[roles(&["admin", "staff"])]);
+        insert(&store, "user", "bob", &[roles(&["staff"])]);
+        insert(&store, "user", "dave", &[roles(&["admin"])]);
+        insert(&store, "user", "carol", &[]);
+        let expected = |collection: &str, ids: &[&str], property: &str| {
+            let edges = store.edges(collection, ids, &[property]).unwrap();
+            assert!(!edges.is_empty() || ids.contains(&"empty"));
+            edges
+        };
+
+        // In creation order (objects and edges in one statement): the object read ahead to
+        // tell whether more follow (dave) brings none of its edges.
+        let (ids, edges, cookie) = page_with_edges(&store, "user", &[], None, true, &["roles"]);
+        assert_eq!(ids, ["alice", "bob"]);
+        assert_eq!(edges, expected("managed/user", &["alice", "bob"], "roles"));
+        assert_eq!(edges.len(), 3);
+        assert!(edges.iter().all(|edge| edge.owner_id != "dave"));
+        let (ids, edges, last) = page_with_edges(&store, "user", &[], cookie.as_deref(), true, &["roles"]);
+        assert_eq!(ids, ["dave", "carol"]);
+        assert_eq!(edges, expected("managed/user", &["dave"], "roles"));
+        assert_eq!(last, None);
+        // Ids only, and the edges all the same.
+        let (ids, edges, _) = page_with_edges(&store, "user", &[], None, false, &["roles", "manager"]);
+        assert_eq!(ids, ["alice", "bob"]);
+        assert_eq!(edges, expected("managed/user", &["alice", "bob"], "roles"));
+        // No property named: no edges.
+        let (ids, edges, _) = page_with_edges(&store, "user", &[], None, true, &[]);
+        assert_eq!((ids.len(), edges.len()), (2, 0));
+        // The role's side of the same edges (the stored direction's other end).
+        let (ids, edges, cookie) = page_with_edges(&store, "role", &[], None, true, &["members"]);
+        assert_eq!(ids, ["admin", "staff"]);
+        assert_eq!(edges, expected("managed/role", &["admin", "staff"], "members"));
+        assert_eq!(edges.len(), 4);
+        let (ids, edges, _) = page_with_edges(&store, "role", &[], cookie.as_deref(), true, &["members"]);
+        assert_eq!((ids, edges.len()), (vec!["empty".to_owned()], 0));
+
+        // Sorted on a property (the edges read after the page, on the same connection).
+        let by_name = [SortKey {
+            field: ferridm_core::JsonPointer::parse("name"),
+            ascending: false,
+        }];
+        let (ids, edges, _) = page_with_edges(&store, "user", &by_name, None, true, &["roles"]);
+        assert_eq!(ids, ["dave", "carol"]);
+        assert_eq!(edges, expected("managed/user", &["dave", "carol"], "roles"));
+    }
 }
 
 #[test]

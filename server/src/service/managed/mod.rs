@@ -17,7 +17,7 @@ use ferridm_core::fields::FieldSelection;
 use ferridm_core::patch::{self, PatchOperation};
 use ferridm_core::query::{Paging, QueryResponse};
 use ferridm_core::{Error, Object, Result};
-use ferridm_store::{NewObject, ObjectQuery, ObjectUpdate, StoreError, StoredObject};
+use ferridm_store::{Edge, NewObject, ObjectQuery, ObjectUpdate, StoreError, StoredObject};
 use serde_json::{Value, json};
 
 pub use query::QueryRequest;
@@ -703,53 +703,63 @@ impl<'a> ManagedObjects<'a> {
         self.view(deleted, fields)
     }
 
-    fn run_query(&self, request: &QueryRequest, page_size: Option<u32>) -> Result<ferridm_store::QueryPage> {
+    fn run_query(
+        &self,
+        request: &QueryRequest,
+        page_size: Option<u32>,
+        relationships: &[&str],
+    ) -> Result<(ferridm_store::QueryPage, Vec<Edge>)> {
         let limit = self.ctx.generation.settings.max_unpaged_query_results;
         let filter = self.effective_roles_as_grants(&request.filter);
-        let page = self
+        let query = ObjectQuery {
+            object_type: self.object_type.name(),
+            filter: &filter,
+            sort: &request.sort,
+            page_size,
+            // Offsets apply only when paging (IDM §3.5).
+            offset: if page_size.is_some() { request.paging.offset } else { 0 },
+            cookie: request.paging.cookie.as_deref(),
+            count: page_size.is_some() && request.paging.count != ferridm_core::query::CountPolicy::None,
+            with_content: !request.ids_only,
+            limit,
+            index: &self.object_type.index,
+            // A query pinned to one object is one index probe, like a read by id, and runs
+            // without a limit as reads do (on PostgreSQL, setting one costs two more round
+            // trips: the limit, and the reset before the connection's next use).
+            time_limit: if query::pins_one_object(&filter, self.object_type) {
+                None
+            } else {
+                self.ctx.generation.settings.queries.time_limit()
+            },
+        };
+        let (page, edges) = self
             .ctx
             .state
             .store
-            .query(&ObjectQuery {
-                object_type: self.object_type.name(),
-                filter: &filter,
-                sort: &request.sort,
-                page_size,
-                // Offsets apply only when paging (IDM §3.5).
-                offset: if page_size.is_some() { request.paging.offset } else { 0 },
-                cookie: request.paging.cookie.as_deref(),
-                count: page_size.is_some() && request.paging.count != ferridm_core::query::CountPolicy::None,
-                with_content: !request.ids_only,
-                limit,
-                index: &self.object_type.index,
-                // A query pinned to one object is one index probe, like a read by id, and runs
-                // without a limit as reads do (on PostgreSQL, setting one costs two more round
-                // trips: the limit, and the reset before the connection's next use).
-                time_limit: if query::pins_one_object(&filter, self.object_type) {
-                    None
-                } else {
-                    self.ctx.generation.settings.queries.time_limit()
-                },
-            })
+            .query_with_edges(&query, relationships)
             .map_err(storage_error)?;
         if page_size.is_none() && page.objects.len() as u64 > limit {
             return Err(Error::bad_request(format!(
                 "The query matches more than {limit} objects; page through the results with _pageSize"
             )));
         }
-        Ok(page)
+        Ok((page, edges))
     }
 
     /// Runs a query and builds IDM's response envelope.
     pub fn query(&self, request: &QueryRequest, fields: &FieldSelection) -> Result<QueryResponse> {
-        let page = self.run_query(request, request.paging.page_size)?;
         let ids_only = FieldSelection::parse(["_id"]);
         let fields = if request.ids_only { &ids_only } else { fields };
         let shown = self.relationships_shown(fields);
-        let mut related = self.related(
-            page.objects.iter().map(|stored| (stored.id.as_str(), &stored.content)),
+        let (page, edges) = self.run_query(request, request.paging.page_size, &shown)?;
+        let mut related = self.assemble(
+            page.objects
+                .iter()
+                .map(|stored| (stored.id.as_str(), &stored.content))
+                .collect(),
             &shown,
-        )?;
+            &edges,
+        );
         self.add_effective_assignments(&mut related, fields)?;
         self.expand_references(&mut related, fields)?;
         Ok(QueryResponse {
@@ -779,7 +789,7 @@ impl<'a> ManagedObjects<'a> {
             paging: Paging::default(),
             ..request.clone()
         };
-        let page = self.run_query(&probe, Some(2))?;
+        let (page, _) = self.run_query(&probe, Some(2), &[])?;
         match page.objects.as_slice() {
             [] => Err(Error::NotFound("Query returned no results".into())),
             [only] => self.patch(&only.id, None, operations, fields),
