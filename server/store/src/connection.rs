@@ -139,7 +139,7 @@ impl Session {
 
     /// Notes how work on the connection ended: after a success it is handed out again without
     /// a ping for a while; after a failure (perhaps of the connection itself) it is pinged first.
-    fn vouch<T>(&mut self, outcome: &Result<T, StoreError>) {
+    pub(crate) fn vouch<T>(&mut self, outcome: &Result<T, StoreError>) {
         self.trusted_until = outcome.is_ok().then(|| Instant::now() + TRUST_AFTER_SUCCESS);
     }
 
@@ -488,6 +488,24 @@ impl Store {
                 outcome
             }
         };
+        self.timings.write(started);
+        outcome
+    }
+
+    /// Runs `work`, which writes with a single statement on PostgreSQL, on a pooled connection
+    /// without an explicit transaction there (a statement is atomic alone: that saves `BEGIN`
+    /// and `COMMIT`, two round trips). On SQLite it runs as [`Store::write`] runs work.
+    pub(crate) fn write_one_statement<T>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.sqlite_writer.is_some() {
+            return self.write(work);
+        }
+        let started = Instant::now();
+        let mut pooled = self.connection()?;
+        let outcome = work(&mut pooled);
+        pooled.vouch(&outcome);
         self.timings.write(started);
         outcome
     }

@@ -8,9 +8,11 @@ use diesel::sql_types::{BigInt, Text};
 use ferridm_core::{JsonPointer, Object, Revision};
 use serde_json::Value;
 
-use crate::connection::DbConnection;
+use crate::connection::{Backend, DbConnection};
 use crate::flatten::{IndexSpec, Limits, PropRow, index_rows, prop_key, unique_values};
-use crate::relationships::{RelationshipSet, delete_edges_of, insert_sets, managed_collection, sync_sets};
+use crate::relationships::{
+    RelationshipSet, delete_edges_of, edges_insert_alone, insert_sets, managed_collection, push_edge_values, sync_sets,
+};
 use crate::schema::objects;
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
@@ -160,139 +162,323 @@ fn insert_unique_values(
     Ok(())
 }
 
+/// Most index rows a cached statement of [`write_in_one_statement`] writes.
+const CACHED_ROWS: usize = 16;
+
 /// Most properties one statement of [`update_index`] deletes the rows of.
 const POINTERS_PER_DELETE: usize = 8;
 
-/// Rewrites the index of an updated object where it changes: the rows of every value whose
-/// pointer leads to a difference from `before` (descending into objects both sides hold, so a
-/// new `_meta/lastChanged/date` rewrites that row and not every row of `_meta`), and of the
-/// hidden properties (so that a property made private loses its rows on the object's next
-/// write); the unique values when a unique property changed. A one-field change rewrites a few
-/// rows instead of all of them.
+/// How an update changes the index of an object: the rows of every value whose pointer leads
+/// to a difference from `before` (descending into objects both sides hold, so a new
+/// `_meta/lastChanged/date` rewrites that row and not every row of `_meta`) and of the hidden
+/// properties (so that a property made private loses its rows on the object's next write) are
+/// rewritten; the unique values when a unique property changed. A one-field change rewrites a
+/// few rows instead of all of them.
+struct IndexChange {
+    /// The pointers whose rows (their own and those below them) are deleted.
+    pointers: Vec<String>,
+    /// The rows written again under those pointers.
+    rows: Vec<PropRow>,
+    /// Whether the unique values are written again.
+    unique_changed: bool,
+}
+
+impl IndexChange {
+    fn of(before: &StoredObject, after: &NewObject<'_>, limits: Limits) -> Result<Self, StoreError> {
+        let spec = after.index;
+        let mut pointers: Vec<String> = spec
+            .hidden
+            .iter()
+            .map(|key| prop_key(&JsonPointer::from_segments([key.as_str()])))
+            .collect();
+        for key in member_keys(&before.content, after.content) {
+            if spec.hidden.contains(key) {
+                continue;
+            }
+            changed_pointers(
+                &JsonPointer::from_segments([key.as_str()]),
+                before.content.get(key),
+                after.content.get(key),
+                &mut pointers,
+            );
+        }
+        // `_meta` has its own row only when it holds something (see `index_rows`).
+        let meta = JsonPointer::from_segments(["_meta"]);
+        if before.meta.is_empty() == after.meta.is_empty() {
+            changed_members(&meta, &before.meta, after.meta, &mut pointers);
+        } else {
+            pointers.push(prop_key(&meta));
+        }
+        let rows = index_rows(after.id, after.content, after.meta, spec, limits)?
+            .into_iter()
+            .filter(|row| {
+                pointers.iter().any(|pointer| {
+                    row.prop
+                        .strip_prefix(pointer.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                })
+            })
+            .collect();
+        let unique_changed = spec
+            .unique
+            .iter()
+            .any(|property| before.content.get(property) != after.content.get(property));
+        Ok(Self {
+            pointers,
+            rows,
+            unique_changed,
+        })
+    }
+
+    /// Whether the change fits one statement of [`write_in_one_statement`]: one delete, one
+    /// insert, no unique value.
+    fn fits_one_statement(&self) -> bool {
+        self.pointers.len() <= POINTERS_PER_DELETE && self.rows.len() <= PROP_ROWS_PER_INSERT && !self.unique_changed
+    }
+}
+
+/// A `DELETE` of the index rows of object `pk` under `pointers`: each property's own row and
+/// every row below it (`/` sorts just before `0`). The text depends on the number of pointers,
+/// which callers bound by [`POINTERS_PER_DELETE`].
+fn delete_prop_rows(pk: i64, pointers: &[String]) -> Sql {
+    let mut delete = Sql::cached("DELETE FROM object_props WHERE obj_pk = ");
+    delete.bind_i64(pk).push(" AND (");
+    for (index, pointer) in pointers.iter().enumerate() {
+        delete
+            .push(if index == 0 { "prop = " } else { " OR prop = " })
+            .bind_text(pointer.clone())
+            .push(" OR (prop > ")
+            .bind_text(format!("{pointer}/"))
+            .push(" AND prop < ")
+            .bind_text(format!("{pointer}0"))
+            .push(")");
+    }
+    delete.push(")");
+    delete
+}
+
+/// Rewrites the index of an updated object where it changes (see [`IndexChange`]).
 fn update_index(
     conn: &mut DbConnection,
     pk: i64,
-    before: &StoredObject,
     after: &NewObject<'_>,
-    limits: Limits,
+    change: &IndexChange,
 ) -> Result<(), StoreError> {
-    let spec = after.index;
-    let mut pointers: Vec<String> = spec
-        .hidden
-        .iter()
-        .map(|key| prop_key(&JsonPointer::from_segments([key.as_str()])))
-        .collect();
-    for key in member_keys(&before.content, after.content) {
-        if spec.hidden.contains(key) {
-            continue;
-        }
-        changed_pointers(
-            &JsonPointer::from_segments([key.as_str()]),
-            before.content.get(key),
-            after.content.get(key),
-            &mut pointers,
-        );
+    for chunk in change.pointers.chunks(POINTERS_PER_DELETE) {
+        delete_prop_rows(pk, chunk).execute(conn)?;
     }
-    // `_meta` has its own row only when it holds something (see `index_rows`).
-    let meta = JsonPointer::from_segments(["_meta"]);
-    if before.meta.is_empty() == after.meta.is_empty() {
-        changed_members(&meta, &before.meta, after.meta, &mut pointers);
-    } else {
-        pointers.push(prop_key(&meta));
-    }
-    let rows = index_rows(after.id, after.content, after.meta, spec, limits)?;
-    for chunk in pointers.chunks(POINTERS_PER_DELETE) {
-        // Each property's own row and every row below it (`/` sorts just before `0`). The text
-        // depends on the chunk length; lengths are bounded by the chunk size.
-        let mut delete = Sql::cached("DELETE FROM object_props WHERE obj_pk = ");
-        delete.bind_i64(pk).push(" AND (");
-        for (index, pointer) in chunk.iter().enumerate() {
-            delete
-                .push(if index == 0 { "prop = " } else { " OR prop = " })
-                .bind_text(pointer.clone())
-                .push(" OR (prop > ")
-                .bind_text(format!("{pointer}/"))
-                .push(" AND prop < ")
-                .bind_text(format!("{pointer}0"))
-                .push(")");
-        }
-        delete.push(")");
-        delete.execute(conn)?;
-    }
-    let rewritten: Vec<PropRow> = rows
-        .into_iter()
-        .filter(|row| {
-            pointers.iter().any(|pointer| {
-                row.prop
-                    .strip_prefix(pointer.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            })
-        })
-        .collect();
-    insert_prop_rows(conn, pk, after.object_type, &rewritten)?;
-    if spec
-        .unique
-        .iter()
-        .any(|property| before.content.get(property) != after.content.get(property))
-    {
+    insert_prop_rows(conn, pk, after.object_type, &change.rows)?;
+    if change.unique_changed {
         let mut unique = Sql::cached("DELETE FROM unique_values WHERE obj_pk = ");
         unique.bind_i64(pk);
         unique.execute(conn)?;
-        insert_unique_values(conn, pk, after.object_type, after.content, spec)?;
+        insert_unique_values(conn, pk, after.object_type, after.content, after.index)?;
     }
     Ok(())
 }
 
-/// Writes `update` (its content serialized as `content_text`, under revision `rev`) over
-/// `current` if the stored object is still at `current`'s revision, with its index and
-/// relationships.
+/// An update prepared for writing: the object as it will be stored and how its index changes.
+struct PreparedUpdate<'a> {
+    rev: Revision,
+    content_text: String,
+    update: &'a ObjectUpdate<'a>,
+    /// The metadata as stored and indexed (with the login count as read).
+    indexed_meta: Object,
+    change: IndexChange,
+}
+
+impl<'a> PreparedUpdate<'a> {
+    fn new(
+        object_type: &str,
+        current: &StoredObject,
+        rev: Revision,
+        update: &'a ObjectUpdate<'a>,
+    ) -> Result<Self, StoreError> {
+        let mut indexed_meta = update.meta.cloned().unwrap_or_else(|| current.meta.clone());
+        indexed_meta.insert(
+            "loginCount".to_owned(),
+            current.meta.get("loginCount").cloned().unwrap_or(Value::from(0)),
+        );
+        let indexed = NewObject {
+            object_type,
+            id: &current.id,
+            content: update.content,
+            meta: &indexed_meta,
+            index: update.index,
+        };
+        let change = IndexChange::of(current, &indexed, Limits::Enforced)?;
+        Ok(Self {
+            rev,
+            content_text: serde_json::to_string(update.content)?,
+            update,
+            indexed_meta,
+            change,
+        })
+    }
+
+    /// The object as stored once written.
+    fn stored(self, current: &StoredObject) -> StoredObject {
+        StoredObject {
+            pk: current.pk,
+            id: current.id.clone(),
+            rev: self.rev,
+            content: self.update.content.clone(),
+            meta: self.indexed_meta,
+        }
+    }
+}
+
+/// Writes `prepared` over `current` if the stored object is still at `current`'s revision,
+/// with its index and relationships.
 fn write_update(
     conn: &mut DbConnection,
     object_type: &str,
     current: &StoredObject,
-    (rev, content_text): (Revision, &str),
-    update: &ObjectUpdate<'_>,
+    prepared: PreparedUpdate<'_>,
     relationships: &[RelationshipSet],
 ) -> Result<StoredObject, StoreError> {
-    let target = objects::table
-        .filter(objects::pk.eq(current.pk))
-        .filter(objects::rev.eq(current.rev.to_i64()));
-    let changed = match update.meta {
-        Some(meta) => diesel::update(target)
-            .set((
-                objects::rev.eq(rev.to_i64()),
-                objects::content.eq(content_text),
-                objects::meta.eq(stored_meta(meta)?),
-            ))
-            .execute(conn)?,
-        None => diesel::update(target)
-            .set((objects::rev.eq(rev.to_i64()), objects::content.eq(content_text)))
-            .execute(conn)?,
-    };
+    if matches!(conn, DbConnection::Postgres(_)) && prepared.change.fits_one_statement() {
+        write_in_one_statement(conn, object_type, current, &prepared)?;
+    } else {
+        let target = objects::table
+            .filter(objects::pk.eq(current.pk))
+            .filter(objects::rev.eq(current.rev.to_i64()));
+        let rev = objects::rev.eq(prepared.rev.to_i64());
+        let content = objects::content.eq(prepared.content_text.as_str());
+        let changed = match prepared.update.meta {
+            Some(meta) => diesel::update(target)
+                .set((rev, content, objects::meta.eq(stored_meta(meta)?)))
+                .execute(conn)?,
+            None => diesel::update(target).set((rev, content)).execute(conn)?,
+        };
+        if changed == 0 {
+            return Err(StoreError::RevisionMismatch);
+        }
+        let indexed = NewObject {
+            object_type,
+            id: &current.id,
+            content: prepared.update.content,
+            meta: &prepared.indexed_meta,
+            index: prepared.update.index,
+        };
+        update_index(conn, current.pk, &indexed, &prepared.change)?;
+    }
+    sync_sets(conn, &managed_collection(object_type), &current.id, relationships)?;
+    Ok(prepared.stored(current))
+}
+
+/// Writes an update whose index change [fits one statement](IndexChange::fits_one_statement)
+/// as one PostgreSQL statement: the object's row, then (only when that matched the revision
+/// read) the deletes and inserts of its index rows, each a data-modifying `WITH` clause. One
+/// round trip instead of three, and atomic without a transaction around it.
+fn write_in_one_statement(
+    conn: &mut DbConnection,
+    object_type: &str,
+    current: &StoredObject,
+    prepared: &PreparedUpdate<'_>,
+) -> Result<(), StoreError> {
+    let mut sql = Sql::cached("WITH u AS (UPDATE objects SET rev = ");
+    sql.bind_i64(prepared.rev.to_i64())
+        .push(", content = ")
+        .bind_text(prepared.content_text.clone());
+    if let Some(meta) = prepared.update.meta {
+        sql.push(", meta = ").bind_text(stored_meta(meta)?);
+    }
+    sql.push(" WHERE pk = ")
+        .bind_i64(current.pk)
+        .push(" AND rev = ")
+        .bind_i64(current.rev.to_i64())
+        .push(" RETURNING pk)");
+    if !prepared.change.pointers.is_empty() {
+        sql.push(", d AS (")
+            .append(delete_prop_rows(current.pk, &prepared.change.pointers))
+            .push(" AND EXISTS (SELECT 1 FROM u))");
+    }
+    if !prepared.change.rows.is_empty() {
+        sql.push(
+            ", i AS (INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, full_str, sorted) SELECT * FROM (",
+        );
+        push_prop_values(&mut sql, Some(current.pk), object_type, &prepared.change.rows);
+        sql.push(") AS v WHERE EXISTS (SELECT 1 FROM u))");
+    }
+    sql.push(" SELECT COUNT(*) FROM u");
+    // The text's shape follows the numbers of pointers and rows: only few rows are cached.
+    if prepared.change.rows.len() > CACHED_ROWS {
+        sql.set_cacheable(false);
+    }
+    let changed: i64 = sql.typed::<BigInt>().get_result(conn)?;
     if changed == 0 {
         return Err(StoreError::RevisionMismatch);
     }
-    let mut indexed_meta = update.meta.cloned().unwrap_or_else(|| current.meta.clone());
-    indexed_meta.insert(
-        "loginCount".to_owned(),
-        current.meta.get("loginCount").cloned().unwrap_or(Value::from(0)),
-    );
-    let indexed = NewObject {
-        object_type,
-        id: &current.id,
-        content: update.content,
-        meta: &indexed_meta,
-        index: update.index,
-    };
-    update_index(conn, current.pk, current, &indexed, Limits::Enforced)?;
-    sync_sets(conn, &managed_collection(object_type), &current.id, relationships)?;
-    Ok(StoredObject {
-        pk: current.pk,
-        id: current.id.clone(),
-        rev,
-        content: update.content.clone(),
-        meta: indexed_meta,
-    })
+    Ok(())
+}
+
+/// Most edges the one statement of [`insert_in_one_statement`] writes.
+const EDGES_PER_INSERT: usize = 8;
+
+/// Inserts a new object as one PostgreSQL statement: its row, then its index rows, unique
+/// values and edges, each a data-modifying `WITH` clause reading the new key. One round trip
+/// instead of six, and atomic without a transaction around it. Returns the new key; a value
+/// already taken (the id or a unique value) fails the whole statement.
+fn insert_in_one_statement(
+    conn: &mut DbConnection,
+    new: &NewObject<'_>,
+    rev: Revision,
+    (content_text, meta_text): (&str, &str),
+    rows: &[PropRow],
+    relationships: &[RelationshipSet],
+) -> Result<i64, StoreError> {
+    let mut sql = Sql::cached("WITH o AS (INSERT INTO objects (otype, oid, rev, content, meta) VALUES (");
+    sql.bind_text(new.object_type)
+        .push(", ")
+        .bind_text(new.id)
+        .push(", ")
+        .bind_i64(rev.to_i64())
+        .push(", ")
+        .bind_text(content_text)
+        .push(", ")
+        .bind_text(meta_text)
+        .push(") RETURNING pk)");
+    if !rows.is_empty() {
+        sql.push(
+            ", p AS (INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, full_str, sorted) SELECT o.pk, v.* FROM o, (",
+        );
+        push_prop_values(&mut sql, None, new.object_type, rows);
+        sql.push(") AS v)");
+    }
+    let unique = unique_values(new.content, new.index);
+    if !unique.is_empty() {
+        sql.push(", u AS (INSERT INTO unique_values (otype, prop, value, obj_pk) SELECT v.*, o.pk FROM o, (VALUES ");
+        for (index, (property, value)) in unique.into_iter().enumerate() {
+            sql.push(if index == 0 { "(" } else { ", (" })
+                .bind_text(new.object_type)
+                .push(", ")
+                .bind_text(property)
+                .push(", ")
+                .bind_text(value)
+                .push(")");
+        }
+        sql.push(") AS v)");
+    }
+    let collection = managed_collection(new.object_type);
+    let mut edges = relationships
+        .iter()
+        .flat_map(|set| set.targets.iter().map(move |target| (set, target)))
+        .peekable();
+    if edges.peek().is_some() {
+        sql.push(", e AS (INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES ");
+        for (index, (set, target)) in edges.enumerate() {
+            sql.push(if index == 0 { "" } else { ", " });
+            push_edge_values(&mut sql, &collection, new.id, set, target)?;
+        }
+        sql.push(" ON CONFLICT DO NOTHING)");
+    }
+    sql.push(" SELECT pk FROM o");
+    // The text's shape follows the numbers of rows and edges: only few rows are cached.
+    if rows.len() > CACHED_ROWS * 4 {
+        sql.set_cacheable(false);
+    }
+    Ok(sql.typed::<BigInt>().get_result(conn)?)
 }
 
 /// Adds to `pointers` the index key of each place where `before` and `after` differ: where
@@ -327,31 +513,38 @@ fn member_keys<'o>(before: &'o Object, after: &'o Object) -> impl Iterator<Item 
 fn insert_prop_rows(conn: &mut DbConnection, pk: i64, object_type: &str, rows: &[PropRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(PROP_ROWS_PER_INSERT) {
         let mut insert =
-            Sql::cached("INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, full_str, sorted) VALUES ");
-        // The text depends on the chunk length; lengths are bounded by the chunk size.
-        for (index, row) in chunk.iter().enumerate() {
-            insert.push(if index == 0 { "(" } else { ", (" });
-            insert
-                .bind_i64(pk)
-                .push(", ")
-                .bind_text(object_type)
-                .push(", ")
-                .bind_text(row.prop.clone())
-                .push(", ")
-                .bind(Bind::SmallInt(row.kind))
-                .push(", ")
-                .bind(Bind::Double(row.num))
-                .push(", ")
-                .bind_text(row.str.clone())
-                .push(", ")
-                .bind(Bind::NullableText(row.full_str.clone()))
-                .push(", ")
-                .bind(Bind::SmallInt(i16::from(row.sorted)))
-                .push(")");
-        }
+            Sql::cached("INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, full_str, sorted) ");
+        push_prop_values(&mut insert, Some(pk), object_type, chunk);
         insert.execute(conn)?;
     }
     Ok(())
+}
+
+/// Appends `VALUES (…), (…)` with the index rows `rows` of object `pk` (without the key when
+/// `pk` is `None`: the statement supplies it). The text depends on the number of rows, which
+/// callers bound by [`PROP_ROWS_PER_INSERT`].
+fn push_prop_values(sql: &mut Sql, pk: Option<i64>, object_type: &str, rows: &[PropRow]) {
+    sql.push("VALUES ");
+    for (index, row) in rows.iter().enumerate() {
+        sql.push(if index == 0 { "(" } else { ", (" });
+        if let Some(pk) = pk {
+            sql.bind_i64(pk).push(", ");
+        }
+        sql.bind_text(object_type)
+            .push(", ")
+            .bind_text(row.prop.clone())
+            .push(", ")
+            .bind(Bind::SmallInt(row.kind))
+            .push(", ")
+            .bind(Bind::Double(row.num))
+            .push(", ")
+            .bind_text(row.str.clone())
+            .push(", ")
+            .bind(Bind::NullableText(row.full_str.clone()))
+            .push(", ")
+            .bind(Bind::SmallInt(i16::from(row.sorted)))
+            .push(")");
+    }
 }
 
 /// Rewrites the property index of `current` after a change that keeps its revision (metadata,
@@ -433,6 +626,33 @@ impl Store {
         let meta_text = stored_meta(new.meta)?;
         let mut meta = new.meta.clone();
         meta.insert("loginCount".to_owned(), Value::from(0));
+        let one_statement = self.backend() == Backend::Postgres
+            && relationships.iter().map(|set| set.targets.len()).sum::<usize>() <= EDGES_PER_INSERT
+            && relationships.iter().all(edges_insert_alone);
+        let rows = match one_statement {
+            true => Some(index_rows(new.id, new.content, &meta, new.index, Limits::Enforced)?),
+            false => None,
+        };
+        if let Some(rows) = rows.filter(|rows| rows.len() <= PROP_ROWS_PER_INSERT) {
+            let written = self.write_one_statement(|conn| {
+                insert_in_one_statement(conn, &new, rev, (&content_text, &meta_text), &rows, relationships)
+            });
+            match written {
+                Ok(pk) => {
+                    return Ok(StoredObject {
+                        pk,
+                        id: new.id.to_owned(),
+                        rev,
+                        content: new.content.clone(),
+                        meta,
+                    });
+                }
+                // The statement does not tell which value is taken: the writes one by one below
+                // meet the same conflict and name it (or succeed, if it has gone since).
+                Err(StoreError::Database(error)) if is_unique_violation(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
         let pk = self.write(|conn| {
             let inserted = diesel::insert_into(objects::table)
                 .values((
@@ -522,20 +742,13 @@ impl Store {
         relationships: &[RelationshipSet],
     ) -> Result<StoredObject, StoreError> {
         let rev = expected.next(nonce());
-        let content_text = serde_json::to_string(update.content)?;
         self.write(|conn| {
             let current = find(conn, object_type, id)?.ok_or(StoreError::NotFound)?;
             if current.rev != expected {
                 return Err(StoreError::RevisionMismatch);
             }
-            write_update(
-                conn,
-                object_type,
-                &current,
-                (rev, &content_text),
-                &update,
-                relationships,
-            )
+            let prepared = PreparedUpdate::new(object_type, &current, rev, &update)?;
+            write_update(conn, object_type, &current, prepared, relationships)
         })
     }
 
@@ -551,9 +764,12 @@ impl Store {
         update: ObjectUpdate<'_>,
         relationships: &[RelationshipSet],
     ) -> Result<StoredObject, StoreError> {
-        let rev = current.rev.next(nonce());
-        let content_text = serde_json::to_string(update.content)?;
-        self.write(|conn| write_update(conn, object_type, current, (rev, &content_text), &update, relationships))
+        let prepared = PreparedUpdate::new(object_type, current, current.rev.next(nonce()), &update)?;
+        if relationships.is_empty() && prepared.change.fits_one_statement() {
+            // On PostgreSQL one statement: no transaction needed around it.
+            return self.write_one_statement(|conn| write_update(conn, object_type, current, prepared, &[]));
+        }
+        self.write(|conn| write_update(conn, object_type, current, prepared, relationships))
     }
 
     /// Deletes an object if its revision is still `expected`, with every edge it is an end of;

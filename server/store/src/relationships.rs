@@ -302,17 +302,12 @@ fn insert_edge(
     set: &RelationshipSet,
     target: &EdgeTarget,
 ) -> Result<bool, StoreError> {
-    let near = End {
-        collection,
-        property: &set.property,
-        id,
-    };
-    let far = End {
-        collection: &target.collection,
-        property: set.reverse.as_deref().unwrap_or(""),
-        id: &target.id,
-    };
-    if set.reverse_single && !far.property.is_empty() {
+    if !edges_insert_alone(set) {
+        let far = End {
+            collection: &target.collection,
+            property: set.reverse.as_deref().unwrap_or(""),
+            id: &target.id,
+        };
         for (end, other) in [("first", "second"), ("second", "first")] {
             let mut replace = Sql::cached("DELETE FROM relationships WHERE ");
             replace
@@ -339,11 +334,42 @@ fn insert_edge(
             replace.execute(conn)?;
         }
     }
-    let (first, second) = canonical(near, far);
     let mut insert = Sql::cached(
-        "INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES (",
+        "INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES ",
     );
+    push_edge_values(&mut insert, collection, id, set, target)?;
+    insert.push(" ON CONFLICT DO NOTHING");
+    Ok(insert.execute(conn)? > 0)
+}
+
+/// Whether the edges of `set` are written by their inserts alone: not when the far end holds
+/// one edge only, which a new edge replaces.
+pub(crate) fn edges_insert_alone(set: &RelationshipSet) -> bool {
+    !set.reverse_single || set.reverse.as_deref().unwrap_or("").is_empty()
+}
+
+/// Appends `(…)`: the columns of a new edge from object `id` of `collection` under `set` to
+/// `target`, in stored order, with a new id and revision.
+pub(crate) fn push_edge_values(
+    insert: &mut Sql,
+    collection: &str,
+    id: &str,
+    set: &RelationshipSet,
+    target: &EdgeTarget,
+) -> Result<(), StoreError> {
+    let near = End {
+        collection,
+        property: &set.property,
+        id,
+    };
+    let far = End {
+        collection: &target.collection,
+        property: set.reverse.as_deref().unwrap_or(""),
+        id: &target.id,
+    };
+    let (first, second) = canonical(near, far);
     insert
+        .push("(")
         .bind_text(uuid::Uuid::new_v4().to_string())
         .push(", ")
         .bind_i64(Revision::initial(rand::random()).to_i64())
@@ -361,8 +387,8 @@ fn insert_edge(
         .bind_text(second.property)
         .push(", ")
         .bind_text(serde_json::to_string(&target.properties)?)
-        .push(") ON CONFLICT DO NOTHING");
-    Ok(insert.execute(conn)? > 0)
+        .push(")");
+    Ok(())
 }
 
 /// Writes the edges of every set of a new object `id` (which holds none yet).

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use diesel::Connection;
-use diesel::connection::{SimpleConnection, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use sha2::{Digest, Sha256};
 
 use crate::connection::{DbConnection, PooledConnection};
@@ -33,9 +33,12 @@ impl std::fmt::Debug for ObjectTurn {
 impl Drop for ObjectTurn {
     fn drop(&mut self) {
         // Ending the transaction releases the lock; a connection whose commit failed is marked
-        // broken and the pool drops it.
+        // broken and the pool drops it. One whose commit succeeded goes back without needing
+        // a ping before its next turn.
         let conn: &mut DbConnection = &mut self.conn;
-        let _ = <DbConnection as Connection>::TransactionManager::commit_transaction(conn);
+        let committed =
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn).map_err(StoreError::from);
+        self.conn.vouch(&committed);
     }
 }
 
@@ -68,15 +71,23 @@ impl Store {
             return Ok(None);
         };
         let db: &mut DbConnection = &mut conn;
-        <DbConnection as Connection>::TransactionManager::begin_transaction(db)?;
+        let DbConnection::Postgres(postgres) = db else {
+            return Ok(None);
+        };
         let key = lock_key(object_type, id);
-        // The key is a number computed here, so it is written into the statement as is.
-        let locked = db.batch_execute(&format!(
-            "SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MILLIS}ms'; SELECT pg_advisory_xact_lock({key})"
-        ));
-        let turn = ObjectTurn { conn };
-        locked?;
-        Ok(Some(turn))
+        // One round trip: the transaction, its lock timeout and the lock. The key is a number
+        // computed here, so it is written into the statement as is.
+        let locked = AnsiTransactionManager::begin_transaction_sql(
+            postgres,
+            &format!("BEGIN; SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MILLIS}ms'; SELECT pg_advisory_xact_lock({key})"),
+        );
+        if let Err(error) = locked {
+            // The transaction may have begun before the lock timed out: end it, so that the
+            // connection goes back to the pool outside one (and is pinged before its next use).
+            let _ = postgres.batch_execute("ROLLBACK");
+            return Err(error.into());
+        }
+        Ok(Some(ObjectTurn { conn }))
     }
 }
 

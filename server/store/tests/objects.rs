@@ -63,6 +63,9 @@ fn duplicate_ids_and_unique_values_are_refused_and_store_nothing() {
             insert(store, "a", json!({"userName": "x"})),
             Err(StoreError::AlreadyExists)
         ));
+        // Neither its index rows nor its unique value were written.
+        assert!(found(store, "/userName eq \"x\"").is_empty());
+        insert(store, "x", json!({"userName": "x"})).unwrap();
         let taken = insert(store, "b", json!({"userName": "ALICE"}));
         assert!(matches!(taken, Err(StoreError::UniqueViolation { ref property }) if property == "userName"));
         assert!(store.get("user", "b").unwrap().is_none());
@@ -582,6 +585,26 @@ fn an_update_of_the_object_as_read_needs_its_revision_and_keeps_metadata_changed
             Err(StoreError::RevisionMismatch)
         ));
         assert_eq!(store.get("user", "r").unwrap().unwrap().content, content);
+        // So is a stale change of one plain property (one statement on PostgreSQL): its index
+        // rows are neither removed nor added.
+        let plain = object(json!({"userName": "r1", "sn": "Stale"}));
+        let stale_plain = ObjectUpdate {
+            content: &plain,
+            meta: Some(&object(json!({"lastChanged": {"date": "stale"}}))),
+            index: &spec(),
+        };
+        assert!(matches!(
+            store.update_read("user", &read, stale_plain, &[]),
+            Err(StoreError::RevisionMismatch)
+        ));
+        assert_eq!(store.get("user", "r").unwrap().unwrap().content, content);
+        assert_eq!(found(store, "/sn eq \"new\""), vec!["r".to_owned()]);
+        assert!(found(store, "/sn eq \"stale\"").is_empty());
+        assert!(found(store, "/_meta/lastChanged/date eq \"stale\"").is_empty());
+        assert_eq!(
+            found(store, "/_meta/termsAccepted/termsVersion eq \"2\""),
+            vec!["r".to_owned()]
+        );
         // The old unique value is free, the new one taken.
         insert(store, "s", json!({"userName": "r1"})).unwrap();
         assert!(matches!(
