@@ -164,6 +164,9 @@ fn insert_unique_values(
 
 /// Most index rows a cached statement of [`write_in_one_statement`] writes.
 const CACHED_ROWS: usize = 16;
+/// Most index rows a cached statement of [`insert_in_one_statement`] writes (a new object
+/// holds all of its values, a few dozen for a typical user).
+const CACHED_CREATE_ROWS: usize = 64;
 
 /// Most properties one statement of [`update_index`] deletes the rows of.
 const POINTERS_PER_DELETE: usize = 8;
@@ -257,22 +260,25 @@ fn delete_prop_rows(pk: i64, pointers: &[String]) -> Sql {
     delete
 }
 
-/// Rewrites the index of an updated object where it changes (see [`IndexChange`]).
+/// Rewrites the index of object `pk` of `object_type` where `prepared` changes it (see
+/// [`IndexChange`]).
 fn update_index(
     conn: &mut DbConnection,
     pk: i64,
-    after: &NewObject<'_>,
-    change: &IndexChange,
+    object_type: &str,
+    prepared: &PreparedUpdate<'_>,
 ) -> Result<(), StoreError> {
+    let change = &prepared.change;
     for chunk in change.pointers.chunks(POINTERS_PER_DELETE) {
         delete_prop_rows(pk, chunk).execute(conn)?;
     }
-    insert_prop_rows(conn, pk, after.object_type, &change.rows)?;
+    insert_prop_rows(conn, pk, object_type, &change.rows)?;
     if change.unique_changed {
         let mut unique = Sql::cached("DELETE FROM unique_values WHERE obj_pk = ");
         unique.bind_i64(pk);
         unique.execute(conn)?;
-        insert_unique_values(conn, pk, after.object_type, after.content, after.index)?;
+        let update = prepared.update;
+        insert_unique_values(conn, pk, object_type, update.content, update.index)?;
     }
     Ok(())
 }
@@ -354,14 +360,7 @@ fn write_update(
         if changed == 0 {
             return Err(StoreError::RevisionMismatch);
         }
-        let indexed = NewObject {
-            object_type,
-            id: &current.id,
-            content: prepared.update.content,
-            meta: &prepared.indexed_meta,
-            index: prepared.update.index,
-        };
-        update_index(conn, current.pk, &indexed, &prepared.change)?;
+        update_index(conn, current.pk, object_type, &prepared)?;
     }
     sync_sets(conn, &managed_collection(object_type), &current.id, relationships)?;
     Ok(prepared.stored(current))
@@ -475,7 +474,7 @@ fn insert_in_one_statement(
     }
     sql.push(" SELECT pk FROM o");
     // The text's shape follows the numbers of rows and edges: only few rows are cached.
-    if rows.len() > CACHED_ROWS * 4 {
+    if rows.len() > CACHED_CREATE_ROWS {
         sql.set_cacheable(false);
     }
     Ok(sql.typed::<BigInt>().get_result(conn)?)
@@ -626,14 +625,12 @@ impl Store {
         let meta_text = stored_meta(new.meta)?;
         let mut meta = new.meta.clone();
         meta.insert("loginCount".to_owned(), Value::from(0));
+        let rows = index_rows(new.id, new.content, &meta, new.index, Limits::Enforced)?;
         let one_statement = self.backend() == Backend::Postgres
+            && rows.len() <= PROP_ROWS_PER_INSERT
             && relationships.iter().map(|set| set.targets.len()).sum::<usize>() <= EDGES_PER_INSERT
             && relationships.iter().all(edges_insert_alone);
-        let rows = match one_statement {
-            true => Some(index_rows(new.id, new.content, &meta, new.index, Limits::Enforced)?),
-            false => None,
-        };
-        if let Some(rows) = rows.filter(|rows| rows.len() <= PROP_ROWS_PER_INSERT) {
+        if one_statement {
             let written = self.write_one_statement(|conn| {
                 insert_in_one_statement(conn, &new, rev, (&content_text, &meta_text), &rows, relationships)
             });
@@ -669,7 +666,8 @@ impl Store {
                 Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
                 Err(error) => return Err(error.into()),
             };
-            insert_index(conn, pk, &NewObject { meta: &meta, ..new }, Limits::Enforced)?;
+            insert_prop_rows(conn, pk, new.object_type, &rows)?;
+            insert_unique_values(conn, pk, new.object_type, new.content, new.index)?;
             insert_sets(conn, &managed_collection(new.object_type), new.id, relationships)?;
             Ok(pk)
         })?;
