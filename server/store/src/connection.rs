@@ -688,6 +688,22 @@ fn finish_transaction<T>(
     }
 }
 
+/// Runs `work`, whose statements read together, in one read transaction on SQLite: they see
+/// one snapshot, and the WAL read lock is taken once rather than once per statement. On
+/// PostgreSQL `work` runs as it is.
+pub(crate) fn in_read_snapshot<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match conn {
+        DbConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN DEFERRED")?;
+            finish_transaction(conn, work)
+        }
+        DbConnection::Postgres(_) => work(conn),
+    }
+}
+
 /// Opens a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up
 /// front, so a writer in another process (another server on the same file) makes this one wait
 /// out the busy timeout instead of failing a read-to-write lock upgrade with SQLITE_BUSY.
@@ -885,6 +901,57 @@ mod tests {
             drop(held);
             assert_eq!(store.reads_without_waiting(), sqlite);
         }
+    }
+
+    /// How many settings rows `conn` sees.
+    fn settings_count(conn: &mut DbConnection) -> Result<i64, StoreError> {
+        Ok(crate::sql::Sql::uncached("SELECT COUNT(*) FROM store_settings")
+            .typed::<diesel::sql_types::BigInt>()
+            .get_result::<i64>(conn)?)
+    }
+
+    fn add_setting(store: &Store, name: &str) {
+        store
+            .write(|conn| {
+                let mut insert = crate::sql::Sql::uncached("INSERT INTO store_settings (name, value) VALUES (");
+                insert.bind_text(name).push(", 'x')");
+                Ok(insert.execute(conn)?)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn reads_in_one_snapshot_miss_a_write_committed_between_them_and_leave_the_connection_current() {
+        let database = crate::testing::TestDatabase::sqlite();
+        let store = one_connection_store(&database);
+        let before = store.read(settings_count).unwrap();
+        let (first, second) = store
+            .read(|conn| {
+                in_read_snapshot(conn, |conn| {
+                    let first = settings_count(conn)?;
+                    add_setting(&store, "written-between-the-reads");
+                    Ok((first, settings_count(conn)?))
+                })
+            })
+            .unwrap();
+        assert_eq!(
+            (first, second),
+            (before, before),
+            "both reads see the snapshot of the first"
+        );
+        // The snapshot ended with the work: the same connection now sees the write.
+        assert_eq!(store.read(settings_count).unwrap(), before + 1);
+
+        // Work that fails ends its snapshot too.
+        let failed = store.read(|conn| {
+            in_read_snapshot(conn, |conn| {
+                settings_count(conn)?;
+                add_setting(&store, "written-before-the-failure");
+                Err::<(), _>(StoreError::NotFound)
+            })
+        });
+        assert!(matches!(failed, Err(StoreError::NotFound)), "{failed:?}");
+        assert_eq!(store.read(settings_count).unwrap(), before + 2);
     }
 
     #[test]

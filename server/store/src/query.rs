@@ -18,7 +18,7 @@ use ferridm_core::query::SortKey;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Backend, DbConnection, Deadline};
+use crate::connection::{Backend, DbConnection, Deadline, in_read_snapshot};
 use crate::flatten::{
     IndexSpec, KIND_BOOLEAN, KIND_NULL, KIND_NUMBER, KIND_STRING, Limits, fold_string, index_rows, index_text,
     prop_key, split_key,
@@ -712,7 +712,8 @@ impl Store {
             .transpose()?;
         let cacheable = leaf_count(query.filter) <= CACHEABLE_LEAVES;
         let deadline = query.time_limit.and_then(Deadline::after);
-        self.read_within(deadline.as_ref(), |conn| {
+        // A page with its edges or its count reads more than once: from one snapshot.
+        let read = |conn: &mut DbConnection| {
             // With a count, a paged query reads one row ahead, so a page that ends the results
             // (however it was reached) carries no cookie; without one, IDM's rule is a cookie
             // on every full page.
@@ -782,6 +783,14 @@ impl Store {
                 },
                 edges,
             ))
+        };
+        let several_reads = query.count || !properties.is_empty();
+        self.read_within(deadline.as_ref(), |conn| {
+            if several_reads {
+                in_read_snapshot(conn, read)
+            } else {
+                read(conn)
+            }
         })
     }
 }
