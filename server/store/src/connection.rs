@@ -479,14 +479,10 @@ impl Store {
         let started = Instant::now();
         let outcome = match &self.sqlite_writer {
             Some(writer) => writer.write(work),
-            None => {
-                let mut pooled = self.connection()?;
-                let conn: &mut DbConnection = &mut pooled;
+            None => self.on_pooled(|conn| {
                 begin_write(conn)?;
-                let outcome = finish_transaction(conn, work);
-                pooled.vouch(&outcome);
-                outcome
-            }
+                finish_transaction(conn, work)
+            }),
         };
         self.timings.write(started);
         outcome
@@ -503,9 +499,7 @@ impl Store {
             return self.write(work);
         }
         let started = Instant::now();
-        let mut pooled = self.connection()?;
-        let outcome = work(&mut pooled);
-        pooled.vouch(&outcome);
+        let outcome = self.on_pooled(work);
         self.timings.write(started);
         outcome
     }
@@ -516,10 +510,17 @@ impl Store {
         work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
+        let outcome = self.on_pooled(work);
+        self.timings.read(started);
+        outcome
+    }
+
+    /// Runs `work` on a pooled connection, which goes back to the pool vouched for by the
+    /// outcome (pinged before its next use only after a failure).
+    fn on_pooled<T>(&self, work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut pooled = self.connection()?;
         let outcome = work(&mut pooled);
         pooled.vouch(&outcome);
-        self.timings.read(started);
         outcome
     }
 
