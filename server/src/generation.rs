@@ -171,9 +171,15 @@ pub fn load_with(paths: &ConfigPaths, number: u64, overrides: &Overrides) -> Res
             None
         }
         Some(file) => match ManagedConfig::from_json(&file.resolved) {
-            Ok(config) => ManagedTypes::new(config, paths, &script_limits(paths, &settings), &file.path)
-                .map_err(|problems| errors.extend(problems))
-                .ok(),
+            Ok(config) => ManagedTypes::new(
+                config,
+                paths,
+                &script_limits(paths, &settings),
+                &file.path,
+                &settings.index_every_property,
+            )
+            .map_err(|problems| errors.extend(problems))
+            .ok(),
             Err(error) => {
                 errors.push(ConfigError::new(&file.path, error.to_string()));
                 None

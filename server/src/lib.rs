@@ -328,6 +328,7 @@ pub fn start(options: &ServerOptions) -> anyhow::Result<RunningServer> {
         })?;
     let handle = receiver.recv().context("the server thread stopped early")??;
     let watch = reload::watch(&state);
+    service::reindex::reconcile(&state);
     reload::reconcile_completeness(&state);
     service::roles::reconcile(&state);
     let node_id = options

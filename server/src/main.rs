@@ -281,6 +281,7 @@ fn serve(cli: &Cli) -> ExitCode {
     };
     tracing::info!(listen = %options.listen, "ferridm listening");
     let _watch = ferridm::service::reload::watch(&state);
+    ferridm::service::reindex::reconcile(&state);
     ferridm::service::reload::reconcile_completeness(&state);
     ferridm::service::roles::reconcile(&state);
     let port = listener.local_addr().map(|addr| addr.port()).unwrap_or_default();

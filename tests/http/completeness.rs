@@ -89,16 +89,7 @@ fn sorted(ids: &[&Person]) -> Vec<String> {
 
 /// The shipped managed.json with `edit` applied to the user type.
 fn managed_with(edit: impl FnOnce(&mut Value)) -> String {
-    let mut managed: Value =
-        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("conf/managed.json")).unwrap()).unwrap();
-    let user = managed["objects"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|object| object["name"] == "user")
-        .unwrap();
-    edit(user);
-    managed.to_string()
+    ferridm_tests::managed_with_user(&workspace_root().join("conf/managed.json"), edit).to_string()
 }
 
 /// The shipped profile process with a `completeness` rule.

@@ -205,15 +205,10 @@ fn racing_deletes_of_one_object_have_one_winner() {
         let server = builder
             .edit(|project| {
                 let path = project.join("conf/managed.json");
-                let mut managed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-                let user = managed["objects"]
-                    .as_array_mut()
-                    .unwrap()
-                    .iter_mut()
-                    .find(|object| object["name"] == "user")
-                    .unwrap();
-                user["postDelete"] = json!({"type": "text/rhai", "source":
-                    "openidm::create(\"managed/role\", #{name: \"gone-\" + object._id + \"-\" + openidm::service(\"randomCode\", #{length: 12})});"});
+                let managed = ferridm_tests::managed_with_user(&path, |user| {
+                    user["postDelete"] = json!({"type": "text/rhai", "source":
+                        "openidm::create(\"managed/role\", #{name: \"gone-\" + object._id + \"-\" + openidm::service(\"randomCode\", #{length: 12})});"});
+                });
                 std::fs::write(&path, managed.to_string()).unwrap();
             })
             .start();

@@ -19,6 +19,7 @@ mod hardening;
 mod health;
 mod idm_hashes;
 mod index_limits;
+mod index_rules;
 mod limits;
 mod metrics;
 mod migration_check;

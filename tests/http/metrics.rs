@@ -384,14 +384,7 @@ fn script_calls_and_limit_hits_are_counted() {
     let server = with_scraper(TestServer::builder(), None)
         .edit(move |project| {
             let path = project.join("conf/managed.json");
-            let mut managed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let user = managed["objects"]
-                .as_array_mut()
-                .unwrap()
-                .iter_mut()
-                .find(|object| object["name"] == "user")
-                .unwrap();
-            user["onRead"] = on_read;
+            let managed = ferridm_tests::managed_with_user(&path, |user| user["onRead"] = on_read);
             std::fs::write(&path, managed.to_string()).unwrap();
         })
         .start();

@@ -58,14 +58,9 @@ fn check(fullObject, value, params, property) {{
         .push(json!("scripts/policies/sandbox.rhai"));
     std::fs::write(&policy_path, policy.to_string()).unwrap();
     let managed_path = project.join("conf/managed.json");
-    let mut managed = read_json(&managed_path);
-    let user = managed["objects"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|o| o["name"] == "user")
-        .unwrap();
-    user["schema"]["properties"]["description"]["policies"] = json!([{"policyId": "sandbox"}]);
+    let managed = ferridm_tests::managed_with_user(&managed_path, |user| {
+        user["schema"]["properties"]["description"]["policies"] = json!([{"policyId": "sandbox"}]);
+    });
     std::fs::write(&managed_path, managed.to_string()).unwrap();
 }
 

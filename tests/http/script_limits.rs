@@ -102,15 +102,7 @@ fn write_json(path: &Path, value: &Value) {
 
 /// `conf/managed.json` with the user type changed by `edit`.
 fn managed_with(project: &Path, edit: impl FnOnce(&mut Value)) -> Value {
-    let mut managed = read_json(&project.join("conf/managed.json"));
-    let user = managed["objects"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|object| object["name"] == "user")
-        .unwrap();
-    edit(user);
-    managed
+    ferridm_tests::managed_with_user(&project.join("conf/managed.json"), edit)
 }
 
 /// How many calls `limit` has stopped, from the Prometheus page.

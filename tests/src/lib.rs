@@ -82,6 +82,18 @@ pub fn url_encode(text: &str) -> String {
         .collect()
 }
 
+/// The `managed.json` at `path` with its `user` type changed by `edit`.
+pub fn managed_with_user(path: &Path, edit: impl FnOnce(&mut Value)) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut managed: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let user = managed["objects"]
+        .as_array_mut()
+        .and_then(|objects| objects.iter_mut().find(|object| object["name"] == "user"))
+        .unwrap_or_else(|| panic!("{} declares no user type", path.display()));
+    edit(user);
+    managed
+}
+
 /// A unique name for test objects (`prefix-<8 hex>`).
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferridm_core::fields::FieldCatalog;
 use ferridm_core::schema::{ManagedConfig, ObjectType, PropertySchema};
 use ferridm_plugins::{CompiledScript, ScriptLimits};
-use ferridm_store::IndexSpec;
+use ferridm_store::{IndexSpec, Indexed};
 use serde_json::Value;
 
 use super::scripts::compile_config;
@@ -162,7 +162,9 @@ impl PartialEq for Triggers {
 }
 
 impl ManagedType {
-    pub(crate) fn new(schema: ObjectType, triggers: Triggers) -> Self {
+    /// The serving information of `schema`; its property index holds only the properties the
+    /// schema marks `searchable` unless `index_every_property` (or the schema marks none).
+    pub(crate) fn new(schema: ObjectType, triggers: Triggers, index_every_property: bool) -> Self {
         let properties = &schema.schema.properties;
         let names = |keep: &dyn Fn(&PropertySchema) -> bool| -> Vec<String> {
             properties.iter().filter(|p| keep(p)).map(|p| p.name.clone()).collect()
@@ -193,11 +195,20 @@ impl ManagedType {
         let relationships: Vec<RelationshipProperty> = properties.iter().filter_map(RelationshipProperty::of).collect();
         let mut hidden = private.clone();
         hidden.extend(properties.iter().filter(|p| p.is_virtual).map(|p| p.name.clone()));
+        let mut searchable = names(&|p| p.searchable);
+        // In one order, so that rules compare equal whatever order the schema lists them in.
+        searchable.sort();
+        let indexed = if index_every_property || searchable.is_empty() {
+            Indexed::All
+        } else {
+            Indexed::Only(searchable)
+        };
         Self {
             index: IndexSpec {
                 hidden,
                 unique,
                 relationships: relationships.iter().map(|r| r.name.clone()).collect(),
+                indexed,
             },
             hashed,
             private,
@@ -267,12 +278,14 @@ pub struct ManagedTypes {
 }
 
 impl ManagedTypes {
-    /// Derives the serving information of every declared type and compiles its triggers.
+    /// Derives the serving information of every declared type and compiles its triggers; the
+    /// types named in `index_every_property` index all their properties.
     pub fn new(
         config: ManagedConfig,
         paths: &ConfigPaths,
         limits: &ScriptLimits,
         file: &std::path::Path,
+        index_every_property: &[String],
     ) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut types = Vec::with_capacity(config.objects.len());
@@ -310,7 +323,8 @@ impl ManagedTypes {
             for key in UNSUPPORTED_KEYS.iter().filter(|key| object.raw.contains_key(**key)) {
                 tracing::warn!(file = %file_name_in_project(file), "ignoring objects[{index}].{key}: not implemented by ferridm");
             }
-            types.push(ManagedType::new(object.clone(), triggers));
+            let index_everything = index_every_property.contains(&object.name);
+            types.push(ManagedType::new(object.clone(), triggers, index_everything));
         }
         if errors.is_empty() {
             Ok(Self { config, types })

@@ -269,6 +269,10 @@ pub struct Settings {
     /// Whether a client's `X-ForgeRock-TransactionId` is taken as the request's transaction id
     /// (IDM's `org.forgerock.http.TrustTransactionHeader`); otherwise a new one is made.
     pub trust_transaction_header: bool,
+    /// Managed types (by name) whose property index holds every property, not only those
+    /// their schema marks `searchable`: filters and sorts on the others then read the index
+    /// instead of the objects, and every write indexes more.
+    pub index_every_property: Vec<String>,
 }
 
 impl Default for Settings {
@@ -287,6 +291,7 @@ impl Default for Settings {
             policy_enforcement: true,
             data_dir: "data".to_owned(),
             trust_transaction_header: false,
+            index_every_property: Vec::new(),
         }
     }
 }

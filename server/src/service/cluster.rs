@@ -65,6 +65,7 @@ pub fn join(state: &Arc<AppState>, node_id: String) -> Membership {
                 {
                     tracing::warn!(%error, "cannot record this node's heartbeat");
                 }
+                super::reindex::reconcile(&beating_state);
                 super::reload::reconcile_completeness(&beating_state);
                 super::roles::reconcile(&beating_state);
             }

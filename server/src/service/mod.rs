@@ -20,6 +20,7 @@ pub mod mail;
 pub mod managed;
 pub mod process;
 pub mod profile;
+pub mod reindex;
 pub mod reload;
 pub mod roles;
 pub mod router;

@@ -60,6 +60,7 @@ pub(super) fn reload_serialised(
                 .map(|(id, before, after)| (id.clone(), before.cloned(), after.cloned()))
                 .collect();
             state.install(generation);
+            super::reindex::reconcile(state);
             state.metrics.reload(true);
             tracing::info!(generation = number, cause, "configuration reloaded");
             audit::config(

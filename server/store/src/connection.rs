@@ -242,6 +242,8 @@ pub struct Store {
     /// ([`migrate::sqlite_audit_path`]), so its steady appends stay out of the main file's WAL,
     /// checkpoints and page caches. `None` where the audit table is in this database.
     audit: Option<Box<Store>>,
+    /// What the property index holds complete rows for, per type (`coverage.rs`).
+    pub(crate) coverage: crate::coverage::CoverageCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -268,9 +270,6 @@ impl Store {
                 path: dir.display().to_string(),
                 source,
             })?;
-        }
-        if let DbTarget::Sqlite(path) = &target {
-            migrate::prepare_sqlite_audit(&migrate::sqlite_audit_path(path))?;
         }
         migrate::run(&target)?;
         let manager = Manager {
@@ -324,10 +323,11 @@ impl Store {
             turn_pool,
             postgres_url,
             audit,
+            coverage: Default::default(),
         })
     }
 
-    /// The store of an SQLite audit file (prepared by [`migrate::prepare_sqlite_audit`]): a
+    /// The store of an SQLite audit file (prepared by the migrations, [`migrate::run`]): a
     /// small pool of its own, sharing the main store's timings.
     fn sqlite_audit(
         path: PathBuf,
@@ -357,6 +357,7 @@ impl Store {
             turn_pool: None,
             postgres_url: None,
             audit: None,
+            coverage: Default::default(),
         })
     }
 
@@ -416,6 +417,7 @@ impl Store {
             turn_pool: None,
             postgres_url,
             audit,
+            coverage: Default::default(),
         })
     }
 

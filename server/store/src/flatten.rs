@@ -1,5 +1,6 @@
 //! How an object is mirrored into the `object_props` index. Every value reachable by a JSON
-//! pointer gets a row under that pointer's text (`/a/b`), with its kind and a comparable form:
+//! pointer under a property the type indexes ([`Indexed`]) gets a row under that pointer's
+//! text (`/a/b`), with its kind and a comparable form:
 //! numbers and booleans in `num`, strings lower-cased in `str` (so comparisons are
 //! case-insensitive and byte-ordered, identically on both backends). An array's scalar elements
 //! are listed under the array's own pointer (element-wise matching) and again under their
@@ -26,7 +27,7 @@ pub(crate) const KIND_OBJECT: i16 = 4;
 pub(crate) const KIND_ARRAY: i16 = 5;
 
 /// Which top-level properties of a type are left out of the index (private ones: they must not
-/// be queryable) and which must hold unique values.
+/// be queryable), which are indexed at all, and which must hold unique values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexSpec {
     /// Top-level properties never indexed.
@@ -35,6 +36,50 @@ pub struct IndexSpec {
     pub unique: Vec<String>,
     /// Top-level relationship properties: their filters read the edges.
     pub relationships: Vec<String>,
+    /// The top-level properties the index holds rows for (filters on the others are answered
+    /// by reading the objects).
+    pub indexed: Indexed,
+}
+
+/// Which top-level properties of a type the property index holds rows for. `_id` and the
+/// metadata (`_meta`: login counts, completeness scores, social links are queried there) always
+/// have theirs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Indexed {
+    /// Every property.
+    #[default]
+    All,
+    /// These properties only (with `_id` and `_meta`).
+    Only(Vec<String>),
+}
+
+impl Indexed {
+    /// Whether the index holds the rows of top-level property `key`.
+    pub fn holds(&self, key: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(keys) => key == "_id" || key == "_meta" || keys.iter().any(|held| held == key),
+        }
+    }
+
+    /// Whether every property `other` holds is held here too.
+    pub fn covers(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::All, _) => true,
+            (Self::Only(_), Self::All) => false,
+            (Self::Only(_), Self::Only(keys)) => keys.iter().all(|key| self.holds(key)),
+        }
+    }
+
+    /// The properties both hold.
+    pub fn intersect(&self, other: &Self) -> Self {
+        match (self, other) {
+            (Self::All, other) => other.clone(),
+            (this, Self::All) => this.clone(),
+            (Self::Only(keys), other) => Self::Only(keys.iter().filter(|key| other.holds(key)).cloned().collect()),
+        }
+    }
 }
 
 /// Strings of at most this many characters are their own index key; longer ones are keyed by
@@ -202,8 +247,8 @@ pub(crate) enum Limits {
     Waived,
 }
 
-/// Every index row for an object: its id, its content (minus hidden properties) and its
-/// metadata under `/_meta`.
+/// Every index row for an object: its id, its content (minus hidden properties and those the
+/// index does not hold) and its metadata under `/_meta`.
 pub(crate) fn index_rows(
     id: &str,
     content: &Object,
@@ -228,7 +273,9 @@ pub(crate) fn index_rows(
             sorted: true,
         })
     })?;
-    flattener.content(content, spec)?;
+    flattener.content(content, |key| {
+        !spec.hidden.iter().any(|hidden| hidden == key) && spec.indexed.holds(key)
+    })?;
     if !meta.is_empty() {
         flattener.value(&JsonPointer::from_segments(["_meta"]), &Value::Object(meta.clone()), 1)?;
     }
@@ -236,7 +283,8 @@ pub(crate) fn index_rows(
 }
 
 /// Checks that an object's content is within what one object may add to the index, without
-/// building its rows (so a write can be refused before any costly work on it).
+/// building its rows (so a write can be refused before any costly work on it). Properties the
+/// index does not hold count too: the limits bound what any write may store.
 pub fn check_index_limits(content: &Object, spec: &IndexSpec) -> Result<(), IndexLimitExceeded> {
     Flattener {
         rows: Vec::new(),
@@ -244,7 +292,7 @@ pub fn check_index_limits(content: &Object, spec: &IndexSpec) -> Result<(), Inde
         collect: false,
         limits: Limits::Enforced,
     }
-    .content(content, spec)
+    .content(content, |key| !spec.hidden.iter().any(|hidden| hidden == key))
 }
 
 /// Collects (or only counts) index rows, checking the limits as it goes, so a huge object is
@@ -257,9 +305,10 @@ struct Flattener {
 }
 
 impl Flattener {
-    fn content(&mut self, content: &Object, spec: &IndexSpec) -> Result<(), IndexLimitExceeded> {
+    /// Adds the top-level properties of `content` that `include` accepts.
+    fn content(&mut self, content: &Object, include: impl Fn(&str) -> bool) -> Result<(), IndexLimitExceeded> {
         for (key, value) in content {
-            if key == "_id" || key == "_rev" || key == "_meta" || spec.hidden.iter().any(|hidden| hidden == key) {
+            if key == "_id" || key == "_rev" || key == "_meta" || !include(key) {
                 continue;
             }
             self.value(&JsonPointer::from_segments([key.as_str()]), value, 1)?;
@@ -372,6 +421,7 @@ mod tests {
             hidden: vec!["password".into()],
             unique: vec![],
             relationships: vec![],
+            indexed: Indexed::All,
         };
         index_rows("Id1", &content, &Object::new(), &spec, Limits::Enforced)
             .unwrap()
@@ -394,6 +444,46 @@ mod tests {
     fn hidden_properties_are_not_indexed() {
         let rows = rows_for(json!({"password": "secret"}));
         assert!(rows.iter().all(|row| row.0 != "/password"));
+    }
+
+    #[test]
+    fn only_the_properties_the_index_holds_get_rows() {
+        let content = json!({"userName": "a", "city": "b", "prefs": {"x": 1}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let meta = json!({"createDate": "2026"}).as_object().cloned().unwrap();
+        let props = |indexed: Indexed| -> Vec<String> {
+            let spec = IndexSpec {
+                indexed,
+                ..IndexSpec::default()
+            };
+            let rows = index_rows("Id1", &content, &meta, &spec, Limits::Enforced).unwrap();
+            rows.into_iter().map(|row| row.prop).collect()
+        };
+        assert_eq!(
+            props(Indexed::Only(vec!["userName".into()])),
+            ["/_id", "/userName", "/_meta", "/_meta/createDate"]
+        );
+        assert_eq!(
+            props(Indexed::Only(vec!["prefs".into()])),
+            ["/_id", "/prefs", "/prefs/x", "/_meta", "/_meta/createDate"]
+        );
+        assert_eq!(props(Indexed::All).len(), 7);
+    }
+
+    #[test]
+    fn coverage_is_compared_and_intersected_by_property() {
+        let only = |keys: &[&str]| Indexed::Only(keys.iter().map(|key| (*key).to_owned()).collect());
+        assert!(Indexed::All.covers(&only(&["a"])));
+        assert!(!only(&["a"]).covers(&Indexed::All));
+        assert!(only(&["a", "b"]).covers(&only(&["b"])));
+        assert!(!only(&["a"]).covers(&only(&["a", "b"])));
+        assert_eq!(only(&["a", "b"]).intersect(&only(&["b", "c"])), only(&["b"]));
+        assert_eq!(Indexed::All.intersect(&only(&["c"])), only(&["c"]));
+        assert!(only(&[]).holds("_id"));
+        assert!(only(&[]).holds("_meta"));
+        assert!(!only(&["a"]).holds("b"));
     }
 
     #[test]

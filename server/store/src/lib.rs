@@ -1,7 +1,7 @@
 //! ferridm-store: everything ferridm keeps in its database, on SQLite or PostgreSQL through one
 //! diesel code path. Managed objects live in `objects` as JSON text; every value reachable by a
-//! JSON pointer is mirrored into the `object_props` index so `_queryFilter`s compile to indexed
-//! SQL; `unique_values` backs uniqueness; `login_failures` holds lockout state; `store_settings`
+//! JSON pointer under the properties a type indexes is mirrored into the `object_props` index so
+//! `_queryFilter`s compile to indexed SQL (`coverage.rs`, `scan.rs`: the other properties); `unique_values` backs uniqueness; `login_failures` holds lockout state; `store_settings`
 //! holds named values every node shares; `relationships` holds the edges between objects; `audit_events` holds the audit trail; self-service flows, rate counters and session epochs
 //! are in `shared_state`.
 //!
@@ -12,6 +12,7 @@
 mod audit;
 mod cluster;
 mod connection;
+mod coverage;
 mod error;
 mod flatten;
 mod login;
@@ -20,6 +21,7 @@ mod objects;
 mod query;
 mod rehash;
 mod relationships;
+mod scan;
 mod schema;
 mod settings;
 mod shared_config;
@@ -38,8 +40,8 @@ pub use cluster::NodeRecord;
 pub use connection::{Backend, DbTarget, Store, StoreOptions};
 pub use error::StoreError;
 pub use flatten::{
-    IndexLimitExceeded, IndexSpec, MAX_ARRAY_ITEMS, MAX_DEPTH, MAX_INDEX_ROWS, MAX_POINTER_BYTES, check_index_limits,
-    fold_string,
+    IndexLimitExceeded, IndexSpec, Indexed, MAX_ARRAY_ITEMS, MAX_DEPTH, MAX_INDEX_ROWS, MAX_POINTER_BYTES,
+    check_index_limits, fold_string,
 };
 pub use login::{LockoutRule, LoginFailure};
 pub use objects::{NewObject, ObjectUpdate, StoredObject};

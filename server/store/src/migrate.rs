@@ -30,11 +30,14 @@ const BOUNDED_KEYS: &str = "2026-12-04-000005";
 const SQLITE_BUSY_MILLIS: u32 = 60_000;
 
 /// Applies every pending migration of the target's backend (and the one-time work that
-/// follows one), one node at a time.
+/// follows one), one node at a time; on SQLite the audit file is prepared first, under the
+/// same lock (processes opening a new file at once would otherwise race to set its journal
+/// mode, and one could find it locked).
 pub(crate) fn run(target: &DbTarget) -> Result<(), StoreError> {
     match target {
         DbTarget::Sqlite(path) => {
             let _lock = lock_file(path)?;
+            prepare_sqlite_audit(&sqlite_audit_path(path))?;
             let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
             conn.batch_execute(&format!(
                 "PRAGMA busy_timeout = {SQLITE_BUSY_MILLIS}; PRAGMA journal_mode = WAL;"
@@ -102,7 +105,7 @@ const AUDIT_COLUMNS: &str =
 /// newer ferridm. It is kept in WAL mode like the database: a batch then costs appends to the
 /// log and no `fsync` (a rollback journal cost two, and a file created and removed, per batch,
 /// which took more of the server's time than the pages a checkpoint writes again).
-pub(crate) fn prepare_sqlite_audit(path: &Path) -> Result<(), StoreError> {
+fn prepare_sqlite_audit(path: &Path) -> Result<(), StoreError> {
     let mut conn = DbConnection::Sqlite(diesel::SqliteConnection::establish(&path.to_string_lossy())?);
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {SQLITE_BUSY_MILLIS}; PRAGMA journal_mode = WAL;"

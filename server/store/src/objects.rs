@@ -194,8 +194,10 @@ impl IndexChange {
             .iter()
             .map(|key| prop_key(&JsonPointer::from_segments([key.as_str()])))
             .collect();
+        // Rows a property the index no longer holds kept from before are the coverage's concern
+        // (`coverage.rs`): queries do not read them, and a reindex removes them.
         for key in member_keys(&before.content, after.content) {
-            if spec.hidden.contains(key) {
+            if spec.hidden.contains(key) || !spec.indexed.holds(key) {
                 continue;
             }
             changed_pointers(

@@ -1,6 +1,6 @@
-//! Queries: a core [`Filter`] compiled to SQL over the property index (never evaluated by
-//! loading objects), sorting with missing values last, keyset paging with opaque cookies, and
-//! counting.
+//! Queries: a core [`Filter`] compiled to SQL over the property index, sorting with missing
+//! values last, keyset paging with opaque cookies, and counting. A query on a property the
+//! index does not hold for every object is answered by reading the objects (`scan.rs`).
 //!
 //! Every leaf becomes `SELECT obj_pk FROM object_props WHERE otype = ? AND prop = ? AND kind = ?
 //! …`, which the `(otype, prop, kind, num, str, obj_pk)` index answers; `and`, `or` and `!`
@@ -25,6 +25,7 @@ use crate::flatten::{
 };
 use crate::objects::{OBJECT_COLUMNS, ObjectColumnTypes, StoredObject, object_from_columns};
 use crate::relationships::{Edge, EdgeOwners, load_objects_and_edges, managed_collection, push_edges_of, select_edges};
+use crate::scan::{Answerable, scan_page};
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
 
@@ -86,7 +87,7 @@ impl<'a> ObjectQuery<'a> {
         }
     }
 
-    fn scope(&self, backend: Backend) -> Scope<'_> {
+    pub(crate) fn scope(&self, backend: Backend) -> Scope<'_> {
         Scope {
             object_type: self.object_type,
             relationships: &self.index.relationships,
@@ -134,8 +135,11 @@ impl<K: Serialize + DeserializeOwned> Cookie<K> {
     }
 }
 
+/// One sort value as the index keys it (`None`: the object lacks it).
+pub(crate) type SortValue = Option<(i16, f64, String)>;
+
 /// An object query's cookie: each sort value as the index keys it.
-type ObjectCookie = Cookie<(i16, f64, String)>;
+pub(crate) type ObjectCookie = Cookie<(i16, f64, String)>;
 
 /// An object query's cookie, with its numbers checked.
 fn decode_object_cookie(text: &str, keys: usize) -> Result<ObjectCookie, StoreError> {
@@ -612,8 +616,9 @@ pub(crate) fn push_condition(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>) 
 
 const ID_COLUMNS: &str = "o.pk, o.oid, o.rev, '{}', '{}', o.login_count";
 
-/// The sort values (as the index holds them) of an object for each key.
-fn sort_values(object: &StoredObject, keys: &[SortKey], spec: &IndexSpec) -> Vec<Option<(i16, f64, String)>> {
+/// The sort values (as the index holds them when `spec` indexes every property) of an object
+/// for each key.
+pub(crate) fn sort_values(object: &StoredObject, keys: &[SortKey], spec: &IndexSpec) -> Vec<SortValue> {
     let rows = index_rows(&object.id, &object.content, &object.meta, spec, Limits::Waived).unwrap_or_default();
     keys.iter()
         .map(|key| {
@@ -712,6 +717,12 @@ impl Store {
             .transpose()?;
         let cacheable = leaf_count(query.filter) <= CACHEABLE_LEAVES;
         let deadline = query.time_limit.and_then(Deadline::after);
+        let coverage = self.index_coverage(query.object_type)?;
+        let answerable = Answerable {
+            spec: query.index,
+            coverage: &coverage,
+        };
+        let scanned = !answerable.query(query);
         // A page with its edges or its count reads more than once: from one snapshot.
         let read = |conn: &mut DbConnection| {
             // With a count, a paged query reads one row ahead, so a page that ends the results
@@ -721,7 +732,14 @@ impl Store {
             let limit = query
                 .page_size
                 .map_or(query.limit.saturating_add(1), |size| u64::from(size) + look_ahead);
+            let mut scanned_total = None;
             let (mut objects, page_edges) = match query.sort {
+                _ if scanned => {
+                    let (objects, total) =
+                        scan_page(conn, query, &answerable, cookie.as_ref(), limit, deadline.as_ref())?;
+                    scanned_total = total;
+                    (objects, None)
+                }
                 [key] if query.offset == 0 => (
                     single_key_page(conn, query, key, cookie.as_ref(), limit, cacheable)?,
                     None,
@@ -729,7 +747,9 @@ impl Store {
                 [] => creation_order_page(conn, query, cookie.as_ref(), limit, cacheable, &properties)?,
                 _ => (general_page(conn, query, cookie.as_ref(), limit, cacheable)?, None),
             };
-            let total = if query.count {
+            let total = if scanned_total.is_some() {
+                scanned_total
+            } else if query.count {
                 if let Some(deadline) = &deadline {
                     deadline.bound_next_statements(conn)?;
                 }
@@ -768,7 +788,14 @@ impl Store {
             let next = match (query.page_size, objects.last()) {
                 (Some(size), Some(last)) if objects.len() >= size as usize && more_beyond => Some(
                     Cookie {
-                        k: sort_values(last, query.sort, query.index),
+                        k: sort_values(
+                            last,
+                            query.sort,
+                            &IndexSpec {
+                                hidden: query.index.hidden.clone(),
+                                ..IndexSpec::default()
+                            },
+                        ),
                         p: last.pk,
                     }
                     .encode()?,
@@ -784,7 +811,7 @@ impl Store {
                 edges,
             ))
         };
-        let several_reads = query.count || !properties.is_empty();
+        let several_reads = query.count || !properties.is_empty() || scanned;
         self.read_within(deadline.as_ref(), |conn| {
             if several_reads {
                 in_read_snapshot(conn, read)
@@ -795,7 +822,7 @@ impl Store {
     }
 }
 
-fn load(conn: &mut DbConnection, sql: Sql) -> Result<Vec<StoredObject>, StoreError> {
+pub(crate) fn load(conn: &mut DbConnection, sql: Sql) -> Result<Vec<StoredObject>, StoreError> {
     let rows: Vec<(i64, String, i64, String, String, i64)> = sql.typed::<ObjectColumnTypes>().load(conn)?;
     rows.into_iter().map(object_from_columns).collect()
 }

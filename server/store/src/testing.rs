@@ -105,6 +105,25 @@ impl crate::Store {
     }
 }
 
+impl crate::Store {
+    /// The properties (JSON pointers, each once, in byte order) the index holds rows of for an
+    /// object (tests see what a write or a reindex indexed with it).
+    pub fn index_properties(&self, object_type: &str, id: &str) -> Vec<String> {
+        use diesel::prelude::*;
+        use diesel::sql_types::Text;
+
+        let mut select = crate::sql::Sql::uncached(
+            "SELECT DISTINCT p.prop FROM object_props p JOIN objects o ON o.pk = p.obj_pk WHERE o.otype = ",
+        );
+        select.bind_text(object_type).push(" AND o.oid = ").bind_text(id);
+        let mut props = self
+            .read(|conn| Ok(select.typed::<Text>().load::<String>(conn)?))
+            .unwrap_or_else(|error| panic!("cannot read the index rows of {object_type}/{id}: {error}"));
+        props.sort();
+        props
+    }
+}
+
 /// A filter compiled to SQL as queries compile it (the condition on the alias `o`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompiledFilter {

@@ -264,7 +264,7 @@ mod tests {
         IndexSpec {
             hidden: vec!["password".into()],
             unique: vec!["userName".into()],
-            relationships: vec![],
+            ..IndexSpec::default()
         }
     }
 

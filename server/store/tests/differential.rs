@@ -10,7 +10,7 @@ use ferridm_core::filter::{self, ComparisonOp, Filter, Literal};
 use ferridm_core::query::SortKey;
 use ferridm_core::{JsonPointer, Object};
 use ferridm_store::testing::TestDatabase;
-use ferridm_store::{IndexSpec, NewObject, ObjectQuery, ObjectUpdate, Store, StoreOptions};
+use ferridm_store::{IndexSpec, Indexed, NewObject, ObjectQuery, ObjectUpdate, Store, StoreOptions};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -219,10 +219,12 @@ fn reference_order(objects: &[(usize, Value)], keys: &[SortKey]) -> Vec<String> 
 
 fn run_query(
     store: &Store,
+    index: &IndexSpec,
     filter: &Filter,
     sort: &[SortKey],
     page: Option<u32>,
     cookie: Option<&str>,
+    count: bool,
 ) -> ferridm_store::QueryPage {
     store
         .query(&ObjectQuery {
@@ -232,10 +234,10 @@ fn run_query(
             page_size: page,
             offset: 0,
             cookie,
-            count: true,
+            count,
             with_content: true,
             limit: 10_000,
-            index: &IndexSpec::default(),
+            index,
             time_limit: None,
         })
         .unwrap()
@@ -254,16 +256,59 @@ fn overlay(base: &Object, top: &Object) -> Object {
     blend
 }
 
+/// How much the index holds: its rule for the type, and (when not everything) what its rows
+/// are complete for.
+struct Indexing {
+    index: IndexSpec,
+    coverage: Option<Indexed>,
+}
+
+impl Indexing {
+    /// Every property, as before the index followed the schema.
+    fn everything() -> Self {
+        Self {
+            index: IndexSpec::default(),
+            coverage: None,
+        }
+    }
+
+    /// Every way a query can be answered: from the index alone, with `age`, `admin` and
+    /// `nested` left out by the rule (read from the objects), and with every property indexed
+    /// but only `tags` complete (a rule that is still being applied).
+    fn all() -> [Self; 3] {
+        let only = |keys: &[&str]| Indexed::Only(keys.iter().map(|key| (*key).to_owned()).collect());
+        [
+            Self::everything(),
+            Self {
+                index: IndexSpec {
+                    indexed: only(&["name", "tags"]),
+                    ..IndexSpec::default()
+                },
+                coverage: None,
+            },
+            Self {
+                index: IndexSpec::default(),
+                coverage: Some(only(&["tags"])),
+            },
+        ]
+    }
+}
+
 /// Stores `objects` (the first ones as updates of `earlier` objects, so that the index rows an
 /// update rewrites are checked too) and compares every query's answer with the evaluator's.
 fn check_backend(
     database: &TestDatabase,
+    indexing: &Indexing,
     (earlier, objects): (&[Object], &[Object]),
     filters: &[Filter],
     sorts: &[Vec<SortKey>],
     page: u32,
 ) {
     let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+    let spec = &indexing.index;
+    if let Some(coverage) = &indexing.coverage {
+        assert!(store.replace_index_coverage("thing", &Indexed::All, coverage).unwrap());
+    }
     let mut documents = Vec::new();
     for (index, content) in objects.iter().enumerate() {
         let id = format!("ID-{index}");
@@ -274,7 +319,7 @@ fn check_backend(
                 id: &id,
                 content: first,
                 meta: &Object::new(),
-                index: &IndexSpec::default(),
+                index: spec,
             })
             .unwrap();
         if index < earlier.len() {
@@ -286,7 +331,7 @@ fn check_backend(
                 let update = ObjectUpdate {
                     content: step,
                     meta: None,
-                    index: &IndexSpec::default(),
+                    index: spec,
                 };
                 rev = store.update("thing", &id, rev, update).unwrap().rev;
             }
@@ -302,20 +347,22 @@ fn check_backend(
             .cloned()
             .collect();
         let expected = reference_order(&matching, sort);
-        let page_all = run_query(&store, filter, sort, None, None);
+        let page_all = run_query(&store, spec, filter, sort, None, None, true);
         let got: Vec<String> = page_all.objects.iter().map(|o| o.id.clone()).collect();
         assert_eq!(
             got,
             expected,
-            "{:?} filter `{filter}` sort {sort:?}",
-            database.backend()
+            "{:?} {:?} filter `{filter}` sort {sort:?}",
+            database.backend(),
+            indexing.index.indexed,
         );
         assert_eq!(page_all.total, Some(expected.len() as u64));
-        // Walk the same result in pages.
+        // Walk the same result in pages, without a count (so a scan in creation order stops
+        // at each full page).
         let mut walked = Vec::new();
         let mut cookie: Option<String> = None;
         for _ in 0..=expected.len() + 1 {
-            let result = run_query(&store, filter, sort, Some(page), cookie.as_deref());
+            let result = run_query(&store, spec, filter, sort, Some(page), cookie.as_deref(), false);
             walked.extend(result.objects.iter().map(|o| o.id.clone()));
             cookie = result.cookie;
             if cookie.is_none() {
@@ -325,8 +372,9 @@ fn check_backend(
         assert_eq!(
             walked,
             expected,
-            "{:?} paged walk of `{filter}` sort {sort:?}",
-            database.backend()
+            "{:?} {:?} paged walk of `{filter}` sort {sort:?}",
+            database.backend(),
+            indexing.index.indexed,
         );
     }
 }
@@ -342,8 +390,10 @@ proptest! {
         sorts in prop::collection::vec(sort_strategy(), 12),
         page in 1u32..5,
     ) {
-        for database in TestDatabase::all() {
-            check_backend(&database, (&earlier, &objects), &filters, &sorts, page);
+        for indexing in Indexing::all() {
+            for database in TestDatabase::all() {
+                check_backend(&database, &indexing, (&earlier, &objects), &filters, &sorts, page);
+            }
         }
     }
 }
@@ -381,7 +431,9 @@ fn long_strings_compare_exactly() {
         }];
         filters.len()
     ];
-    for database in TestDatabase::all() {
-        check_backend(&database, (&[], &objects), &filters, &sorts, 3);
+    for indexing in Indexing::all() {
+        for database in TestDatabase::all() {
+            check_backend(&database, &indexing, (&[], &objects), &filters, &sorts, 3);
+        }
     }
 }

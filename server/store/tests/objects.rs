@@ -6,7 +6,7 @@
 use ferridm_core::{Object, Revision};
 use ferridm_store::testing::TestDatabase;
 use ferridm_store::{
-    IndexLimitExceeded, IndexSpec, MAX_ARRAY_ITEMS, MAX_DEPTH, MAX_INDEX_ROWS, MAX_POINTER_BYTES, NewObject,
+    IndexLimitExceeded, IndexSpec, Indexed, MAX_ARRAY_ITEMS, MAX_DEPTH, MAX_INDEX_ROWS, MAX_POINTER_BYTES, NewObject,
     ObjectUpdate, Store, StoreError, StoreOptions, StoredObject,
 };
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ fn spec() -> IndexSpec {
     IndexSpec {
         hidden: vec!["password".into()],
         unique: vec!["userName".into()],
-        relationships: vec![],
+        ..IndexSpec::default()
     }
 }
 
@@ -621,5 +621,76 @@ fn an_update_of_the_object_as_read_needs_its_revision_and_keeps_metadata_changed
             store.update_read("user", &current, stale, &[]),
             Err(StoreError::RevisionMismatch)
         ));
+    });
+}
+
+/// A rule that indexes some properties writes rows for those alone; reindexing rewrites the
+/// rows of stored objects, a page at a time in creation order, for a new rule; the recorded
+/// coverage is replaced only from what it still is.
+#[test]
+fn reindexing_follows_a_new_rule_and_coverage_is_replaced_only_from_what_it_was() {
+    let only = |keys: &[&str]| Indexed::Only(keys.iter().map(|key| (*key).to_owned()).collect());
+    on_every_backend(|store| {
+        let narrow = IndexSpec {
+            indexed: only(&["userName"]),
+            ..spec()
+        };
+        for n in 0..3 {
+            store
+                .insert(NewObject {
+                    object_type: "user",
+                    id: &format!("u{n}"),
+                    content: &object(json!({"userName": format!("user{n}"), "city": "Oslo", "password": "x"})),
+                    meta: &Object::new(),
+                    index: &narrow,
+                })
+                .unwrap();
+        }
+        let narrow_rows = ["/_id", "/_meta", "/_meta/loginCount", "/userName"];
+        assert_eq!(store.index_properties("user", "u0"), narrow_rows);
+        let wide = IndexSpec {
+            indexed: only(&["userName", "city"]),
+            ..spec()
+        };
+        let reindexed = ["/_id", "/_meta", "/_meta/loginCount", "/city", "/userName"];
+        let (count, last) = store.reindex_page("user", &wide, i64::MIN, 2).unwrap().unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(store.index_properties("user", "u1"), reindexed);
+        assert_eq!(store.index_properties("user", "u2"), narrow_rows);
+        let (count, last) = store.reindex_page("user", &wide, last, 2).unwrap().unwrap();
+        assert_eq!(count, 1);
+        assert_eq!(store.reindex_page("user", &wide, last, 2).unwrap(), None);
+        assert_eq!(store.index_properties("user", "u2"), reindexed);
+        // Unique values are written again with the rows.
+        assert!(matches!(
+            store.insert(NewObject {
+                object_type: "user",
+                id: "other",
+                content: &object(json!({"userName": "USER2"})),
+                meta: &Object::new(),
+                index: &wide,
+            }),
+            Err(StoreError::UniqueViolation { .. })
+        ));
+
+        assert_eq!(*store.index_coverage("user").unwrap(), Indexed::All);
+        assert!(
+            store
+                .replace_index_coverage("user", &Indexed::All, &only(&["userName"]))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .replace_index_coverage("user", &Indexed::All, &only(&["city"]))
+                .unwrap()
+        );
+        assert_eq!(*store.index_coverage("user").unwrap(), only(&["userName"]));
+        assert!(
+            store
+                .replace_index_coverage("user", &only(&["userName"]), &only(&["userName", "city"]))
+                .unwrap()
+        );
+        // Read back from the database (a replacement forgets what was cached).
+        assert_eq!(*store.index_coverage("user").unwrap(), only(&["userName", "city"]));
     });
 }

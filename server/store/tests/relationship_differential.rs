@@ -12,7 +12,7 @@
 use ferridm_core::filter::{self, ComparisonOp, Filter, Literal};
 use ferridm_core::{JsonPointer, Object};
 use ferridm_store::testing::TestDatabase;
-use ferridm_store::{EdgeTarget, IndexSpec, NewObject, ObjectQuery, RelationshipSet, Store, StoreOptions};
+use ferridm_store::{EdgeTarget, IndexSpec, Indexed, NewObject, ObjectQuery, RelationshipSet, Store, StoreOptions};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -57,11 +57,19 @@ const OPERATORS: [ComparisonOp; 7] = [
     ComparisonOp::Le,
 ];
 
-fn index() -> IndexSpec {
-    IndexSpec {
+/// The type's index rules: every property indexed, or none but the relationship (so that
+/// filters naming `name` are answered by reading the objects and their relationship leaves by
+/// the edges).
+fn indexes() -> [IndexSpec; 2] {
+    let every = IndexSpec {
         relationships: vec![LINKS.to_owned()],
         ..IndexSpec::default()
-    }
+    };
+    let none = IndexSpec {
+        indexed: Indexed::Only(Vec::new()),
+        ..every.clone()
+    };
+    [every, none]
 }
 
 /// An object: a name and the (collection, id, edge properties) it links to.
@@ -186,9 +194,8 @@ fn model(filter: &Filter, document: &Value, edges: &[ModelEdge]) -> bool {
     }
 }
 
-fn check_backend(database: &TestDatabase, things: &[Thing], filters: &[Filter]) {
+fn check_backend(database: &TestDatabase, index: &IndexSpec, things: &[Thing], filters: &[Filter]) {
     let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
-    let index = index();
     let mut documents = Vec::new();
     for (position, (name, links)) in things.iter().enumerate() {
         let id = format!("T-{position}");
@@ -216,7 +223,7 @@ fn check_backend(database: &TestDatabase, things: &[Thing], filters: &[Filter]) 
                     id: &id,
                     content: &content,
                     meta: &Object::new(),
-                    index: &index,
+                    index,
                 },
                 &[RelationshipSet {
                     property: LINKS.to_owned(),
@@ -247,12 +254,18 @@ fn check_backend(database: &TestDatabase, things: &[Thing], filters: &[Filter]) 
                 count: false,
                 with_content: false,
                 limit: 10_000,
-                index: &index,
+                index,
                 time_limit: None,
             })
             .unwrap();
         let got: Vec<String> = page.objects.iter().map(|o| o.id.clone()).collect();
-        assert_eq!(got, expected, "{:?} filter `{filter}`", database.backend());
+        assert_eq!(
+            got,
+            expected,
+            "{:?} {:?} filter `{filter}`",
+            database.backend(),
+            index.indexed
+        );
     }
 }
 
@@ -264,8 +277,10 @@ proptest! {
         things in prop::collection::vec(thing_strategy(), 0..16),
         filters in prop::collection::vec(filter_strategy(), 16),
     ) {
-        for database in TestDatabase::all() {
-            check_backend(&database, &things, &filters);
+        for index in indexes() {
+            for database in TestDatabase::all() {
+                check_backend(&database, &index, &things, &filters);
+            }
         }
     }
 }
@@ -301,7 +316,9 @@ fn every_relationship_comparison_is_exact() {
         }
         filters.push(Filter::Present(JsonPointer::parse(field)));
     }
-    for database in TestDatabase::all() {
-        check_backend(&database, &things, &filters);
+    for index in indexes() {
+        for database in TestDatabase::all() {
+            check_backend(&database, &index, &things, &filters);
+        }
     }
 }

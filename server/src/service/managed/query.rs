@@ -103,8 +103,8 @@ pub fn from_params(params: &Params) -> Result<QueryRequest> {
 }
 
 /// True when `filter` reads at most one object of `object_type` with one index probe: an `eq`
-/// with a non-empty string on a unique property declared a string (its values are unique among
-/// the type's objects, compared as `eq` compares them). Such a query costs what a read by id
+/// with a non-empty string on an indexed unique property declared a string (its values are
+/// unique among the type's objects, compared as `eq` compares them). Such a query costs what a read by id
 /// does, so it runs where reads do and takes no turn among client queries. A conjunction does
 /// not qualify: each operand of an `and` is computed in full before the sets are intersected.
 pub fn pins_one_object(filter: &Filter, object_type: &ManagedType) -> bool {
@@ -116,6 +116,7 @@ pub fn pins_one_object(filter: &Filter, object_type: &ManagedType) -> bool {
         } if !text.is_empty() => match field.segments() {
             [property] => {
                 object_type.index.unique.contains(property)
+                    && object_type.index.indexed.holds(property)
                     && object_type
                         .schema
                         .property(property)
@@ -158,14 +159,15 @@ mod tests {
         let config = ManagedConfig::from_json(&json!({"objects": [{
             "name": "user",
             "schema": {"properties": {
-                "userName": {"type": "string", "policies": [{"policyId": "valid-username"}]},
+                "userName": {"type": "string", "searchable": true, "policies": [{"policyId": "valid-username"}]},
                 "mail": {"type": "string"},
+                "badge": {"type": "string", "policies": [{"policyId": "unique"}]},
                 "code": {"type": ["string", "number"], "policies": [{"policyId": "unique"}]},
                 "address": {"type": "object", "properties": {"line": {"type": "string"}}}
             }}
         }]}))
         .unwrap();
-        ManagedType::new(config.object_type("user").unwrap().clone(), Triggers::default())
+        ManagedType::new(config.object_type("user").unwrap().clone(), Triggers::default(), false)
     }
 
     fn pins(filter: &str) -> bool {
@@ -186,6 +188,10 @@ mod tests {
         assert!(!pins(r#"!(userName eq "bjensen")"#));
         assert!(!pins(r#"mail eq "a@example.com""#), "not unique");
         assert!(!pins(r#"code eq "7""#), "unique, but not only a string");
+        assert!(
+            !pins(r#"badge eq "7""#),
+            "unique, but read from the objects: not indexed"
+        );
         assert!(!pins(r#"address/line eq "x""#));
     }
 }

@@ -1,0 +1,285 @@
+//! The property index follows the schema (issue 16): a write indexes the properties
+//! `managed.json` marks `searchable` (every property of a type named in `ferridm.json`'s
+//! `indexEveryProperty`); queries on the others read the objects and answer exactly the same;
+//! a changed rule is applied to the objects stored before it, in the background, while queries
+//! stay exact. Every test runs on both backends.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ferridm_tests::{TestServer, on_each_backend};
+use serde_json::{Value, json};
+
+use crate::profile::save_conf;
+
+/// How long a reload and the reindexing after it may take.
+const RELOAD: Duration = Duration::from_secs(30);
+
+/// Users with values in properties the shipped schema does not mark searchable (`city`,
+/// `telephoneNumber`, `preferences`), in creation order; their ids.
+fn seed(server: &TestServer) -> Vec<String> {
+    let people = [
+        ("ann", Some("Oslo"), "+47 1"),
+        ("ben", Some("bergen"), "+47 2"),
+        ("cid", Some("oslo"), "+46 3"),
+        ("dee", None, "+47 4"),
+        ("eli", Some("Athens"), "+30 5"),
+    ];
+    people
+        .iter()
+        .map(|(name, city, phone)| {
+            let mut body = json!({"userName": name, "givenName": name, "sn": "Test", "mail": format!("{name}@example.com"),
+                "telephoneNumber": phone, "preferences": {"updates": *name == "ben", "marketing": false}});
+            if let Some(city) = city {
+                body["city"] = json!(city);
+            }
+            let reply = server.admin().post("/openidm/managed/user?_action=create", &body).send();
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            reply.body["_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// The user names a query answers, in order, and its total when counted.
+fn query(server: &TestServer, parameters: &str) -> (Vec<String>, Value) {
+    let reply = server
+        .admin()
+        .get(&format!("/openidm/managed/user?{parameters}"))
+        .send();
+    assert_eq!(reply.status, 200, "{parameters}: {}", reply.body);
+    let names = reply.body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["userName"].as_str().unwrap().to_owned())
+        .collect();
+    (names, reply.body["totalPagedResults"].clone())
+}
+
+/// Every user name a query walks to (sorted by `sort`, or in creation order when it is empty),
+/// following its cookies `page` at a time.
+fn walk(server: &TestServer, filter: &str, sort: &str, page: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut cookie: Option<String> = None;
+    for _ in 0..20 {
+        let mut path = format!("/openidm/managed/user?_queryFilter={filter}&_pageSize={page}");
+        if !sort.is_empty() {
+            path.push_str(&format!("&_sortKeys={sort}"));
+        }
+        if let Some(cookie) = &cookie {
+            path.push_str(&format!("&_pagedResultsCookie={cookie}"));
+        }
+        let reply = server.admin().get(&path).send();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        for user in reply.body["result"].as_array().unwrap() {
+            names.push(user["userName"].as_str().unwrap().to_owned());
+        }
+        match reply.body["pagedResultsCookie"].as_str() {
+            Some(next) => cookie = Some(next.to_owned()),
+            None => return names,
+        }
+    }
+    panic!("the walk of {filter} did not end");
+}
+
+fn names(expected: &[&str]) -> Vec<String> {
+    expected.iter().map(|name| (*name).to_owned()).collect()
+}
+
+/// `conf/managed.json` with `searchable` set on the user properties `changes` names.
+fn with_searchable(conf: &Path, changes: &[(&str, bool)]) -> String {
+    ferridm_tests::managed_with_user(&conf.join("managed.json"), |user| {
+        for (property, searchable) in changes {
+            user["schema"]["properties"][*property]["searchable"] = json!(searchable);
+        }
+    })
+    .to_string()
+}
+
+/// Whether the recorded coverage of the user index is what the running rule indexes (the
+/// background reindexing is done).
+fn reindexed(server: &TestServer) -> bool {
+    let state = server.state();
+    let rule = state.generation().managed.get("user").unwrap().index.indexed.clone();
+    state
+        .store
+        .index_coverage("user")
+        .is_ok_and(|coverage| *coverage == rule)
+}
+
+#[test]
+fn a_write_indexes_the_searchable_properties_and_the_metadata() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let ids = seed(&server);
+        let props = server.state().store.index_properties("user", &ids[0]);
+        for indexed in [
+            "/_id",
+            "/userName",
+            "/givenName",
+            "/sn",
+            "/mail",
+            "/accountStatus",
+            "/_meta/createDate",
+        ] {
+            assert!(props.iter().any(|prop| prop == indexed), "{indexed} in {props:?}");
+        }
+        for left_out in ["/city", "/telephoneNumber", "/preferences", "/preferences/updates"] {
+            assert!(!props.iter().any(|prop| prop == left_out), "{left_out} in {props:?}");
+        }
+        // A patch of a property left out writes no row for it either.
+        let patch = json!([{"operation": "replace", "field": "/city", "value": "Rome"}]);
+        let reply = server
+            .admin()
+            .patch(&format!("/openidm/managed/user/{}", ids[0]), &patch)
+            .send();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(
+            !server
+                .state()
+                .store
+                .index_properties("user", &ids[0])
+                .iter()
+                .any(|prop| prop == "/city")
+        );
+    });
+}
+
+#[test]
+fn queries_on_properties_the_index_leaves_out_answer_exactly() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        seed(&server);
+        let exact = "_totalPagedResultsPolicy=EXACT&_pageSize=10";
+        assert_eq!(
+            query(&server, &format!("_queryFilter=city%20eq%20%22OSLO%22&{exact}")),
+            (names(&["ann", "cid"]), json!(2))
+        );
+        assert_eq!(
+            query(
+                &server,
+                "_queryFilter=telephoneNumber%20sw%20%22%2B47%22%20and%20!(city%20pr)"
+            ),
+            (names(&["dee"]), json!(-1))
+        );
+        // An indexed leaf narrows, the rest is read from the objects.
+        assert_eq!(
+            query(
+                &server,
+                "_queryFilter=userName%20eq%20%22ben%22%20and%20preferences/updates%20eq%20true"
+            )
+            .0,
+            names(&["ben"])
+        );
+        assert_eq!(
+            query(
+                &server,
+                "_queryFilter=userName%20eq%20%22ann%22%20and%20preferences/updates%20eq%20true"
+            )
+            .0,
+            names(&[])
+        );
+        assert_eq!(
+            query(
+                &server,
+                "_queryFilter=!(city%20eq%20%22oslo%22)%20or%20userName%20eq%20%22ann%22"
+            )
+            .0,
+            names(&["ann", "ben", "dee", "eli"])
+        );
+        // Sorted by a left-out property, missing values last, ties in creation order; paged
+        // by cookies and by offset, counted.
+        let sorted = names(&["eli", "ben", "ann", "cid", "dee"]);
+        assert_eq!(walk(&server, "true", "city", 2), sorted);
+        assert_eq!(
+            walk(&server, "true", "-city", 3),
+            names(&["cid", "ann", "ben", "eli", "dee"])
+        );
+        assert_eq!(
+            query(
+                &server,
+                "_queryFilter=true&_sortKeys=city,userName&_pageSize=2&_pagedResultsOffset=2&_totalPagedResultsPolicy=EXACT"
+            ),
+            (names(&["ann", "cid"]), json!(5))
+        );
+        // In creation order, a page at a time (a walk that stops at each full page).
+        assert_eq!(walk(&server, "city%20pr", "", 1), names(&["ann", "ben", "cid", "eli"]));
+    });
+}
+
+#[test]
+fn a_property_made_searchable_is_indexed_for_the_objects_stored_before() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let ids = seed(&server);
+        let before = server.state().generation().number;
+        save_conf(
+            &server,
+            "managed.json",
+            &with_searchable(&server.conf(), &[("city", true)]),
+        );
+        server.wait_until(RELOAD, "the new rule to be served", || {
+            server.state().generation().number > before
+        });
+        // Exact while the index is being rewritten and after.
+        assert_eq!(
+            query(&server, "_queryFilter=city%20eq%20%22oslo%22").0,
+            names(&["ann", "cid"])
+        );
+        server.wait_until(RELOAD, "the stored users to be reindexed", || reindexed(&server));
+        for id in &ids[..3] {
+            assert!(
+                server
+                    .state()
+                    .store
+                    .index_properties("user", id)
+                    .iter()
+                    .any(|prop| prop == "/city")
+            );
+        }
+        assert_eq!(
+            query(&server, "_queryFilter=city%20eq%20%22oslo%22").0,
+            names(&["ann", "cid"])
+        );
+        assert_eq!(
+            walk(&server, "true", "city", 2),
+            names(&["eli", "ben", "ann", "cid", "dee"])
+        );
+    });
+}
+
+#[test]
+fn every_property_is_indexed_for_a_type_the_settings_name_and_the_rows_go_when_they_stop() {
+    on_each_backend(|builder| {
+        let server = builder
+            .edit(|project| {
+                let path = project.join("conf").join("ferridm.json");
+                let mut settings: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                settings["indexEveryProperty"] = json!(["user"]);
+                std::fs::write(path, settings.to_string()).unwrap();
+            })
+            .start();
+        let ids = seed(&server);
+        let has = |prop: &str| {
+            server
+                .state()
+                .store
+                .index_properties("user", &ids[1])
+                .iter()
+                .any(|p| p == prop)
+        };
+        assert!(has("/city") && has("/preferences/updates"));
+        let path = server.conf().join("ferridm.json");
+        let mut settings: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        settings.as_object_mut().unwrap().remove("indexEveryProperty");
+        save_conf(&server, "ferridm.json", &settings.to_string());
+        server.wait_until(RELOAD, "the narrower rule to be applied to the stored users", || {
+            reindexed(&server) && !has("/city")
+        });
+        assert!(has("/userName") && !has("/preferences/updates"));
+        assert_eq!(
+            query(&server, "_queryFilter=city%20eq%20%22oslo%22").0,
+            names(&["ann", "cid"])
+        );
+    });
+}
