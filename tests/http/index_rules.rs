@@ -283,3 +283,35 @@ fn every_property_is_indexed_for_a_type_the_settings_name_and_the_rows_go_when_t
         );
     });
 }
+
+/// `query-all-ids` sorted and paged walks every object once, by the index (`userName`) or by
+/// reading the objects (`city`): its cookies carry the sort values of the last object although
+/// the page shows ids only.
+#[test]
+fn an_ids_only_query_sorted_and_paged_walks_every_object() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let ids = seed(&server);
+        for (sort, order) in [("userName", [0, 1, 2, 3, 4]), ("-city", [2, 0, 1, 4, 3])] {
+            let mut walked = Vec::new();
+            let mut cookie: Option<String> = None;
+            for _ in 0..10 {
+                let mut path = format!("/openidm/managed/user?_queryId=query-all-ids&_sortKeys={sort}&_pageSize=2");
+                if let Some(cookie) = &cookie {
+                    path.push_str(&format!("&_pagedResultsCookie={cookie}"));
+                }
+                let reply = server.admin().get(&path).send();
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                for user in reply.body["result"].as_array().unwrap() {
+                    walked.push(user["_id"].as_str().unwrap().to_owned());
+                }
+                cookie = reply.body["pagedResultsCookie"].as_str().map(str::to_owned);
+                if cookie.is_none() {
+                    break;
+                }
+            }
+            let expected: Vec<String> = order.iter().map(|index: &usize| ids[*index].clone()).collect();
+            assert_eq!(walked, expected, "sorted by {sort}");
+        }
+    });
+}

@@ -49,7 +49,8 @@ pub struct ObjectQuery<'a> {
     pub cookie: Option<&'a str>,
     /// Whether to count every match.
     pub count: bool,
-    /// Whether to load content (false: ids and revisions only).
+    /// Whether to load content (false: ids and revisions only, unless a sorted page's cookie
+    /// needs it).
     pub with_content: bool,
     /// Most rows an unpaged query may return; one more is fetched to detect overflow.
     pub limit: u64,
@@ -85,6 +86,12 @@ impl<'a> ObjectQuery<'a> {
             index,
             time_limit: None,
         }
+    }
+
+    /// Whether the page is read with its content: when asked for, and for a sorted paged query,
+    /// whose cookie carries the sort values of its last object.
+    pub(crate) fn loads_content(&self) -> bool {
+        self.with_content || (!self.sort.is_empty() && self.page_size.is_some())
     }
 
     pub(crate) fn scope(&self, backend: Backend) -> Scope<'_> {
@@ -828,7 +835,11 @@ pub(crate) fn load(conn: &mut DbConnection, sql: Sql) -> Result<Vec<StoredObject
 }
 
 fn select_from_objects(query: &ObjectQuery<'_>, cacheable: bool) -> Sql {
-    let columns = if query.with_content { OBJECT_COLUMNS } else { ID_COLUMNS };
+    let columns = if query.loads_content() {
+        OBJECT_COLUMNS
+    } else {
+        ID_COLUMNS
+    };
     let mut sql = Sql::uncached(&format!("SELECT {columns} FROM objects o"));
     sql.set_cacheable(cacheable);
     sql
@@ -897,7 +908,11 @@ fn single_key_page(
     let mut objects = Vec::new();
     // Phase one: objects that have the field, in index order.
     if !matches!(position, Some((None, _))) {
-        let columns = if query.with_content { OBJECT_COLUMNS } else { ID_COLUMNS };
+        let columns = if query.loads_content() {
+            OBJECT_COLUMNS
+        } else {
+            ID_COLUMNS
+        };
         let mut sql = Sql::uncached(&format!(
             "SELECT {columns} FROM object_props s JOIN objects o ON o.pk = s.obj_pk WHERE s.otype = "
         ));

@@ -285,7 +285,7 @@ pub(crate) fn scan_page(
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|(_, mut object)| {
-            if !query.with_content {
+            if !query.loads_content() {
                 object.content = Object::new();
                 object.meta.retain(|key, _| key == "loginCount");
             }
