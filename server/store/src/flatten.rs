@@ -256,6 +256,25 @@ pub(crate) fn index_rows(
     spec: &IndexSpec,
     limits: Limits,
 ) -> Result<Vec<PropRow>, IndexLimitExceeded> {
+    rows_of(id, content, meta, &spec.hidden, |key| spec.indexed.holds(key), limits)
+}
+
+/// The rows an object would have if its type indexed every property (what sorting compares,
+/// whichever properties the index holds).
+pub(crate) fn rows_of_every_property(id: &str, content: &Object, meta: &Object, hidden: &[String]) -> Vec<PropRow> {
+    rows_of(id, content, meta, hidden, |_| true, Limits::Waived).unwrap_or_default()
+}
+
+/// The rows of an object's id, of the top-level properties that are not `hidden` and that
+/// `indexed` accepts, and of its metadata.
+fn rows_of(
+    id: &str,
+    content: &Object,
+    meta: &Object,
+    hidden: &[String],
+    indexed: impl Fn(&str) -> bool,
+    limits: Limits,
+) -> Result<Vec<PropRow>, IndexLimitExceeded> {
     let mut flattener = Flattener {
         rows: Vec::with_capacity(content.len() + meta.len() + 4),
         counted: 0,
@@ -273,9 +292,7 @@ pub(crate) fn index_rows(
             sorted: true,
         })
     })?;
-    flattener.content(content, |key| {
-        !spec.hidden.iter().any(|hidden| hidden == key) && spec.indexed.holds(key)
-    })?;
+    flattener.content(content, |key| !hidden.iter().any(|name| name == key) && indexed(key))?;
     if !meta.is_empty() {
         flattener.value(&JsonPointer::from_segments(["_meta"]), &Value::Object(meta.clone()), 1)?;
     }

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::connection::{Backend, DbConnection, Deadline, in_read_snapshot};
 use crate::flatten::{
-    IndexSpec, KIND_BOOLEAN, KIND_NULL, KIND_NUMBER, KIND_STRING, Limits, fold_string, index_rows, index_text,
-    prop_key, split_key,
+    IndexSpec, KIND_BOOLEAN, KIND_NULL, KIND_NUMBER, KIND_STRING, fold_string, index_text, prop_key,
+    rows_of_every_property, split_key,
 };
 use crate::objects::{OBJECT_COLUMNS, ObjectColumnTypes, StoredObject, object_from_columns};
 use crate::relationships::{Edge, EdgeOwners, load_objects_and_edges, managed_collection, push_edges_of, select_edges};
@@ -623,10 +623,10 @@ pub(crate) fn push_condition(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>) 
 
 const ID_COLUMNS: &str = "o.pk, o.oid, o.rev, '{}', '{}', o.login_count";
 
-/// The sort values (as the index holds them when `spec` indexes every property) of an object
-/// for each key.
-pub(crate) fn sort_values(object: &StoredObject, keys: &[SortKey], spec: &IndexSpec) -> Vec<SortValue> {
-    let rows = index_rows(&object.id, &object.content, &object.meta, spec, Limits::Waived).unwrap_or_default();
+/// The sort values of an object for each key, as an index of every property holds them (so
+/// whether its type indexes the key or not).
+pub(crate) fn sort_values(object: &StoredObject, keys: &[SortKey], hidden: &[String]) -> Vec<SortValue> {
+    let rows = rows_of_every_property(&object.id, &object.content, &object.meta, hidden);
     keys.iter()
         .map(|key| {
             let prop = prop_key(&key.field);
@@ -795,14 +795,7 @@ impl Store {
             let next = match (query.page_size, objects.last()) {
                 (Some(size), Some(last)) if objects.len() >= size as usize && more_beyond => Some(
                     Cookie {
-                        k: sort_values(
-                            last,
-                            query.sort,
-                            &IndexSpec {
-                                hidden: query.index.hidden.clone(),
-                                ..IndexSpec::default()
-                            },
-                        ),
+                        k: sort_values(last, query.sort, &query.index.hidden),
                         p: last.pk,
                     }
                     .encode()?,

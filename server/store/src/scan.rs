@@ -7,7 +7,7 @@
 //! the index's own order, so a walk may move between the two paths.
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use diesel::RunQueryDsl;
 use diesel::sql_types::BigInt;
@@ -115,34 +115,30 @@ fn any_of(children: impl Iterator<Item = Filter>) -> Filter {
     }
 }
 
-/// The matches of relationship leaves, read from the edges: per leaf (as text), the keys of the
-/// objects it holds for.
-struct EdgeMatches {
-    relationships: Vec<String>,
-    keys: HashMap<String, HashSet<i64>>,
+/// The matches of relationship leaves, read from the edges: per leaf, the keys of the objects
+/// it holds for.
+struct EdgeMatches<'q> {
+    relationships: &'q [String],
+    keys: Vec<(&'q Filter, HashSet<i64>)>,
 }
 
-impl EdgeMatches {
-    fn read(conn: &mut DbConnection, query: &ObjectQuery<'_>, backend: Backend) -> Result<Self, StoreError> {
+impl<'q> EdgeMatches<'q> {
+    fn read(conn: &mut DbConnection, query: &ObjectQuery<'q>, backend: Backend) -> Result<Self, StoreError> {
         let mut matches = Self {
-            relationships: query.index.relationships.clone(),
-            keys: HashMap::new(),
+            relationships: &query.index.relationships,
+            keys: Vec::new(),
         };
         let mut leaves = Vec::new();
         query.filter.for_each_leaf(&mut |leaf| {
-            if matches.is_relationship_leaf(leaf) {
+            if matches.is_relationship_leaf(leaf) && !leaves.contains(&leaf) {
                 leaves.push(leaf);
             }
         });
         for leaf in leaves {
-            let text = leaf.to_string();
-            if matches.keys.contains_key(&text) {
-                continue;
-            }
             let mut sql = Sql::uncached("SELECT o.pk FROM objects o WHERE ");
             push_condition(&mut sql, leaf, &query.scope(backend));
             let keys: Vec<i64> = sql.typed::<BigInt>().load(conn)?;
-            matches.keys.insert(text, keys.into_iter().collect());
+            matches.keys.push((leaf, keys.into_iter().collect()));
         }
         Ok(matches)
     }
@@ -161,9 +157,11 @@ impl EdgeMatches {
             Filter::Or(children) => children.iter().any(|child| self.holds(child, document, pk)),
             Filter::Not(child) if matches!(**child, Filter::Extended { .. }) => false,
             Filter::Not(child) => !self.holds(child, document, pk),
-            leaf if self.is_relationship_leaf(leaf) => {
-                self.keys.get(&leaf.to_string()).is_some_and(|keys| keys.contains(&pk))
-            }
+            leaf if self.is_relationship_leaf(leaf) => self
+                .keys
+                .iter()
+                .find(|(read, _)| *read == leaf)
+                .is_some_and(|(_, keys)| keys.contains(&pk)),
             leaf => filter::matches(leaf, document),
         }
     }
@@ -231,10 +229,6 @@ pub(crate) fn scan_page(
     let wanted = usize::try_from(offset.saturating_add(limit)).unwrap_or(usize::MAX);
     // In creation order without a count, the walk stops once the page is full.
     let stream = query.sort.is_empty() && !query.count;
-    let sorting = IndexSpec {
-        hidden: query.index.hidden.clone(),
-        ..IndexSpec::default()
-    };
     let position = cookie.map(|cookie| (cookie.k.clone(), cookie.p));
     let mut kept: Vec<(Vec<SortValue>, StoredObject)> = Vec::new();
     let mut total: u64 = 0;
@@ -260,7 +254,7 @@ pub(crate) fn scan_page(
                 continue;
             }
             total += 1;
-            let values = sort_values(&object, query.sort, &sorting);
+            let values = sort_values(&object, query.sort, &query.index.hidden);
             if !stream
                 && let Some((cookie_values, cookie_pk)) = &position
                 && page_order((&values, object.pk), (cookie_values, *cookie_pk), query.sort) != Ordering::Greater
