@@ -59,27 +59,33 @@ fn query(server: &TestServer, parameters: &str) -> (Vec<String>, Value) {
 /// Every user name a query walks to (sorted by `sort`, or in creation order when it is empty),
 /// following its cookies `page` at a time.
 fn walk(server: &TestServer, filter: &str, sort: &str, page: u32) -> Vec<String> {
-    let mut names = Vec::new();
+    let mut query = format!("_queryFilter={filter}");
+    if !sort.is_empty() {
+        query.push_str(&format!("&_sortKeys={sort}"));
+    }
+    walk_field(server, &query, page, "userName")
+}
+
+/// `field` of every user the query `query` walks to, following its cookies `page` at a time.
+fn walk_field(server: &TestServer, query: &str, page: u32, field: &str) -> Vec<String> {
+    let mut values = Vec::new();
     let mut cookie: Option<String> = None;
     for _ in 0..20 {
-        let mut path = format!("/openidm/managed/user?_queryFilter={filter}&_pageSize={page}");
-        if !sort.is_empty() {
-            path.push_str(&format!("&_sortKeys={sort}"));
-        }
+        let mut path = format!("/openidm/managed/user?{query}&_pageSize={page}");
         if let Some(cookie) = &cookie {
             path.push_str(&format!("&_pagedResultsCookie={cookie}"));
         }
         let reply = server.admin().get(&path).send();
         assert_eq!(reply.status, 200, "{}", reply.body);
         for user in reply.body["result"].as_array().unwrap() {
-            names.push(user["userName"].as_str().unwrap().to_owned());
+            values.push(user[field].as_str().unwrap().to_owned());
         }
         match reply.body["pagedResultsCookie"].as_str() {
             Some(next) => cookie = Some(next.to_owned()),
-            None => return names,
+            None => return values,
         }
     }
-    panic!("the walk of {filter} did not end");
+    panic!("the walk of {query} did not end");
 }
 
 fn names(expected: &[&str]) -> Vec<String> {
@@ -293,23 +299,7 @@ fn an_ids_only_query_sorted_and_paged_walks_every_object() {
         let server = builder.start();
         let ids = seed(&server);
         for (sort, order) in [("userName", [0, 1, 2, 3, 4]), ("-city", [2, 0, 1, 4, 3])] {
-            let mut walked = Vec::new();
-            let mut cookie: Option<String> = None;
-            for _ in 0..10 {
-                let mut path = format!("/openidm/managed/user?_queryId=query-all-ids&_sortKeys={sort}&_pageSize=2");
-                if let Some(cookie) = &cookie {
-                    path.push_str(&format!("&_pagedResultsCookie={cookie}"));
-                }
-                let reply = server.admin().get(&path).send();
-                assert_eq!(reply.status, 200, "{}", reply.body);
-                for user in reply.body["result"].as_array().unwrap() {
-                    walked.push(user["_id"].as_str().unwrap().to_owned());
-                }
-                cookie = reply.body["pagedResultsCookie"].as_str().map(str::to_owned);
-                if cookie.is_none() {
-                    break;
-                }
-            }
+            let walked = walk_field(&server, &format!("_queryId=query-all-ids&_sortKeys={sort}"), 2, "_id");
             let expected: Vec<String> = order.iter().map(|index: &usize| ids[*index].clone()).collect();
             assert_eq!(walked, expected, "sorted by {sort}");
         }
