@@ -74,7 +74,7 @@ fn verify_captcha(arguments: &Value) -> HostResult<Value> {
 }
 
 /// Changes the metadata of `managed/<type>/<id>` (not a user change: no revision, no triggers).
-fn update_meta(ctx: &RequestContext, function: &str, path: &str, change: impl FnOnce(&mut Object)) -> HostResult<()> {
+fn update_meta(ctx: &RequestContext, function: &str, path: &str, change: impl Fn(&mut Object)) -> HostResult<()> {
     let parsed = ResourcePath::parse(path);
     let Some((type_name, id)) = parsed
         .managed()
@@ -245,8 +245,8 @@ pub fn call(
                 .cloned()
                 .ok_or_else(|| HostError::bad_request("\"values\" must be an object"))?;
             update_meta(ctx, "setMeta", text(arguments, "path")?, |meta| {
-                for (key, value) in values {
-                    meta.insert(key, value);
+                for (key, value) in &values {
+                    meta.insert(key.clone(), value.clone());
                 }
             })
             .map(|()| Value::Bool(true))
@@ -268,7 +268,7 @@ pub fn call(
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
-                done.push(completed);
+                done.push(completed.clone());
                 meta.insert("stagesCompleted".to_owned(), Value::Array(done));
             })?;
             Ok(Value::Bool(true))

@@ -38,7 +38,7 @@ impl Store {
                 ") ON CONFLICT (instance_id) DO UPDATE SET startup = excluded.startup, \
                  heartbeat = excluded.heartbeat, shutdown = 0, generation = excluded.generation",
             );
-        self.write(|conn| Ok(sql.execute(conn)?)).map(drop)
+        self.write(|conn| Ok((&sql).execute(conn)?)).map(drop)
     }
 
     /// Records that a running node is alive at `now`, serving `generation`.
@@ -49,14 +49,14 @@ impl Store {
             .bind_i64(generation)
             .push(" WHERE instance_id = ")
             .bind_text(instance_id);
-        self.write(|conn| Ok(sql.execute(conn)?)).map(drop)
+        self.write(|conn| Ok((&sql).execute(conn)?)).map(drop)
     }
 
     /// Records a node's shutdown.
     pub fn node_shutdown(&self, instance_id: &str, now: i64) -> Result<(), StoreError> {
         let mut sql = Sql::cached("UPDATE cluster_nodes SET shutdown = ");
         sql.bind_i64(now).push(" WHERE instance_id = ").bind_text(instance_id);
-        self.write(|conn| Ok(sql.execute(conn)?)).map(drop)
+        self.write(|conn| Ok((&sql).execute(conn)?)).map(drop)
     }
 
     /// Every node the database knows, by id.

@@ -171,6 +171,19 @@ impl std::ops::DerefMut for Session {
     }
 }
 
+#[cfg(test)]
+impl Manager {
+    /// A manager of writable connections to the SQLite file at `path`.
+    pub(crate) fn sqlite(path: PathBuf) -> Self {
+        Self {
+            target: DbTarget::Sqlite(path),
+            busy_timeout_ms: 10_000,
+            read_only: false,
+            sqlite_pragmas: "",
+        }
+    }
+}
+
 impl ManageConnection for Manager {
     type Connection = Session;
     type Error = r2d2::Error;
@@ -472,11 +485,12 @@ impl Store {
         Ok(connection?)
     }
 
-    /// Runs `work` as one write transaction; on SQLite, as a savepoint of a transaction it may
-    /// share with concurrent writes ([`GroupWriter`]), returning once that is committed.
+    /// Runs `work` as one write transaction; on SQLite, in a transaction it may share with
+    /// concurrent writes ([`GroupWriter`]), returning once that is committed. `work` may run
+    /// more than once there: again when a write of its group failed after changing something.
     pub(crate) fn write<T>(
         &self,
-        work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+        work: impl FnMut(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         let outcome = match &self.sqlite_writer {
@@ -495,7 +509,7 @@ impl Store {
     /// and `COMMIT`, two round trips). On SQLite it runs as [`Store::write`] runs work.
     pub(crate) fn write_one_statement<T>(
         &self,
-        work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+        work: impl FnMut(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if self.sqlite_writer.is_some() {
             return self.write(work);

@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::connection::{Backend, DbConnection};
 use crate::flatten::{IndexSpec, Limits, PropRow, index_rows, prop_key, unique_values};
 use crate::relationships::{
-    RelationshipSet, delete_edges_of, edges_insert_alone, insert_sets, managed_collection, push_edge_values, sync_sets,
+    Edge, EdgeKey, RelationshipSet, delete_edges_of, edges_insert_alone, insert_sets, managed_collection, new_edges,
+    push_edge_values, select_edges, set_targets, sync_sets,
 };
 use crate::schema::objects;
 use crate::sql::{Bind, Sql};
@@ -342,11 +343,11 @@ fn write_update(
     conn: &mut DbConnection,
     object_type: &str,
     current: &StoredObject,
-    prepared: PreparedUpdate<'_>,
+    prepared: &PreparedUpdate<'_>,
     relationships: &[RelationshipSet],
-) -> Result<StoredObject, StoreError> {
+) -> Result<(), StoreError> {
     if matches!(conn, DbConnection::Postgres(_)) && prepared.change.fits_one_statement() {
-        write_in_one_statement(conn, object_type, current, &prepared)?;
+        write_in_one_statement(conn, object_type, current, prepared)?;
     } else {
         let target = objects::table
             .filter(objects::pk.eq(current.pk))
@@ -362,10 +363,10 @@ fn write_update(
         if changed == 0 {
             return Err(StoreError::RevisionMismatch);
         }
-        update_index(conn, current.pk, object_type, &prepared)?;
+        update_index(conn, current.pk, object_type, prepared)?;
     }
     sync_sets(conn, &managed_collection(object_type), &current.id, relationships)?;
-    Ok(prepared.stored(current))
+    Ok(())
 }
 
 /// Writes an update whose index change [fits one statement](IndexChange::fits_one_statement)
@@ -419,16 +420,17 @@ const EDGES_PER_INSERT: usize = 8;
 
 /// Inserts a new object as one PostgreSQL statement: its row, then its index rows, unique
 /// values and edges, each a data-modifying `WITH` clause reading the new key. One round trip
-/// instead of six, and atomic without a transaction around it. Returns the new key; a value
-/// already taken (the id or a unique value) fails the whole statement.
+/// instead of six, and atomic without a transaction around it. Returns the new key and whether
+/// every one of `edges` (made from `relationships`) was inserted; a value already taken (the id
+/// or a unique value) fails the whole statement.
 fn insert_in_one_statement(
     conn: &mut DbConnection,
     new: &NewObject<'_>,
     rev: Revision,
     (content_text, meta_text): (&str, &str),
     rows: &[PropRow],
-    relationships: &[RelationshipSet],
-) -> Result<i64, StoreError> {
+    (relationships, edges): (&[RelationshipSet], &[Edge]),
+) -> Result<(i64, bool), StoreError> {
     let mut sql = Sql::cached("WITH o AS (INSERT INTO objects (otype, oid, rev, content, meta) VALUES (");
     sql.bind_text(new.object_type)
         .push(", ")
@@ -462,24 +464,25 @@ fn insert_in_one_statement(
         sql.push(") AS v)");
     }
     let collection = managed_collection(new.object_type);
-    let mut edges = relationships
-        .iter()
-        .flat_map(|set| set.targets.iter().map(move |target| (set, target)))
-        .peekable();
-    if edges.peek().is_some() {
+    if edges.is_empty() {
+        sql.push(" SELECT pk, CAST(0 AS BIGINT) FROM o");
+    } else {
         sql.push(", e AS (INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES ");
-        for (index, (set, target)) in edges.enumerate() {
+        for (index, ((set, target), edge)) in set_targets(relationships).zip(edges).enumerate() {
             sql.push(if index == 0 { "" } else { ", " });
-            push_edge_values(&mut sql, &collection, new.id, set, target)?;
+            push_edge_values(&mut sql, &collection, new.id, set, target, &EdgeKey::of(edge))?;
         }
-        sql.push(" ON CONFLICT DO NOTHING)");
+        sql.push(" ON CONFLICT DO NOTHING RETURNING 1) SELECT pk, (SELECT count(*) FROM e) FROM o");
     }
-    sql.push(" SELECT pk FROM o");
     // The text's shape follows the numbers of rows and edges: only few rows are cached.
     if rows.len() > CACHED_CREATE_ROWS {
         sql.set_cacheable(false);
     }
-    Ok(sql.typed::<BigInt>().get_result(conn)?)
+    let (pk, inserted): (i64, i64) = sql.typed::<(BigInt, BigInt)>().get_result(conn)?;
+    Ok((
+        pk,
+        usize::try_from(inserted).is_ok_and(|inserted| inserted == edges.len()),
+    ))
 }
 
 /// Adds to `pointers` the index key of each place where `before` and `after` differ: where
@@ -511,8 +514,16 @@ fn member_keys<'o>(before: &'o Object, after: &'o Object) -> impl Iterator<Item 
         .chain(after.keys().filter(|key| !before.contains_key(key.as_str())))
 }
 
+/// Inserts index rows of object `pk`. On SQLite one row per statement: a statement that may
+/// write several rows first copies every page it touches into a statement journal (so that it
+/// can undo itself alone), which a one-row insert skips; on PostgreSQL many rows per statement
+/// save round trips.
 fn insert_prop_rows(conn: &mut DbConnection, pk: i64, object_type: &str, rows: &[PropRow]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(PROP_ROWS_PER_INSERT) {
+    let rows_per_statement = match conn {
+        DbConnection::Sqlite(_) => 1,
+        DbConnection::Postgres(_) => PROP_ROWS_PER_INSERT,
+    };
+    for chunk in rows.chunks(rows_per_statement) {
         let mut insert =
             Sql::cached("INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, full_str, sorted) ");
         push_prop_values(&mut insert, Some(pk), object_type, chunk);
@@ -613,73 +624,86 @@ impl Store {
     /// Inserts a new object. An existing id → [`StoreError::AlreadyExists`]; a taken unique
     /// value → [`StoreError::UniqueViolation`]; nothing is stored in either case.
     pub fn insert(&self, new: NewObject<'_>) -> Result<StoredObject, StoreError> {
-        self.insert_related(new, &[])
+        self.insert_related(new, &[]).map(|(stored, _)| stored)
     }
 
     /// [`Store::insert`] with the object's relationships, written in the same transaction.
+    /// Returns the object as stored and every edge it has then, as [`Store::edges`] reads them.
     pub fn insert_related(
         &self,
         new: NewObject<'_>,
         relationships: &[RelationshipSet],
-    ) -> Result<StoredObject, StoreError> {
+    ) -> Result<(StoredObject, Vec<Edge>), StoreError> {
         let rev = Revision::initial(nonce());
         let content_text = serde_json::to_string(new.content)?;
         let meta_text = stored_meta(new.meta)?;
         let mut meta = new.meta.clone();
         meta.insert("loginCount".to_owned(), Value::from(0));
         let rows = index_rows(new.id, new.content, &meta, new.index, Limits::Enforced)?;
+        let edges = new_edges(new.id, relationships);
+        let collection = managed_collection(new.object_type);
         let one_statement = self.backend() == Backend::Postgres
             && rows.len() <= PROP_ROWS_PER_INSERT
-            && relationships.iter().map(|set| set.targets.len()).sum::<usize>() <= EDGES_PER_INSERT
+            && edges.len() <= EDGES_PER_INSERT
             && relationships.iter().all(edges_insert_alone);
-        if one_statement {
+        let written = if one_statement {
             let written = self.write_one_statement(|conn| {
-                insert_in_one_statement(conn, &new, rev, (&content_text, &meta_text), &rows, relationships)
+                insert_in_one_statement(
+                    conn,
+                    &new,
+                    rev,
+                    (&content_text, &meta_text),
+                    &rows,
+                    (relationships, &edges),
+                )
             });
             match written {
-                Ok(pk) => {
-                    return Ok(StoredObject {
-                        pk,
-                        id: new.id.to_owned(),
-                        rev,
-                        content: new.content.clone(),
-                        meta,
-                    });
-                }
                 // The statement does not tell which value is taken: the writes one by one below
                 // meet the same conflict and name it (or succeed, if it has gone since).
-                Err(StoreError::Database(error)) if is_unique_violation(&error) => {}
-                Err(error) => return Err(error),
+                Err(StoreError::Database(error)) if is_unique_violation(&error) => None,
+                written => Some(written?),
             }
-        }
-        let pk = self.write(|conn| {
-            let inserted = diesel::insert_into(objects::table)
-                .values((
-                    objects::otype.eq(new.object_type),
-                    objects::oid.eq(new.id),
-                    objects::rev.eq(rev.to_i64()),
-                    objects::content.eq(&content_text),
-                    objects::meta.eq(&meta_text),
-                ))
-                .returning(objects::pk)
-                .get_result::<i64>(conn);
-            let pk = match inserted {
-                Ok(pk) => pk,
-                Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
-                Err(error) => return Err(error.into()),
-            };
-            insert_prop_rows(conn, pk, new.object_type, &rows)?;
-            insert_unique_values(conn, pk, new.object_type, new.content, new.index)?;
-            insert_sets(conn, &managed_collection(new.object_type), new.id, relationships)?;
-            Ok(pk)
-        })?;
-        Ok(StoredObject {
+        } else {
+            None
+        };
+        let (pk, edges_inserted) = match written {
+            Some(written) => written,
+            None => self.write(|conn| {
+                let inserted = diesel::insert_into(objects::table)
+                    .values((
+                        objects::otype.eq(new.object_type),
+                        objects::oid.eq(new.id),
+                        objects::rev.eq(rev.to_i64()),
+                        objects::content.eq(&content_text),
+                        objects::meta.eq(&meta_text),
+                    ))
+                    .returning(objects::pk)
+                    .get_result::<i64>(conn);
+                let pk = match inserted {
+                    Ok(pk) => pk,
+                    Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
+                    Err(error) => return Err(error.into()),
+                };
+                insert_prop_rows(conn, pk, new.object_type, &rows)?;
+                insert_unique_values(conn, pk, new.object_type, new.content, new.index)?;
+                let edges_inserted = insert_sets(conn, &collection, new.id, relationships, &edges)?;
+                Ok((pk, edges_inserted))
+            })?,
+        };
+        // An edge found already there was written by another writer meanwhile: read them all.
+        let edges = if edges_inserted {
+            edges
+        } else {
+            self.read(|conn| select_edges(conn, &collection, &[new.id], None))?
+        };
+        let stored = StoredObject {
             pk,
             id: new.id.to_owned(),
             rev,
             content: new.content.clone(),
             meta,
-        })
+        };
+        Ok((stored, edges))
     }
 
     /// Inserts many new objects in one transaction (bulk loading); all or nothing.
@@ -748,7 +772,8 @@ impl Store {
                 return Err(StoreError::RevisionMismatch);
             }
             let prepared = PreparedUpdate::new(object_type, &current, rev, &update)?;
-            write_update(conn, object_type, &current, prepared, relationships)
+            write_update(conn, object_type, &current, &prepared, relationships)?;
+            Ok(prepared.stored(&current))
         })
     }
 
@@ -767,9 +792,11 @@ impl Store {
         let prepared = PreparedUpdate::new(object_type, current, current.rev.next(nonce()), &update)?;
         if relationships.is_empty() && prepared.change.fits_one_statement() {
             // On PostgreSQL one statement: no transaction needed around it.
-            return self.write_one_statement(|conn| write_update(conn, object_type, current, prepared, &[]));
+            self.write_one_statement(|conn| write_update(conn, object_type, current, &prepared, &[]))?;
+        } else {
+            self.write(|conn| write_update(conn, object_type, current, &prepared, relationships))?;
         }
-        self.write(|conn| write_update(conn, object_type, current, prepared, relationships))
+        Ok(prepared.stored(current))
     }
 
     /// Deletes an object if its revision is still `expected`, with every edge it is an end of;
@@ -830,7 +857,7 @@ impl Store {
         object_type: &str,
         id: &str,
         index: &IndexSpec,
-        change: impl FnOnce(&mut Object),
+        change: impl Fn(&mut Object),
     ) -> Result<StoredObject, StoreError> {
         self.write(|conn| {
             // Touch the row first so concurrent metadata writers on PostgreSQL queue here.

@@ -287,7 +287,7 @@ fn sync_set(conn: &mut DbConnection, collection: &str, id: &str, set: &Relations
             .iter()
             .any(|edge| edge.collection == target.collection && edge.target_id == target.id)
         {
-            changed |= insert_edge(conn, collection, id, set, target)?;
+            changed |= insert_edge(conn, collection, id, set, target, &EdgeKey::new())?;
         }
     }
     Ok(changed)
@@ -301,6 +301,7 @@ fn insert_edge(
     id: &str,
     set: &RelationshipSet,
     target: &EdgeTarget,
+    key: &EdgeKey,
 ) -> Result<bool, StoreError> {
     if !edges_insert_alone(set) {
         let far = End {
@@ -337,7 +338,7 @@ fn insert_edge(
     let mut insert = Sql::cached(
         "INSERT INTO relationships (rid, rev, first_coll, first_id, first_prop, second_coll, second_id, second_prop, props) VALUES ",
     );
-    push_edge_values(&mut insert, collection, id, set, target)?;
+    push_edge_values(&mut insert, collection, id, set, target, key)?;
     insert.push(" ON CONFLICT DO NOTHING");
     Ok(insert.execute(conn)? > 0)
 }
@@ -349,13 +350,14 @@ pub(crate) fn edges_insert_alone(set: &RelationshipSet) -> bool {
 }
 
 /// Appends `(…)`: the columns of a new edge from object `id` of `collection` under `set` to
-/// `target`, in stored order, with a new id and revision.
+/// `target`, in stored order, with the id and revision `key`.
 pub(crate) fn push_edge_values(
     insert: &mut Sql,
     collection: &str,
     id: &str,
     set: &RelationshipSet,
     target: &EdgeTarget,
+    key: &EdgeKey,
 ) -> Result<(), StoreError> {
     let near = End {
         collection,
@@ -370,9 +372,9 @@ pub(crate) fn push_edge_values(
     let (first, second) = canonical(near, far);
     insert
         .push("(")
-        .bind_text(uuid::Uuid::new_v4().to_string())
+        .bind_text(key.id.clone())
         .push(", ")
-        .bind_i64(Revision::initial(rand::random()).to_i64())
+        .bind_i64(key.rev.to_i64())
         .push(", ")
         .bind_text(first.collection)
         .push(", ")
@@ -397,13 +399,62 @@ pub(crate) fn insert_sets(
     collection: &str,
     id: &str,
     sets: &[RelationshipSet],
-) -> Result<(), StoreError> {
-    for set in sets {
-        for target in &set.targets {
-            insert_edge(conn, collection, id, set, target)?;
+    edges: &[Edge],
+) -> Result<bool, StoreError> {
+    let mut all_inserted = true;
+    for ((set, target), edge) in set_targets(sets).zip(edges) {
+        all_inserted &= insert_edge(conn, collection, id, set, target, &EdgeKey::of(edge))?;
+    }
+    Ok(all_inserted)
+}
+
+/// Each target of each of `sets`, with its set, in order.
+pub(crate) fn set_targets(sets: &[RelationshipSet]) -> impl Iterator<Item = (&RelationshipSet, &EdgeTarget)> {
+    sets.iter()
+        .flat_map(|set| set.targets.iter().map(move |target| (set, target)))
+}
+
+/// The edges a new object `id` gets from `sets`, each with a new id and revision, as
+/// [`Store::edges`] would read them.
+pub(crate) fn new_edges(id: &str, sets: &[RelationshipSet]) -> Vec<Edge> {
+    set_targets(sets)
+        .map(|(set, target)| {
+            let key = EdgeKey::new();
+            Edge {
+                id: key.id,
+                rev: key.rev,
+                owner_id: id.to_owned(),
+                property: set.property.clone(),
+                collection: target.collection.clone(),
+                target_id: target.id.clone(),
+                properties: target.properties.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The id and revision of an edge about to be written.
+pub(crate) struct EdgeKey {
+    id: String,
+    rev: Revision,
+}
+
+impl EdgeKey {
+    /// A new edge id and initial revision.
+    fn new() -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            rev: Revision::initial(rand::random()),
         }
     }
-    Ok(())
+
+    /// The id and revision of `edge`.
+    pub(crate) fn of(edge: &Edge) -> Self {
+        Self {
+            id: edge.id.clone(),
+            rev: edge.rev,
+        }
+    }
 }
 
 /// Syncs every set of object `id` (see [`sync_set`]); returns whether any edge changed.
@@ -517,7 +568,7 @@ impl Store {
                     }
                     None => {
                         for target in &set.targets {
-                            insert_edge(conn, &collection, change.id, set, target)?;
+                            insert_edge(conn, &collection, change.id, set, target, &EdgeKey::new())?;
                         }
                     }
                 }

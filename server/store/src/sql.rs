@@ -170,6 +170,9 @@ impl QueryId for Sql {
 
 impl diesel::RunQueryDsl<DbConnection> for Sql {}
 
+/// A statement run by reference, so that work which may run again can run it again.
+impl diesel::RunQueryDsl<DbConnection> for &Sql {}
+
 /// A statement whose rows have the SQL type `ST`, loadable with `RunQueryDsl::load`.
 #[derive(Debug, Clone)]
 pub(crate) struct TypedSql<ST> {

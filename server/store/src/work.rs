@@ -107,14 +107,14 @@ impl Store {
             .bind_text(job)
             .push(" AND holder = ")
             .bind_text(holder);
-        Ok(self.write(|conn| Ok(renew.execute(conn)?))? == 1)
+        Ok(self.write(|conn| Ok((&renew).execute(conn)?))? == 1)
     }
 
     /// Ends `holder`'s lease on a finished `job`.
     pub fn finish_work(&self, job: &str, holder: &str) -> Result<(), StoreError> {
         let mut finish = Sql::cached("DELETE FROM work_leases WHERE job = ");
         finish.bind_text(job).push(" AND holder = ").bind_text(holder);
-        self.write(|conn| Ok(finish.execute(conn)?)).map(drop)
+        self.write(|conn| Ok((&finish).execute(conn)?)).map(drop)
     }
 }
 

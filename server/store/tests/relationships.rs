@@ -305,3 +305,44 @@ fn a_one_way_edge_is_read_only_from_its_owner() {
         );
     }
 }
+
+#[test]
+fn a_create_returns_the_edges_its_object_has_as_they_are_read() {
+    for database in TestDatabase::all() {
+        let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+        insert(&store, "role", "admin", &[]);
+        insert(&store, "role", "staff", &[]);
+        let create = |id: &str, relationships: &[RelationshipSet]| {
+            store
+                .insert_related(
+                    NewObject {
+                        object_type: "user",
+                        id,
+                        content: &object(json!({"name": id})),
+                        meta: &Object::new(),
+                        index: &IndexSpec::default(),
+                    },
+                    relationships,
+                )
+                .unwrap()
+                .1
+        };
+        let written = create("carol", &[roles(&["admin", "staff"])]);
+        assert_eq!(written.len(), 2);
+        assert_eq!(written, store.edges("managed/user", &["carol"], &["roles"]).unwrap());
+        assert!(create("erin", &[]).is_empty());
+
+        // An edge another writer made to the object before it existed is not written again:
+        // the create answers the edges as stored, that one with its own id.
+        insert(&store, "role", "ops", &[members(&["dave"])]);
+        let made_before = store.edges("managed/role", &["ops"], &["members"]).unwrap();
+        let written = create("dave", &[roles(&["ops", "admin"])]);
+        assert_eq!(written, store.edges("managed/user", &["dave"], &["roles"]).unwrap());
+        assert_eq!(written.len(), 2);
+        assert!(
+            written
+                .iter()
+                .any(|edge| edge.id == made_before[0].id && edge.target_id == "ops")
+        );
+    }
+}

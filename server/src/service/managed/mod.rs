@@ -443,7 +443,7 @@ impl<'a> ManagedObjects<'a> {
         let mut relationships = self.take_relationships(&mut content)?;
         let meta = self.new_meta(&content);
         self.grant_conditional_roles(&id, &content, &meta, None, &mut relationships)?;
-        let stored = self
+        let (stored, edges) = self
             .ctx
             .state
             .store
@@ -465,13 +465,13 @@ impl<'a> ManagedObjects<'a> {
             })?;
         self.audit_write("CREATE", &id, None, Some(&stored));
         self.role_written(None, Some(&stored.content));
-        self.run_post_trigger(
-            self.object_type.triggers.post_create.as_ref(),
-            &id,
-            &stored.content,
-            None,
-        );
-        self.view(stored, fields)
+        let post_create = self.object_type.triggers.post_create.as_ref();
+        self.run_post_trigger(post_create, &id, &stored.content, None);
+        if post_create.is_some() {
+            // The trigger may have changed the object's relationships.
+            return self.view(stored, fields);
+        }
+        self.view_with_edges(stored, fields, &edges)
     }
 
     /// The checks a create makes before it changes anything: the id, the index limits,

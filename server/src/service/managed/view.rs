@@ -2,9 +2,11 @@
 //! hidden from clients, `onRead` triggers, virtual properties, `_meta` (with lockout state) when
 //! asked for, and `_fields`.
 
+use std::collections::HashMap;
+
 use ferridm_core::fields::FieldSelection;
 use ferridm_core::{Object, Result, Revision};
-use ferridm_store::StoredObject;
+use ferridm_store::{Edge, StoredObject};
 use serde_json::{Value, json};
 
 use super::ManagedObjects;
@@ -48,7 +50,30 @@ impl ManagedObjects<'_> {
     /// then `_fields` applied.
     pub(super) fn view(&self, stored: StoredObject, fields: &FieldSelection) -> Result<Resource> {
         let shown = self.relationships_shown(fields);
-        let mut related = self.related([(stored.id.as_str(), &stored.content)], &shown)?;
+        let related = self.related([(stored.id.as_str(), &stored.content)], &shown)?;
+        self.view_of_related(stored, fields, related)
+    }
+
+    /// [`Self::view`] of an object whose edges are `edges` (all of them: a create knows what it
+    /// wrote), without reading them.
+    pub(super) fn view_with_edges(
+        &self,
+        stored: StoredObject,
+        fields: &FieldSelection,
+        edges: &[Edge],
+    ) -> Result<Resource> {
+        let shown = self.relationships_shown(fields);
+        let related = self.assemble(vec![(stored.id.as_str(), &stored.content)], &shown, edges);
+        self.view_of_related(stored, fields, related)
+    }
+
+    /// The view of `stored` with `related`, the values of its relationships shown, by object id.
+    fn view_of_related(
+        &self,
+        stored: StoredObject,
+        fields: &FieldSelection,
+        mut related: HashMap<String, Object>,
+    ) -> Result<Resource> {
         self.add_effective_assignments(&mut related, fields)?;
         self.expand_references(&mut related, fields)?;
         let related = related.remove(&stored.id).unwrap_or_default();
