@@ -152,6 +152,7 @@ impl PolicySet {
                     value,
                     params: &policy_use.params,
                     required_failed,
+                    property: reported,
                 })
             });
             let failed = match answered {

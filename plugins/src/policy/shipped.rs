@@ -1,5 +1,6 @@
-//! The shipped policy scripts' simplest checks, run without the script engine while the script
-//! that registered them is byte for byte the one shipped in `scripts/policies/`. A deployment
+//! The shipped policy scripts' simplest checks, and the uniqueness checks (their lookups made
+//! through the installed host, as the script makes them), run without the script engine while
+//! the script that registered them is byte for byte the one shipped in `scripts/policies/`. A deployment
 //! that edits that file (or registers the policy again from a script of its own) runs its
 //! script, as always.
 //!
@@ -20,6 +21,12 @@ const PRESENCE: &str = include_str!("../../../scripts/policies/presence.rhai");
 const STRINGS: &str = include_str!("../../../scripts/policies/strings.rhai");
 const TYPES: &str = include_str!("../../../scripts/policies/types.rhai");
 const FORMATS: &str = include_str!("../../../scripts/policies/formats.rhai");
+const UNIQUENESS: &str = include_str!("../../../scripts/policies/uniqueness.rhai");
+
+/// `uniqueness.rhai`'s longest checked value, in characters.
+const LONGEST_CHECKED: usize = 2048;
+/// The longest `_queryFilter` a query takes, in bytes.
+const LONGEST_FILTER: usize = 16384;
 
 /// A check of a shipped script that runs natively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +45,12 @@ pub enum NativeCheck {
     CannotContainCharacters,
     /// `formats.rhai`'s `validEmailAddress`.
     ValidEmailAddress,
+    /// `uniqueness.rhai`'s `unique`.
+    Unique,
+    /// `uniqueness.rhai`'s `validUsername`.
+    ValidUsername,
+    /// `uniqueness.rhai`'s `noInternalUserConflict`.
+    NoInternalUserConflict,
 }
 
 /// What a policy function is given besides the object: the checked value (`None` when the
@@ -50,6 +63,8 @@ pub struct CheckInput<'a> {
     pub params: &'a Map<String, Value>,
     /// Whether `REQUIRED` already failed for this property.
     pub required_failed: bool,
+    /// The property as reported (`userName`, `mail[0]`): what the uniqueness checks look up.
+    pub property: &'a str,
 }
 
 /// A shipped script: the digest of its text and the functions of it that run natively.
@@ -80,6 +95,14 @@ fn shipped_scripts() -> &'static [ShippedScript] {
                 ],
             ),
             script(FORMATS, &[("validEmailAddress", NativeCheck::ValidEmailAddress)]),
+            script(
+                UNIQUENESS,
+                &[
+                    ("unique", NativeCheck::Unique),
+                    ("validUsername", NativeCheck::ValidUsername),
+                    ("noInternalUserConflict", NativeCheck::NoInternalUserConflict),
+                ],
+            ),
         ]
     })
 }
@@ -128,8 +151,74 @@ impl NativeCheck {
                     requirement("VALID_EMAIL_ADDRESS_FORMAT")
                 }))
             }
+            Self::Unique | Self::ValidUsername | Self::NoInternalUserConflict => uniqueness(self, input),
         }
     }
+}
+
+/// `uniqueness.rhai`'s checks, looking values up through the installed host as the script does;
+/// `None` when no host is installed or a lookup fails (the script then answers, or fails).
+fn uniqueness(check: NativeCheck, input: CheckInput<'_>) -> Option<Vec<Value>> {
+    let (host, _) = crate::host::current()?;
+    let Some(Value::String(value)) = input.value else {
+        return Some(Vec::new());
+    };
+    if value.is_empty() {
+        return Some(Vec::new());
+    }
+    if check == NativeCheck::NoInternalUserConflict {
+        return Some(fails_if(is_internal_user(&*host, value)?, || requirement("UNIQUE")));
+    }
+    if too_long_to_check(value, input.property) {
+        return Some(vec![
+            json!({"policyRequirement": "MAX_LENGTH", "params": {"maxLength": LONGEST_CHECKED}}),
+        ]);
+    }
+    if check == NativeCheck::ValidUsername {
+        let taken = is_internal_user(&*host, value)? || taken_by_another(&*host, value, input.property)?;
+        return Some(fails_if(taken, || requirement("VALID_USERNAME")));
+    }
+    Some(fails_if(taken_by_another(&*host, value, input.property)?, || {
+        requirement("UNIQUE")
+    }))
+}
+
+/// `uniqueness.rhai`'s `equalityFilter`: `property eq "value"`, the value quoted.
+fn equality_filter(property: &str, value: &str) -> String {
+    format!("{property} eq \"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `uniqueness.rhai`'s `tooLongToCheck`.
+fn too_long_to_check(value: &str, property: &str) -> bool {
+    value.chars().count() > LONGEST_CHECKED || equality_filter(property, value).len() > LONGEST_FILTER
+}
+
+/// `uniqueness.rhai`'s `isInternalUser`.
+fn is_internal_user(host: &dyn crate::host::Host, name: &str) -> Option<bool> {
+    if too_long_to_check(name, "userName") {
+        return Some(false);
+    }
+    let found = host.query("internal/user", &equality_filter("userName", name)).ok()?;
+    Some(!found.is_empty())
+}
+
+/// `uniqueness.rhai`'s `takenByAnother`: whether an object of the validated resource's
+/// collection other than that resource holds `value` in `property`.
+fn taken_by_another(host: &dyn crate::host::Host, value: &str, property: &str) -> Option<bool> {
+    let Some(resource) = host.resource() else {
+        return Some(false);
+    };
+    let start = resource.find('/').map_or(0, |first| first + 1);
+    let (collection, id) = match resource[start..].find('/') {
+        Some(offset) => (&resource[..start + offset], &resource[start + offset + 1..]),
+        None => (resource.as_str(), "*"),
+    };
+    let found = host.query(collection, &equality_filter(property, value)).ok()?;
+    Some(
+        found
+            .iter()
+            .any(|object| object.get("_id").and_then(Value::as_str) != Some(id)),
+    )
 }
 
 fn requirement(name: &str) -> Value {
@@ -229,6 +318,7 @@ mod tests {
             ("types.rhai", TYPES),
             ("strings.rhai", STRINGS),
             ("formats.rhai", FORMATS),
+            ("uniqueness.rhai", UNIQUENESS),
         ]
         .iter()
         .map(|(name, text)| Arc::new(CompiledScript::compile_text(&limits, name, text).unwrap()))
@@ -276,9 +366,12 @@ mod tests {
 
     fn params_for(check: NativeCheck) -> Vec<Value> {
         match check {
-            NativeCheck::Required | NativeCheck::NotEmpty | NativeCheck::ValidEmailAddress => {
-                vec![json!({})]
-            }
+            NativeCheck::Required
+            | NativeCheck::NotEmpty
+            | NativeCheck::ValidEmailAddress
+            | NativeCheck::Unique
+            | NativeCheck::ValidUsername
+            | NativeCheck::NoInternalUserConflict => vec![json!({})],
             NativeCheck::ValidType => vec![
                 json!({"types": ["string"]}),
                 json!({"types": ["string", "null"]}),
@@ -349,6 +442,7 @@ mod tests {
                             value: value.as_ref(),
                             params: &params,
                             required_failed,
+                            property: "p",
                         };
                         let scripted = policy.validate(
                             &limits,
@@ -390,5 +484,195 @@ mod tests {
         let registry = shipped_registry();
         assert_eq!(registry.get("regexpMatches").unwrap().native, None);
         assert_eq!(registry.get("valid-name-format").unwrap().native, None);
+    }
+
+    /// A host holding a few user names, for the uniqueness checks; a lookup of `boom` fails.
+    struct Directory {
+        resource: Option<String>,
+    }
+
+    impl crate::host::Host for Directory {
+        fn read(&self, _: &str) -> crate::host::HostResult<Option<Value>> {
+            Ok(None)
+        }
+
+        fn query(&self, path: &str, filter: &str) -> crate::host::HostResult<Vec<Value>> {
+            if filter.contains("boom") {
+                return Err(crate::host::HostError::bad_request("the store is down"));
+            }
+            let held = [
+                ("internal/user", "openidm-admin", "userName", "openidm-admin"),
+                ("managed/user", "u1", "userName", "mine"),
+                ("managed/user", "u2", "userName", "taken"),
+                ("managed/user", "u2", "mail", "a\"b\\c@x.y"),
+            ];
+            Ok(held
+                .iter()
+                .filter(|(collection, _, property, value)| {
+                    *collection == path && filter == equality_filter(property, value)
+                })
+                .map(|(_, id, property, value)| {
+                    let mut found = Map::new();
+                    found.insert("_id".to_owned(), json!(id));
+                    found.insert((*property).to_owned(), json!(value));
+                    Value::Object(found)
+                })
+                .collect())
+        }
+
+        fn create(&self, _: &str, _: Value) -> crate::host::HostResult<Value> {
+            Err(crate::host::HostError::bad_request("not here"))
+        }
+
+        fn update(&self, _: &str, _: Value) -> crate::host::HostResult<Value> {
+            Err(crate::host::HostError::bad_request("not here"))
+        }
+
+        fn patch(&self, _: &str, _: Value) -> crate::host::HostResult<Value> {
+            Err(crate::host::HostError::bad_request("not here"))
+        }
+
+        fn delete(&self, _: &str) -> crate::host::HostResult<Value> {
+            Err(crate::host::HostError::bad_request("not here"))
+        }
+
+        fn service(&self, _: &str, _: Value) -> crate::host::HostResult<Value> {
+            Err(crate::host::HostError::bad_request("not here"))
+        }
+
+        fn resource(&self) -> Option<String> {
+            self.resource.clone()
+        }
+    }
+
+    /// What policy `policy_id` answers for `value` of `property` of `resource`, by the script
+    /// and natively (`None` when the native check leaves it to the script).
+    fn uniqueness_answers(
+        policy_id: &str,
+        resource: Option<&str>,
+        property: &str,
+        value: Option<&Value>,
+    ) -> (Result<Vec<Value>, String>, Option<Vec<Value>>) {
+        let registry = shipped_registry();
+        let limits = ScriptLimits::new(std::env::temp_dir());
+        let policy = registry.get(policy_id).unwrap();
+        let params = Map::new();
+        let host = std::rc::Rc::new(Directory {
+            resource: resource.map(str::to_owned),
+        });
+        crate::host::with_host(host, crate::host::Capability::Read, "policy", || {
+            let scripted = policy
+                .validate(
+                    &limits,
+                    Dynamic::from(rhai::Map::new()),
+                    value.map_or(Dynamic::UNIT, to_dynamic),
+                    to_dynamic(&json!({})),
+                    property,
+                    false,
+                    value.is_some(),
+                )
+                .map_err(|error| error.to_string());
+            let native = policy.native.and_then(|check| {
+                check.run(CheckInput {
+                    value,
+                    params: &params,
+                    required_failed: false,
+                    property,
+                })
+            });
+            (scripted, native)
+        })
+    }
+
+    #[test]
+    fn native_uniqueness_checks_answer_as_the_shipped_script_does() {
+        let long_property = "p".repeat(9000);
+        let mut values = values();
+        values.extend(
+            [
+                "taken".to_owned(),
+                "mine".to_owned(),
+                "openidm-admin".to_owned(),
+                "a\"b\\c@x.y".to_owned(),
+                "boom".to_owned(),
+                "x".repeat(LONGEST_CHECKED),
+                "x".repeat(LONGEST_CHECKED + 1),
+            ]
+            .map(|text| Some(json!(text))),
+        );
+        let resources = [
+            None,
+            Some("managed/user/*"),
+            Some("managed/user/u1"),
+            Some("managed/user/u2"),
+            Some("managed/user"),
+            Some("managed"),
+        ];
+        let mut native = 0;
+        for (policy_id, check) in [
+            ("unique", NativeCheck::Unique),
+            ("valid-username", NativeCheck::ValidUsername),
+            ("no-internal-user-conflict", NativeCheck::NoInternalUserConflict),
+        ] {
+            assert_eq!(shipped_registry().get(policy_id).unwrap().native, Some(check));
+            for resource in resources {
+                for property in ["userName", "mail", long_property.as_str()] {
+                    for value in &values {
+                        let (scripted, answered) = uniqueness_answers(policy_id, resource, property, value.as_ref());
+                        let Some(answer) = answered else {
+                            assert!(
+                                scripted.is_err(),
+                                "{policy_id} {value:?}: left to a script that answers"
+                            );
+                            continue;
+                        };
+                        native += 1;
+                        assert_eq!(
+                            serde_json::to_string(&answer).unwrap(),
+                            serde_json::to_string(&scripted.unwrap()).unwrap(),
+                            "{policy_id} {resource:?} {property:.20} {value:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(native > 1000, "{native} answered natively");
+        let answered = |policy_id, resource, value: &str| {
+            uniqueness_answers(policy_id, resource, "userName", Some(&json!(value)))
+                .1
+                .unwrap()
+        };
+        let valid_username = json!([{"policyRequirement": "VALID_USERNAME"}]);
+        assert_eq!(
+            Value::Array(answered("valid-username", Some("managed/user/*"), "taken")),
+            valid_username
+        );
+        assert_eq!(
+            Value::Array(answered("valid-username", Some("managed/user/u1"), "openidm-admin")),
+            valid_username
+        );
+        assert!(
+            answered("valid-username", Some("managed/user/u2"), "taken").is_empty(),
+            "its own name"
+        );
+        assert_eq!(
+            Value::Array(answered("unique", Some("managed/user/u1"), "taken")),
+            json!([{"policyRequirement": "UNIQUE"}])
+        );
+        let outside = uniqueness_answers("unique", None, "userName", Some(&json!("taken")));
+        assert_eq!(outside.1, Some(Vec::new()), "no resource: nothing to compare with");
+    }
+
+    #[test]
+    fn uniqueness_checks_without_a_host_are_left_to_the_script() {
+        let params = Map::new();
+        let input = CheckInput {
+            value: Some(&json!("taken")),
+            params: &params,
+            required_failed: false,
+            property: "userName",
+        };
+        assert_eq!(NativeCheck::Unique.run(input), None);
+        assert_eq!(NativeCheck::ValidUsername.run(input), None);
     }
 }
