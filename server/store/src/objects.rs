@@ -514,6 +514,32 @@ fn member_keys<'o>(before: &'o Object, after: &'o Object) -> impl Iterator<Item 
         .chain(after.keys().filter(|key| !before.contains_key(key.as_str())))
 }
 
+/// Inserts the row of object `new` (stored as `content` and `meta`) and returns its key;
+/// [`StoreError::AlreadyExists`] when its id is taken.
+fn insert_object_row(
+    conn: &mut DbConnection,
+    new: &NewObject<'_>,
+    rev: Revision,
+    content: &str,
+    meta: &str,
+) -> Result<i64, StoreError> {
+    let inserted = diesel::insert_into(objects::table)
+        .values((
+            objects::otype.eq(new.object_type),
+            objects::oid.eq(new.id),
+            objects::rev.eq(rev.to_i64()),
+            objects::content.eq(content),
+            objects::meta.eq(meta),
+        ))
+        .returning(objects::pk)
+        .get_result::<i64>(conn);
+    match inserted {
+        Ok(pk) => Ok(pk),
+        Err(error) if is_unique_violation(&error) => Err(StoreError::AlreadyExists),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Inserts index rows of object `pk`. On SQLite one row per statement: a statement that may
 /// write several rows first copies every page it touches into a statement journal (so that it
 /// can undo itself alone), which a one-row insert skips; on PostgreSQL many rows per statement
@@ -669,21 +695,7 @@ impl Store {
         let (pk, edges_inserted) = match written {
             Some(written) => written,
             None => self.write(|conn| {
-                let inserted = diesel::insert_into(objects::table)
-                    .values((
-                        objects::otype.eq(new.object_type),
-                        objects::oid.eq(new.id),
-                        objects::rev.eq(rev.to_i64()),
-                        objects::content.eq(&content_text),
-                        objects::meta.eq(&meta_text),
-                    ))
-                    .returning(objects::pk)
-                    .get_result::<i64>(conn);
-                let pk = match inserted {
-                    Ok(pk) => pk,
-                    Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
-                    Err(error) => return Err(error.into()),
-                };
+                let pk = insert_object_row(conn, &new, rev, &content_text, &meta_text)?;
                 insert_prop_rows(conn, pk, new.object_type, &rows)?;
                 insert_unique_values(conn, pk, new.object_type, new.content, new.index)?;
                 let edges_inserted = insert_sets(conn, &collection, new.id, relationships, &edges)?;
@@ -723,21 +735,7 @@ impl Store {
             .collect::<Result<_, StoreError>>()?;
         self.write(|conn| {
             for (new, (rev, content, meta_text, meta)) in objects.iter().zip(&prepared) {
-                let inserted = diesel::insert_into(objects::table)
-                    .values((
-                        objects::otype.eq(new.object_type),
-                        objects::oid.eq(new.id),
-                        objects::rev.eq(rev.to_i64()),
-                        objects::content.eq(content),
-                        objects::meta.eq(meta_text),
-                    ))
-                    .returning(objects::pk)
-                    .get_result::<i64>(conn);
-                let pk = match inserted {
-                    Ok(pk) => pk,
-                    Err(error) if is_unique_violation(&error) => return Err(StoreError::AlreadyExists),
-                    Err(error) => return Err(error.into()),
-                };
+                let pk = insert_object_row(conn, new, *rev, content, meta_text)?;
                 insert_index(conn, pk, &NewObject { meta, ..*new }, Limits::Enforced)?;
             }
             Ok(objects.len())
