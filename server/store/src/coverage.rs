@@ -14,6 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use diesel::RunQueryDsl;
 
+use crate::connection::DbConnection;
 use crate::flatten::{IndexSpec, Indexed};
 use crate::objects::{OBJECT_COLUMNS, reindex};
 use crate::query::load;
@@ -123,6 +124,11 @@ impl Store {
                 .bind_i64(after)
                 .push(" ORDER BY o.pk");
             select.push_limit(u64::from(page), 0);
+            if matches!(conn, DbConnection::Postgres(_)) {
+                // Locked, so that an object deleted meanwhile is either skipped here or waits:
+                // its index rows are not written again after its delete removed them.
+                select.push(" FOR UPDATE OF o");
+            }
             let objects = load(conn, select)?;
             for object in &objects {
                 reindex(conn, object_type, object, spec)?;

@@ -694,3 +694,56 @@ fn reindexing_follows_a_new_rule_and_coverage_is_replaced_only_from_what_it_was(
         assert_eq!(*store.index_coverage("user").unwrap(), only(&["userName", "city"]));
     });
 }
+
+/// On PostgreSQL, where writers run side by side, an object deleted while a reindexing page
+/// reads it gets no index rows back: the page waits for the delete and skips the object, so its
+/// unique value is free again. (SQLite runs one write at a time.)
+#[test]
+fn a_reindexing_page_does_not_write_back_the_rows_of_an_object_deleted_meanwhile() {
+    use diesel::connection::SimpleConnection;
+    use diesel::sql_types::{Bool, Integer};
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let store = Store::open(database.url(), &StoreOptions::default()).unwrap();
+    insert(&store, "gone", json!({"userName": "taken"})).unwrap();
+    insert(&store, "kept", json!({"userName": "kept"})).unwrap();
+
+    // Another node's delete of `gone`, as `Store::delete` writes it, not yet committed.
+    let mut deleter = PgConnection::establish(database.url()).unwrap();
+    deleter
+        .batch_execute(
+            "BEGIN;
+             DELETE FROM objects WHERE oid = 'gone';
+             DELETE FROM object_props WHERE obj_pk NOT IN (SELECT pk FROM objects);
+             DELETE FROM unique_values WHERE obj_pk NOT IN (SELECT pk FROM objects);",
+        )
+        .unwrap();
+    let deleter_pid: i32 = diesel::select(diesel::dsl::sql::<Integer>("pg_backend_pid()"))
+        .get_result(&mut deleter)
+        .unwrap();
+
+    std::thread::scope(|scope| {
+        let reindexing = scope.spawn(|| store.reindex_page("user", &spec(), i64::MIN, 10).unwrap());
+        let mut observer = PgConnection::establish(database.url()).unwrap();
+        let waits_for_the_delete =
+            format!("EXISTS (SELECT 1 FROM pg_stat_activity WHERE {deleter_pid} = ANY (pg_blocking_pids(pid)))");
+        while !diesel::select(diesel::dsl::sql::<Bool>(&waits_for_the_delete))
+            .get_result::<bool>(&mut observer)
+            .unwrap()
+        {
+            assert!(!reindexing.is_finished(), "the page did not wait for the delete");
+            std::thread::yield_now();
+        }
+        deleter.batch_execute("COMMIT").unwrap();
+        let (count, _) = reindexing.join().unwrap().unwrap();
+        assert_eq!(count, 1, "only the object still there is reindexed");
+    });
+    assert_eq!(
+        store.index_properties("user", "kept"),
+        ["/_id", "/_meta", "/_meta/createDate", "/_meta/loginCount", "/userName"]
+    );
+    insert(&store, "again", json!({"userName": "taken"})).unwrap();
+}
