@@ -58,6 +58,15 @@ pub trait Host {
     fn read(&self, path: &str) -> HostResult<Option<Value>>;
     /// Runs a `_queryFilter` on a collection; returns the matching objects.
     fn query(&self, path: &str, filter: &str) -> HostResult<Vec<Value>>;
+    /// The ids of the objects [`Host::query`] would return, for checks that need no more (a
+    /// host may then skip reading the objects).
+    fn query_ids(&self, path: &str, filter: &str) -> HostResult<Vec<String>> {
+        Ok(self
+            .query(path, filter)?
+            .iter()
+            .filter_map(|found| found.get("_id").and_then(Value::as_str).map(str::to_owned))
+            .collect())
+    }
     /// Creates an object (`path` is the collection or `collection/id`).
     fn create(&self, path: &str, content: Value) -> HostResult<Value>;
     /// Replaces an object.

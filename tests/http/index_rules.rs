@@ -305,3 +305,51 @@ fn an_ids_only_query_sorted_and_paged_walks_every_object() {
         }
     });
 }
+
+/// `_fields=_id` reads no content (unless an `onRead` trigger is to see it), yet selects, sorts
+/// and pages as the same query with every field does, on indexed and left-out properties alike.
+#[test]
+fn a_query_for_ids_alone_answers_as_the_query_for_everything_does() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        seed(&server);
+        let ids_of = |parameters: &str| -> Vec<String> {
+            let reply = server
+                .admin()
+                .get(&format!("/openidm/managed/user?{parameters}"))
+                .send();
+            assert_eq!(reply.status, 200, "{parameters}: {}", reply.body);
+            reply.body["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|user| user["_id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let queries = [
+            "_queryFilter=true",
+            "_queryFilter=userName%20sw%20%22c%22%20or%20userName%20eq%20%22ann%22",
+            "_queryFilter=city%20eq%20%22oslo%22",
+            "_queryFilter=telephoneNumber%20sw%20%22%2B47%22%20and%20!(city%20pr)",
+            "_queryFilter=userName%20gt%20%22a%22%20and%20preferences/updates%20eq%20false&_sortKeys=-city",
+            "_queryFilter=true&_sortKeys=city,-userName&_pageSize=2&_pagedResultsOffset=1",
+            "_queryFilter=city%20pr&_pageSize=3",
+        ];
+        for parameters in queries {
+            let everything = ids_of(parameters);
+            assert!(!everything.is_empty(), "{parameters}");
+            assert_eq!(ids_of(&format!("{parameters}&_fields=_id")), everything, "{parameters}");
+        }
+        let walked = walk_field(&server, "_queryFilter=city%20pr&_sortKeys=-city&_fields=_id", 2, "_id");
+        let expected = walk_field(&server, "_queryFilter=city%20pr&_sortKeys=-city", 2, "_id");
+        assert_eq!((walked.len(), &walked), (4, &expected));
+
+        let reply = server
+            .admin()
+            .get("/openidm/managed/user?_queryFilter=city%20eq%20%22bergen%22&_fields=_id")
+            .send();
+        let result = reply.body["result"].as_array().unwrap();
+        let keys: Vec<&str> = result[0].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!((result.len(), keys), (1, vec!["_id", "_rev"]), "{}", reply.body);
+    });
+}

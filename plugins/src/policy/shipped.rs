@@ -198,7 +198,9 @@ fn is_internal_user(host: &dyn crate::host::Host, name: &str) -> Option<bool> {
     if too_long_to_check(name, "userName") {
         return Some(false);
     }
-    let found = host.query("internal/user", &equality_filter("userName", name)).ok()?;
+    let found = host
+        .query_ids("internal/user", &equality_filter("userName", name))
+        .ok()?;
     Some(!found.is_empty())
 }
 
@@ -213,12 +215,8 @@ fn taken_by_another(host: &dyn crate::host::Host, value: &str, property: &str) -
         Some(offset) => (&resource[..start + offset], &resource[start + offset + 1..]),
         None => (resource.as_str(), "*"),
     };
-    let found = host.query(collection, &equality_filter(property, value)).ok()?;
-    Some(
-        found
-            .iter()
-            .any(|object| object.get("_id").and_then(Value::as_str) != Some(id)),
-    )
+    let found = host.query_ids(collection, &equality_filter(property, value)).ok()?;
+    Some(found.iter().any(|found_id| found_id != id))
 }
 
 fn requirement(name: &str) -> Value {

@@ -78,6 +78,14 @@ impl FieldSelection {
         &self.pointers
     }
 
+    /// True when the selection is `_id` alone: a response shows `_id` and `_rev` and nothing
+    /// of the content.
+    pub fn selects_only_the_id(&self) -> bool {
+        !self.defaults
+            && !self.references
+            && matches!(self.pointers.as_slice(), [only] if only.len() == 1 && only.first() == Some("_id"))
+    }
+
     /// True when the selection explicitly names `field` or something below it.
     pub fn mentions(&self, field: &str) -> bool {
         self.pointers.iter().any(|pointer| pointer.first() == Some(field))
@@ -182,6 +190,24 @@ mod tests {
         .as_object()
         .cloned()
         .unwrap()
+    }
+
+    #[test]
+    fn only_the_id_is_the_id_alone() {
+        let only_the_id = |fields: &[&str]| FieldSelection::parse(fields.iter().copied()).selects_only_the_id();
+        assert!(only_the_id(&["_id"]));
+        assert!(only_the_id(&["/_id", "_id"]));
+        for other in [
+            &[][..],
+            &["_id,*"],
+            &["_id,*_ref"],
+            &["_id/x"],
+            &["_id,userName"],
+            &["_rev"],
+            &[""],
+        ] {
+            assert!(!only_the_id(other), "{other:?}");
+        }
     }
 
     #[test]

@@ -95,6 +95,35 @@ impl ServerHost {
             .is_some_and(|(managed_type, name)| managed_type.relationship(name).is_some())
     }
 
+    /// `openidm::query` on a collection, with `_fields` when given.
+    fn query_fields(&self, path: &str, filter: &str, fields: Option<&str>) -> HostResult<Vec<Value>> {
+        let parsed = ResourcePath::parse(path);
+        let collection = match parsed.managed() {
+            // The references of a relationship: `managed/user/<id>/roles`.
+            Some(managed) if managed.rest.len() == 1 => self.is_relationship(&managed),
+            Some(managed) => managed.id.is_none(),
+            None => parsed.segments() == ["internal", "user"],
+        };
+        if !collection {
+            return Err(unsupported("openidm::query", &parsed));
+        }
+        let request = Request::internal(
+            Method::Get,
+            parsed,
+            Params::from_pairs(
+                std::iter::once(("_queryfilter", filter)).chain(fields.map(|fields| ("_fields", fields))),
+            ),
+            None,
+        );
+        match self.call(request)? {
+            Value::Object(mut response) => match response.remove("result") {
+                Some(Value::Array(result)) => Ok(result),
+                _ => Ok(Vec::new()),
+            },
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// A path a write may address: `managed/<type>/<id>`.
     fn instance(function: &str, path: &str) -> HostResult<ResourcePath> {
         let parsed = ResourcePath::parse(path);
@@ -149,29 +178,18 @@ impl Host for ServerHost {
     }
 
     fn query(&self, path: &str, filter: &str) -> HostResult<Vec<Value>> {
-        let parsed = ResourcePath::parse(path);
-        let collection = match parsed.managed() {
-            // The references of a relationship: `managed/user/<id>/roles`.
-            Some(managed) if managed.rest.len() == 1 => self.is_relationship(&managed),
-            Some(managed) => managed.id.is_none(),
-            None => parsed.segments() == ["internal", "user"],
-        };
-        if !collection {
-            return Err(unsupported("openidm::query", &parsed));
-        }
-        let request = Request::internal(
-            Method::Get,
-            parsed,
-            Params::from_pairs([("_queryfilter", filter)]),
-            None,
-        );
-        match self.call(request)? {
-            Value::Object(mut response) => match response.remove("result") {
-                Some(Value::Array(result)) => Ok(result),
-                _ => Ok(Vec::new()),
-            },
-            _ => Ok(Vec::new()),
-        }
+        self.query_fields(path, filter, None)
+    }
+
+    fn query_ids(&self, path: &str, filter: &str) -> HostResult<Vec<String>> {
+        Ok(self
+            .query_fields(path, filter, Some("_id"))?
+            .into_iter()
+            .filter_map(|mut found| match found.get_mut("_id").map(Value::take) {
+                Some(Value::String(id)) => Some(id),
+                _ => None,
+            })
+            .collect())
     }
 
     fn create(&self, path: &str, content: Value) -> HostResult<Value> {

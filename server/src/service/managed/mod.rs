@@ -707,6 +707,7 @@ impl<'a> ManagedObjects<'a> {
         &self,
         request: &QueryRequest,
         page_size: Option<u32>,
+        with_content: bool,
         relationships: &[&str],
     ) -> Result<(ferridm_store::QueryPage, Vec<Edge>)> {
         let limit = self.ctx.generation.settings.max_unpaged_query_results;
@@ -720,7 +721,7 @@ impl<'a> ManagedObjects<'a> {
             offset: if page_size.is_some() { request.paging.offset } else { 0 },
             cookie: request.paging.cookie.as_deref(),
             count: page_size.is_some() && request.paging.count != ferridm_core::query::CountPolicy::None,
-            with_content: !request.ids_only,
+            with_content,
             limit,
             index: &self.object_type.index,
             // A query pinned to one object is one index probe, like a read by id, and runs
@@ -750,8 +751,12 @@ impl<'a> ManagedObjects<'a> {
     pub fn query(&self, request: &QueryRequest, fields: &FieldSelection) -> Result<QueryResponse> {
         let ids_only = FieldSelection::parse(["_id"]);
         let fields = if request.ids_only { &ids_only } else { fields };
+        // `_fields=_id` shows nothing of the content, which then is not read, unless an
+        // `onRead` trigger is to see it.
+        let content_unseen =
+            request.ids_only || (fields.selects_only_the_id() && self.object_type.triggers.on_read.is_none());
         let shown = self.relationships_shown(fields);
-        let (page, edges) = self.run_query(request, request.paging.page_size, &shown)?;
+        let (page, edges) = self.run_query(request, request.paging.page_size, !content_unseen, &shown)?;
         let mut related = self.assemble(
             page.objects
                 .iter()
@@ -789,7 +794,7 @@ impl<'a> ManagedObjects<'a> {
             paging: Paging::default(),
             ..request.clone()
         };
-        let (page, _) = self.run_query(&probe, Some(2), &[])?;
+        let (page, _) = self.run_query(&probe, Some(2), false, &[])?;
         match page.objects.as_slice() {
             [] => Err(Error::NotFound("Query returned no results".into())),
             [only] => self.patch(&only.id, None, operations, fields),
