@@ -10,6 +10,7 @@
 //! statement with a bound `LIMIT ?` again every time it is used (clippy.toml refuses the rest).
 
 mod audit;
+mod checkpoint;
 mod cluster;
 mod connection;
 mod coverage;

@@ -25,11 +25,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use diesel::RunQueryDsl;
-use diesel::connection::{Connection, TransactionManager, TransactionManagerStatus};
+use diesel::connection::{Connection, SimpleConnection, TransactionManager, TransactionManagerStatus};
 use diesel::r2d2::ManageConnection;
 use diesel::sql_types::BigInt;
 
 use crate::StoreError;
+use crate::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use crate::connection::{DbConnection, Manager, Session, begin_write};
 use crate::sql::Sql;
 
@@ -44,6 +45,8 @@ pub(crate) struct GroupWriter {
     ended: Condvar,
     /// Writes waiting for the lock.
     queued: AtomicUsize,
+    /// Copies the log into the database file after commits, outside the lock.
+    checkpointer: Checkpointer,
 }
 
 #[derive(Default)]
@@ -86,6 +89,7 @@ impl GroupWriter {
     /// A writer whose connection `manager` makes.
     pub(crate) fn new(manager: Manager) -> Self {
         Self {
+            checkpointer: Checkpointer::start(manager.clone()),
             manager,
             state: Mutex::default(),
             ended: Condvar::new(),
@@ -187,10 +191,14 @@ impl GroupWriter {
     fn begin(&self, kept: Option<Session>) -> Result<Session, StoreError> {
         let mut conn = match kept {
             Some(conn) => conn,
-            None => self.manager.connect().map_err(|error| match error {
-                diesel::r2d2::Error::ConnectionError(error) => StoreError::Connection(error),
-                diesel::r2d2::Error::QueryError(error) => StoreError::Database(error),
-            })?,
+            None => {
+                let mut conn = self.manager.connect().map_err(|error| match error {
+                    diesel::r2d2::Error::ConnectionError(error) => StoreError::Connection(error),
+                    diesel::r2d2::Error::QueryError(error) => StoreError::Database(error),
+                })?;
+                conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}"))?;
+                conn
+            }
         };
         begin_write(&mut conn)?;
         Ok(conn)
@@ -206,6 +214,7 @@ impl GroupWriter {
                 match <DbConnection as Connection>::TransactionManager::commit_transaction(&mut conn) {
                     Ok(()) => {
                         state.idle = Some(conn);
+                        self.checkpointer.committed();
                         GroupEnd::Committed
                     }
                     // diesel rolls the transaction back itself when its commit fails.
@@ -391,6 +400,29 @@ mod tests {
         assert!(matches!(outcomes[0], Ok(Err(StoreError::NotFound))));
         assert!(matches!(outcomes[1], Ok(Ok(()))));
         assert_eq!(keys(&writer), ["a", "c"]);
+    }
+
+    /// The keys in the database file alone (a copy of it without its log).
+    fn keys_in_the_file(dir: &tempfile::TempDir) -> Vec<String> {
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(dir.path().join("w.db"), &copy).unwrap();
+        let mut conn = DbConnection::Sqlite(diesel::SqliteConnection::establish(&copy.to_string_lossy()).unwrap());
+        Sql::cached("SELECT k FROM t ORDER BY k")
+            .typed::<Text>()
+            .load(&mut conn)
+            .unwrap()
+    }
+
+    #[test]
+    fn commits_reach_the_database_file_in_the_background() {
+        let (writer, dir) = writer();
+        writer.write(|conn| insert(conn, "a")).unwrap();
+        writer.write(|conn| insert(conn, "b")).unwrap();
+        writer.checkpointer.wait_for_the_next();
+        assert_eq!(keys_in_the_file(&dir), ["a", "b"]);
+        writer.write(|conn| insert(conn, "c")).unwrap();
+        writer.checkpointer.wait_for_the_next();
+        assert_eq!(keys_in_the_file(&dir), ["a", "b", "c"]);
     }
 
     #[test]
