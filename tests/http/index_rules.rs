@@ -42,18 +42,23 @@ fn seed(server: &TestServer) -> Vec<String> {
 
 /// The user names a query answers, in order, and its total when counted.
 fn query(server: &TestServer, parameters: &str) -> (Vec<String>, Value) {
+    query_field(server, parameters, "userName")
+}
+
+/// `field` of every user a query answers, in order, and its total when counted.
+fn query_field(server: &TestServer, parameters: &str, field: &str) -> (Vec<String>, Value) {
     let reply = server
         .admin()
         .get(&format!("/openidm/managed/user?{parameters}"))
         .send();
     assert_eq!(reply.status, 200, "{parameters}: {}", reply.body);
-    let names = reply.body["result"]
+    let values = reply.body["result"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|user| user["userName"].as_str().unwrap().to_owned())
+        .map(|user| user[field].as_str().unwrap().to_owned())
         .collect();
-    (names, reply.body["totalPagedResults"].clone())
+    (values, reply.body["totalPagedResults"].clone())
 }
 
 /// Every user name a query walks to (sorted by `sort`, or in creation order when it is empty),
@@ -313,19 +318,7 @@ fn a_query_for_ids_alone_answers_as_the_query_for_everything_does() {
     on_each_backend(|builder| {
         let server = builder.start();
         seed(&server);
-        let ids_of = |parameters: &str| -> Vec<String> {
-            let reply = server
-                .admin()
-                .get(&format!("/openidm/managed/user?{parameters}"))
-                .send();
-            assert_eq!(reply.status, 200, "{parameters}: {}", reply.body);
-            reply.body["result"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|user| user["_id"].as_str().unwrap().to_owned())
-                .collect()
-        };
+        let ids_of = |parameters: &str| query_field(&server, parameters, "_id").0;
         let queries = [
             "_queryFilter=true",
             "_queryFilter=userName%20sw%20%22c%22%20or%20userName%20eq%20%22ann%22",

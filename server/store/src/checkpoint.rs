@@ -36,7 +36,10 @@ pub(crate) struct Checkpointer {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    wake: Condvar,
+    /// Wakes the thread waiting for a commit (or to stop).
+    commits: Condvar,
+    /// Wakes the thread pacing itself (to stop), and tests waiting for a checkpoint's end.
+    progress: Condvar,
 }
 
 #[derive(Default)]
@@ -66,10 +69,14 @@ impl Checkpointer {
         Self { shared, thread }
     }
 
-    /// Tells the thread that a commit has added to the log.
+    /// Tells the thread that a commit has added to the log. Only the first commit since a
+    /// checkpoint began wakes it; later ones find the flag already set.
     pub(crate) fn committed(&self) {
-        self.shared.lock().pending = true;
-        self.shared.wake.notify_all();
+        let mut state = self.shared.lock();
+        if !state.pending {
+            state.pending = true;
+            self.shared.commits.notify_one();
+        }
     }
 
     /// Waits until a checkpoint that begins after this call has ended (tests: it copies every
@@ -80,7 +87,7 @@ impl Checkpointer {
         let next = state.begun + 1;
         let (state, waited) = self
             .shared
-            .wake
+            .progress
             .wait_timeout_while(state, Duration::from_secs(10), |state| state.ended < next)
             .unwrap_or_else(PoisonError::into_inner);
         drop(state);
@@ -91,7 +98,8 @@ impl Checkpointer {
 impl Drop for Checkpointer {
     fn drop(&mut self) {
         self.shared.lock().stopping = true;
-        self.shared.wake.notify_all();
+        self.shared.commits.notify_all();
+        self.shared.progress.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -110,7 +118,7 @@ fn checkpoint_after_commits(shared: &Shared, manager: &Manager) {
     loop {
         {
             let mut state = shared
-                .wake
+                .commits
                 .wait_while(shared.lock(), |state| !state.pending && !state.stopping)
                 .unwrap_or_else(PoisonError::into_inner);
             if state.stopping {
@@ -133,10 +141,10 @@ fn checkpoint_after_commits(shared: &Shared, manager: &Manager) {
         }
         let mut state = shared.lock();
         state.ended += 1;
-        shared.wake.notify_all();
+        shared.progress.notify_all();
         drop(
             shared
-                .wake
+                .progress
                 .wait_timeout_while(state, PACE, |state| !state.stopping)
                 .unwrap_or_else(PoisonError::into_inner),
         );
