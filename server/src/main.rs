@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferridm::{ConfigErrors, ServerOptions};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc returns freed memory to the system soon after a burst (for example the 19 MiB
@@ -91,10 +92,23 @@ struct ImportArgs {
     idm_keys: Vec<String>,
 }
 
+/// Log lines that may wait for the logging thread before a request thread waits for it.
+const LOG_QUEUE_LINES: usize = 4096;
+
 fn main() -> ExitCode {
+    // Request threads hand formatted lines to a logging thread, which writes them out; the
+    // guard writes whatever is still queued when `main` returns. Nothing is dropped: a full
+    // queue makes the request thread wait. The queue is allocated whole up front, so it is
+    // kept to what a burst needs.
+    let (log_writer, _log_flushed_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(false)
+        .thread_name("ferridm-log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(log_writer)
         .init();
     let cli = Cli::parse();
     match cli.command {

@@ -495,7 +495,9 @@ fn the_startup_log_names_files_relative_to_the_project() {
     }
     sigterm(&child);
     let output = wait_output(child, Duration::from_secs(30));
-    let log = without_colours(&format!("{}{}", text(&output.stdout), text(&output.stderr)));
+    let log = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    // Written to a pipe, not a terminal: plain text, without colour sequences.
+    assert!(!log.contains('\u{1b}'), "colour sequences in the log:\n{log}");
     assert!(log.contains("path=data/secrets.json"), "{log}");
     let root = project.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -506,19 +508,4 @@ fn the_startup_log_names_files_relative_to_the_project() {
         !log.contains(&*project.path().to_string_lossy()),
         "an absolute path in the log:\n{log}"
     );
-}
-
-/// Text without ANSI colour sequences (`ESC [ … m`).
-fn without_colours(text: &str) -> String {
-    let mut plain = String::with_capacity(text.len());
-    let mut in_sequence = false;
-    for c in text.chars() {
-        match (in_sequence, c) {
-            (false, '\u{1b}') => in_sequence = true,
-            (false, other) => plain.push(other),
-            (true, 'm') => in_sequence = false,
-            (true, _) => {}
-        }
-    }
-    plain
 }
