@@ -523,16 +523,23 @@ fn insert_object_row(
     content: &str,
     meta: &str,
 ) -> Result<i64, StoreError> {
-    let inserted = diesel::insert_into(objects::table)
-        .values((
-            objects::otype.eq(new.object_type),
-            objects::oid.eq(new.id),
-            objects::rev.eq(rev.to_i64()),
-            objects::content.eq(content),
-            objects::meta.eq(meta),
-        ))
-        .returning(objects::pk)
-        .get_result::<i64>(conn);
+    let insert = diesel::insert_into(objects::table).values((
+        objects::otype.eq(new.object_type),
+        objects::oid.eq(new.id),
+        objects::rev.eq(rev.to_i64()),
+        objects::content.eq(content),
+        objects::meta.eq(meta),
+    ));
+    let inserted = match conn {
+        // SQLite runs an insert with `RETURNING` as one that may write several rows, with a
+        // statement journal of every page it touches; the row id of a plain insert is free.
+        DbConnection::Sqlite(_) => insert.execute(conn).and_then(|_| {
+            Sql::cached("SELECT last_insert_rowid()")
+                .typed::<BigInt>()
+                .get_result::<i64>(conn)
+        }),
+        DbConnection::Postgres(_) => insert.returning(objects::pk).get_result::<i64>(conn),
+    };
     match inserted {
         Ok(pk) => Ok(pk),
         Err(error) if is_unique_violation(&error) => Err(StoreError::AlreadyExists),
