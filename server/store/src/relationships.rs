@@ -232,6 +232,66 @@ pub(crate) fn load_objects_and_edges(
     Ok((objects, edges.into_iter().map(|(_, edge)| edge).collect()))
 }
 
+/// The columns of `objects o` ([`OBJECT_COLUMNS`]) followed by two columns with the edges
+/// `properties` hold for each object of `collection`, read by subqueries of the row: one JSON
+/// array per end, of `[key, id, revision, property, properties, far collection, far id]`.
+/// SQLite only; [`load_objects_with_edge_arrays`] reads the rows back. There one statement
+/// costs less than a page, its edges and the transaction that keeps them consistent.
+///
+/// [`OBJECT_COLUMNS`]: crate::objects::OBJECT_COLUMNS
+pub(crate) fn select_objects_with_edge_arrays(collection: &str, properties: &[&str], cacheable: bool) -> Sql {
+    let mut select = Sql::uncached("SELECT o.pk, o.oid, o.rev, o.content, o.meta, o.login_count");
+    select.set_cacheable(cacheable && properties.len() <= CACHED_PROPERTIES);
+    for (near, far) in [("first", "second"), ("second", "first")] {
+        select.push(&format!(
+            ", (SELECT json_group_array(json_array(r.pk, r.rid, r.rev, r.{near}_prop, r.props, r.{far}_coll, r.{far}_id)) FROM relationships r WHERE r.{near}_id = o.oid AND r.{near}_coll = "
+        ));
+        select.bind_text(collection);
+        push_in(&mut select, &format!("r.{near}_prop"), properties);
+        select.push(")");
+    }
+    select.push(" FROM objects o");
+    select
+}
+
+/// Reads the rows of a statement built on [`select_objects_with_edge_arrays`]: the objects in
+/// the statement's order and their edges in the order the edges were made.
+pub(crate) fn load_objects_with_edge_arrays(
+    conn: &mut DbConnection,
+    select: Sql,
+) -> Result<(Vec<StoredObject>, Vec<Edge>), StoreError> {
+    type Row = (i64, String, i64, String, String, i64, String, String);
+    type EdgeArray = (i64, String, i64, String, String, String, String);
+    let rows: Vec<Row> = select
+        .typed::<(BigInt, Text, BigInt, Text, Text, BigInt, Text, Text)>()
+        .load(conn)?;
+    let mut objects = Vec::with_capacity(rows.len());
+    let mut edges = Vec::new();
+    for (pk, id, rev, content, meta, login_count, as_first, as_second) in rows {
+        for array in [as_first, as_second] {
+            for (key, edge_id, edge_rev, property, props, collection, target_id) in
+                serde_json::from_str::<Vec<EdgeArray>>(&array)?
+            {
+                edges.push((
+                    key,
+                    Edge {
+                        id: edge_id,
+                        rev: Revision::from_i64(edge_rev),
+                        owner_id: id.clone(),
+                        property,
+                        collection,
+                        target_id,
+                        properties: serde_json::from_str(&props)?,
+                    },
+                ));
+            }
+        }
+        objects.push(object_from_columns((pk, id, rev, content, meta, login_count))?);
+    }
+    edges.sort_unstable_by_key(|(key, _)| *key);
+    Ok((objects, edges.into_iter().map(|(_, edge)| edge).collect()))
+}
+
 /// Appends ` AND column = ?` for one value, ` AND column IN (?, …)` for several.
 fn push_in(select: &mut Sql, column: &str, values: &[&str]) {
     select.push(" AND ").push(column);

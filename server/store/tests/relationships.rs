@@ -124,8 +124,8 @@ fn a_query_page_carries_the_edges_of_its_objects_and_of_no_others() {
             edges
         };
 
-        // In creation order (objects and edges in one statement): the object read ahead to
-        // tell whether more follow (dave) brings none of its edges.
+        // In creation order (objects and edges in one statement, on both backends): the object
+        // read ahead to tell whether more follow (dave) brings none of its edges.
         let (ids, edges, cookie) = page_with_edges(&store, "user", &[], None, true, &["roles"]);
         assert_eq!(ids, ["alice", "bob"]);
         assert_eq!(edges, expected("managed/user", &["alice", "bob"], "roles"));
