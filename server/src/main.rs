@@ -1,12 +1,12 @@
 //! The `ferridm` binary: parses flags (or `FERRIDM_*` variables), sets up logging and serves
 //! until SIGTERM/SIGINT, which drain in-flight requests before a clean exit.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferridm::{ConfigErrors, ServerOptions};
-use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc returns freed memory to the system soon after a burst (for example the 19 MiB

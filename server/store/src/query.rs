@@ -626,6 +626,16 @@ pub(crate) fn push_condition(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>) 
 
 const ID_COLUMNS: &str = "o.pk, o.oid, o.rev, '{}', '{}', o.login_count";
 
+/// The columns of `objects o` a query reads: [`OBJECT_COLUMNS`], or the same columns with the
+/// content and metadata left empty when it reads only ids.
+fn object_columns(query: &ObjectQuery<'_>) -> &'static str {
+    if query.loads_content() {
+        OBJECT_COLUMNS
+    } else {
+        ID_COLUMNS
+    }
+}
+
 /// The sort values of an object for each key, as an index of every property holds them (so
 /// whether its type indexes the key or not).
 pub(crate) fn sort_values(object: &StoredObject, keys: &[SortKey], hidden: &[String]) -> Vec<SortValue> {
@@ -733,11 +743,9 @@ impl Store {
             coverage: &coverage,
         };
         let scanned = !answerable.query(query);
-        // On SQLite the page statement reads content and edges together or neither.
-        let edges_with_page = !scanned
-            && query.sort.is_empty()
-            && !properties.is_empty()
-            && (self.backend() == Backend::Postgres || query.loads_content());
+        // A page in creation order reads its edges in its own statement; any other reads them
+        // with a second one.
+        let edges_apart = !properties.is_empty() && (scanned || !query.sort.is_empty());
         // A page with its edges or its count reads more than once: from one snapshot.
         let read = |conn: &mut DbConnection| {
             // With a count, a paged query reads one row ahead, so a page that ends the results
@@ -759,10 +767,7 @@ impl Store {
                     single_key_page(conn, query, key, cookie.as_ref(), limit, cacheable)?,
                     None,
                 ),
-                [] => {
-                    let edges = if edges_with_page { &properties[..] } else { &[] };
-                    creation_order_page(conn, query, cookie.as_ref(), limit, cacheable, edges)?
-                }
+                [] => creation_order_page(conn, query, cookie.as_ref(), limit, cacheable, &properties)?,
                 _ => (general_page(conn, query, cookie.as_ref(), limit, cacheable)?, None),
             };
             let total = if scanned_total.is_some() {
@@ -822,7 +827,7 @@ impl Store {
                 edges,
             ))
         };
-        let several_reads = query.count || scanned || (!properties.is_empty() && !edges_with_page);
+        let several_reads = query.count || scanned || edges_apart;
         self.read_within(deadline.as_ref(), |conn| {
             if several_reads {
                 in_read_snapshot(conn, read)
@@ -839,12 +844,7 @@ pub(crate) fn load(conn: &mut DbConnection, sql: Sql) -> Result<Vec<StoredObject
 }
 
 fn select_from_objects(query: &ObjectQuery<'_>, cacheable: bool) -> Sql {
-    let columns = if query.loads_content() {
-        OBJECT_COLUMNS
-    } else {
-        ID_COLUMNS
-    };
-    let mut sql = Sql::uncached(&format!("SELECT {columns} FROM objects o"));
+    let mut sql = Sql::uncached(&format!("SELECT {} FROM objects o", object_columns(query)));
     sql.set_cacheable(cacheable);
     sql
 }
@@ -878,7 +878,7 @@ fn creation_order_page(
     let mut sql = if properties.is_empty() || backend == Backend::Postgres {
         select_from_objects(query, cacheable)
     } else {
-        select_objects_with_edge_arrays(&collection, properties, cacheable)
+        select_objects_with_edge_arrays(object_columns(query), &collection, properties, cacheable)
     };
     push_where(&mut sql, query, backend);
     if let Some(cookie) = cookie {
@@ -915,13 +915,9 @@ fn single_key_page(
     let mut objects = Vec::new();
     // Phase one: objects that have the field, in index order.
     if !matches!(position, Some((None, _))) {
-        let columns = if query.loads_content() {
-            OBJECT_COLUMNS
-        } else {
-            ID_COLUMNS
-        };
         let mut sql = Sql::uncached(&format!(
-            "SELECT {columns} FROM object_props s JOIN objects o ON o.pk = s.obj_pk WHERE s.otype = "
+            "SELECT {} FROM object_props s JOIN objects o ON o.pk = s.obj_pk WHERE s.otype = ",
+            object_columns(query)
         ));
         sql.set_cacheable(cacheable);
         sql.bind_text(query.object_type)

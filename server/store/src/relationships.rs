@@ -228,19 +228,29 @@ pub(crate) fn load_objects_and_edges(
         }
     }
     objects.sort_unstable_by_key(|object| object.pk);
-    edges.sort_unstable_by_key(|(pk, _)| *pk);
-    Ok((objects, edges.into_iter().map(|(_, edge)| edge).collect()))
+    Ok((objects, in_creation_order(edges)))
 }
 
-/// The columns of `objects o` ([`OBJECT_COLUMNS`]) followed by two columns with the edges
-/// `properties` hold for each object of `collection`, read by subqueries of the row: one JSON
-/// array per end, of `[key, id, revision, property, properties, far collection, far id]`.
+/// Edges read with their keys, in the order they were made.
+fn in_creation_order(mut edges: Vec<(i64, Edge)>) -> Vec<Edge> {
+    edges.sort_unstable_by_key(|(key, _)| *key);
+    edges.into_iter().map(|(_, edge)| edge).collect()
+}
+
+/// `columns` of `objects o` (in [`OBJECT_COLUMNS`]' shape) followed by two columns with the
+/// edges `properties` hold for each object of `collection`, read by subqueries of the row: one
+/// JSON array per end, of `[key, id, revision, property, properties, far collection, far id]`.
 /// SQLite only; [`load_objects_with_edge_arrays`] reads the rows back. There one statement
 /// costs less than a page, its edges and the transaction that keeps them consistent.
 ///
 /// [`OBJECT_COLUMNS`]: crate::objects::OBJECT_COLUMNS
-pub(crate) fn select_objects_with_edge_arrays(collection: &str, properties: &[&str], cacheable: bool) -> Sql {
-    let mut select = Sql::uncached("SELECT o.pk, o.oid, o.rev, o.content, o.meta, o.login_count");
+pub(crate) fn select_objects_with_edge_arrays(
+    columns: &str,
+    collection: &str,
+    properties: &[&str],
+    cacheable: bool,
+) -> Sql {
+    let mut select = Sql::uncached(&format!("SELECT {columns}"));
     select.set_cacheable(cacheable && properties.len() <= CACHED_PROPERTIES);
     for (near, far) in [("first", "second"), ("second", "first")] {
         select.push(&format!(
@@ -288,8 +298,7 @@ pub(crate) fn load_objects_with_edge_arrays(
         }
         objects.push(object_from_columns((pk, id, rev, content, meta, login_count))?);
     }
-    edges.sort_unstable_by_key(|(key, _)| *key);
-    Ok((objects, edges.into_iter().map(|(_, edge)| edge).collect()))
+    Ok((objects, in_creation_order(edges)))
 }
 
 /// Appends ` AND column = ?` for one value, ` AND column IN (?, …)` for several.
