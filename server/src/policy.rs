@@ -73,8 +73,8 @@ impl PolicySet {
             .filter(move |resource| path_matches(&resource.resource, &normalised))
     }
 
-    fn applicable(&self, property: &PropertyPolicies, object: &Value) -> Vec<PolicyUse> {
-        let mut uses = property.policies.clone();
+    fn applicable<'a>(&self, property: &'a PropertyPolicies, object: &Value) -> Vec<&'a PolicyUse> {
+        let mut uses: Vec<&PolicyUse> = property.policies.iter().collect();
         let mut any_conditional = false;
         for conditional in &property.conditional {
             let dependencies_present = conditional
@@ -83,11 +83,11 @@ impl PolicySet {
                 .all(|dependency| JsonPointer::parse(dependency).get(object).is_some_and(|v| !v.is_null()));
             if dependencies_present && self.condition_holds(&conditional.condition, object) {
                 any_conditional = true;
-                uses.extend(conditional.policies.iter().cloned());
+                uses.extend(&conditional.policies);
             }
         }
         if !any_conditional && property.has_fallback {
-            uses.extend(property.fallback.iter().cloned());
+            uses.extend(&property.fallback);
         }
         uses
     }
