@@ -17,15 +17,13 @@ use ferridm_core::query::SortKey;
 use ferridm_core::{JsonPointer, Object};
 use serde_json::Value;
 
-use crate::connection::{DbConnection, Deadline};
+use crate::connection::{Deadline, rows_per_insert};
 use crate::flatten::fold_string;
 use crate::query::{Cookie, like_escape, prefix_successor};
 use crate::sql::{Bind, Sql};
 use crate::{Store, StoreError};
 
-/// Events per `INSERT` statement on PostgreSQL (each binds 11 values), saving round trips. On
-/// SQLite each event is a statement of its own: a statement that may write several rows first
-/// copies every page it touches into a statement journal, a temporary file once past 64 KiB.
+/// Events per `INSERT` statement where [`rows_per_insert`] allows several (each binds 11 values).
 const EVENTS_PER_INSERT: usize = 64;
 
 /// A column of `audit_events` that audit queries filter and sort on.
@@ -168,11 +166,7 @@ impl Store {
     /// Stores events in one transaction.
     pub fn insert_audit_events(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
         self.audit_store().write(|conn| {
-            let events_per_statement = match conn {
-                DbConnection::Sqlite(_) => 1,
-                DbConnection::Postgres(_) => EVENTS_PER_INSERT,
-            };
-            for chunk in events.chunks(events_per_statement) {
+            for chunk in events.chunks(rows_per_insert(conn, EVENTS_PER_INSERT)) {
                 // The text depends on the chunk length only, so its shapes are bounded.
                 let mut insert = Sql::cached(
                     "INSERT INTO audit_events (topic, event_id, event_ts, event_name, transaction_id, user_id, \

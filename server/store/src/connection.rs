@@ -721,6 +721,17 @@ pub(crate) fn in_read_snapshot<T>(
     }
 }
 
+/// Rows one `INSERT` statement writes on `conn` when it may write up to `on_postgres`. On
+/// SQLite one: a statement that may write several rows first copies every page it touches into
+/// a statement journal (so that it can undo itself alone; a temporary file past 64 KiB), which
+/// a one-row insert skips. On PostgreSQL many rows per statement save round trips.
+pub(crate) fn rows_per_insert(conn: &DbConnection, on_postgres: usize) -> usize {
+    match conn {
+        DbConnection::Sqlite(_) => 1,
+        DbConnection::Postgres(_) => on_postgres,
+    }
+}
+
 /// Opens a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up
 /// front, so a writer in another process (another server on the same file) makes this one wait
 /// out the busy timeout instead of failing a read-to-write lock upgrade with SQLITE_BUSY.

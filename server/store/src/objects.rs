@@ -8,7 +8,7 @@ use diesel::sql_types::{BigInt, Text};
 use ferridm_core::{JsonPointer, Object, Revision};
 use serde_json::Value;
 
-use crate::connection::{Backend, DbConnection};
+use crate::connection::{Backend, DbConnection, rows_per_insert};
 use crate::flatten::{IndexSpec, Limits, PropRow, index_rows, prop_key, unique_values};
 use crate::relationships::{
     Edge, EdgeKey, RelationshipSet, delete_edges_of, edges_insert_alone, insert_sets, managed_collection, new_edges,
@@ -547,16 +547,9 @@ fn insert_object_row(
     }
 }
 
-/// Inserts index rows of object `pk`. On SQLite one row per statement: a statement that may
-/// write several rows first copies every page it touches into a statement journal (so that it
-/// can undo itself alone), which a one-row insert skips; on PostgreSQL many rows per statement
-/// save round trips.
+/// Inserts index rows of object `pk`, as many per statement as [`rows_per_insert`] allows.
 fn insert_prop_rows(conn: &mut DbConnection, pk: i64, object_type: &str, rows: &[PropRow]) -> Result<(), StoreError> {
-    let rows_per_statement = match conn {
-        DbConnection::Sqlite(_) => 1,
-        DbConnection::Postgres(_) => PROP_ROWS_PER_INSERT,
-    };
-    for chunk in rows.chunks(rows_per_statement) {
+    for chunk in rows.chunks(rows_per_insert(conn, PROP_ROWS_PER_INSERT)) {
         let mut insert =
             Sql::cached("INSERT INTO object_props (obj_pk, otype, prop, kind, num, str, full_str, sorted) ");
         push_prop_values(&mut insert, Some(pk), object_type, chunk);
