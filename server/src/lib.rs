@@ -11,6 +11,7 @@ pub mod config;
 pub mod gate;
 pub mod generation;
 pub mod http;
+pub mod log_sink;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ferridm::log_sink::{self, LogSink};
 use ferridm::{ConfigErrors, ServerOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -92,19 +93,17 @@ struct ImportArgs {
     idm_keys: Vec<String>,
 }
 
-/// Log lines that may wait for the logging thread before a request thread waits for it.
-const LOG_QUEUE_LINES: usize = 4096;
-
 fn main() -> ExitCode {
-    // Request threads hand formatted lines to a logging thread, which writes them out; the
-    // guard writes whatever is still queued when `main` returns. Nothing is dropped: a full
-    // queue makes the request thread wait. The queue is allocated whole up front, so it is
-    // kept to what a burst needs.
-    let (log_writer, _log_flushed_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .lossy(false)
-        .thread_name("ferridm-log")
-        .finish(std::io::stderr());
+    // Request threads append formatted lines to a buffer that a logging thread writes out in
+    // batches (`log_sink`); the guard writes whatever is still pending when `main` returns.
+    let (log_writer, _log_flushed_on_exit) =
+        match LogSink::start(std::io::stderr(), log_sink::Limits::default(), "ferridm-log") {
+            Ok(started) => started,
+            Err(error) => {
+                eprintln!("ferridm: cannot start the logging thread: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::stderr().is_terminal())

@@ -284,3 +284,26 @@ fn sqlite_keeps_audit_events_in_a_file_of_its_own() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// The bundled SQLite is compiled without memory statistics (`.cargo/config.toml`): with them,
+/// every allocation SQLite makes takes one process-wide mutex, which request threads contend for.
+#[test]
+fn the_bundled_sqlite_keeps_no_memory_statistics() {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        compile_options: String,
+    }
+    use diesel::RunQueryDsl as _;
+    let mut conn = sqlite_connection(":memory:");
+    let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+        .load::<Row>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.compile_options)
+        .collect();
+    assert!(
+        options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+}
