@@ -11,7 +11,7 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How a [`LogSink`] batches.
 #[derive(Debug, Clone, Copy)]
@@ -121,28 +121,22 @@ impl Shared {
         let mut batch = Vec::new();
         let mut state = self.lock();
         loop {
-            while state.pending.is_empty() && !state.closed {
-                state.idle = true;
-                state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
-            }
-            state.idle = false;
+            // `append` clears `idle` when its line is the first since the writer went idle.
+            state.idle = state.pending.is_empty();
+            state = self
+                .wake
+                .wait_while(state, |state| state.pending.is_empty() && !state.closed)
+                .unwrap_or_else(PoisonError::into_inner);
             if state.pending.is_empty() {
                 return;
             }
-            let deadline = Instant::now() + self.limits.linger;
-            while !state.closed && state.pending.len() < self.limits.flush_at {
-                let Some(left) = deadline
-                    .checked_duration_since(Instant::now())
-                    .filter(|left| !left.is_zero())
-                else {
-                    break;
-                };
-                state = self
-                    .wake
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
+            state = self
+                .wake
+                .wait_timeout_while(state, self.limits.linger, |state| {
+                    !state.closed && state.pending.len() < self.limits.flush_at
+                })
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
             std::mem::swap(&mut state.pending, &mut batch);
             drop(state);
             self.room.notify_all();
@@ -150,8 +144,9 @@ impl Shared {
             // the next batch tries again.
             let _ = out.write_all(&batch).and_then(|()| out.flush());
             batch.clear();
-            // A backlog grew the buffer; it is not kept once written.
-            if batch.capacity() > self.limits.flush_at {
+            // A backlog grew the buffer past what a batch written at `flush_at` needs; it is
+            // not kept once written.
+            if batch.capacity() > 2 * self.limits.flush_at {
                 batch = Vec::new();
             }
             state = self.lock();
@@ -192,6 +187,7 @@ impl Drop for FlushGuard {
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
+    use std::time::Instant;
 
     use super::*;
 
