@@ -4,8 +4,10 @@
 //!
 //! Every leaf becomes `SELECT obj_pk FROM object_props WHERE otype = ? AND prop = ? AND kind = ?
 //! …`, which the `(otype, prop, kind, num, str, obj_pk)` index answers; `and`, `or` and `!`
-//! combine them with `INTERSECT`, `UNION` and `EXCEPT`, and objects are looked up by key. Sorting on one key walks the same index in order; several keys
-//! (or an offset) use one join per key. Objects missing a sort value come last; ties are broken
+//! combine them with `INTERSECT`, `UNION` and `EXCEPT`, and objects are looked up by key (on
+//! SQLite, one equality with a short string joins the objects to its rows: [`IndexSeek`]).
+//! Sorting on one key walks the same index in order (on SQLite, few matches are sorted instead);
+//! several keys (or an offset) use one join per key. Objects missing a sort value come last; ties are broken
 //! by creation order in the direction of the last sort key. Cookies carry the last row's sort
 //! values and key, so a walk sees every object once even while others are inserted.
 
@@ -619,7 +621,12 @@ pub(crate) fn push_condition(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>) 
         sql.push("o.otype = ").bind_text(scope.object_type);
         return;
     }
-    sql.push("o.pk IN (");
+    push_keys_in(sql, "o.pk", filter, scope);
+}
+
+/// Appends `column IN (…)` with the keys of the objects of the type that match `filter`.
+fn push_keys_in(sql: &mut Sql, column: &str, filter: &Filter, scope: &Scope<'_>) {
+    sql.push(column).push(" IN (");
     push_set(sql, filter, scope, &mut 0);
     sql.push(")");
 }
@@ -844,9 +851,65 @@ pub(crate) fn load(conn: &mut DbConnection, sql: Sql) -> Result<Vec<StoredObject
 }
 
 fn select_from_objects(query: &ObjectQuery<'_>, cacheable: bool) -> Sql {
-    let mut sql = Sql::uncached(&format!("SELECT {} FROM objects o", object_columns(query)));
+    select_objects_from(query, cacheable, FROM_OBJECTS)
+}
+
+fn select_objects_from(query: &ObjectQuery<'_>, cacheable: bool, from: &str) -> Sql {
+    let mut sql = Sql::uncached(&format!("SELECT {}{from}", object_columns(query)));
     sql.set_cacheable(cacheable);
     sql
+}
+
+/// The objects a query reads.
+const FROM_OBJECTS: &str = " FROM objects o";
+/// The objects a query reads through the index rows of one value ([`IndexSeek`]).
+const FROM_INDEX_ROWS: &str = " FROM object_props s CROSS JOIN objects o ON o.pk = s.obj_pk";
+
+/// The index rows of one value: what a filter that is one equality with a short string selects
+/// (`userName eq "bjensen"`). Rows with every index column but the key fixed come in key order,
+/// so SQLite reads a page of them by joining the objects to the rows, grouped by key (an object
+/// whose array holds the value twice has two rows), with no temporary table for the keys of
+/// `o.pk IN (…)`. (The cached join is not prepared again for each new value because the bundled
+/// SQLite keeps plans stable: `SQLITE_ENABLE_QPSG`.)
+struct IndexSeek {
+    prop: String,
+    key: String,
+}
+
+impl IndexSeek {
+    /// The seek that answers `filter` on its own, if there is one.
+    fn of(filter: &Filter, scope: &Scope<'_>) -> Option<Self> {
+        let Filter::Comparison {
+            field,
+            op: ComparisonOp::Eq,
+            value: Literal::String(text),
+        } = filter
+        else {
+            return None;
+        };
+        if scope.relationship(field).is_some() {
+            return None;
+        }
+        match split_key(fold_string(text)) {
+            (key, None) => Some(Self {
+                prop: field.to_string(),
+                key,
+            }),
+            (_, Some(_)) => None,
+        }
+    }
+
+    /// Appends ` WHERE` and the conditions on the rows `s` of [`FROM_INDEX_ROWS`].
+    fn push_where(self, sql: &mut Sql, object_type: &str) {
+        sql.push(" WHERE s.otype = ")
+            .bind_text(object_type)
+            .push(" AND s.prop = ")
+            .bind_text(index_text(&self.prop))
+            .push(" AND s.kind = ")
+            .bind(Bind::SmallInt(KIND_STRING))
+            .push(" AND s.num = 0 AND s.str = ")
+            .bind_text(self.key);
+    }
 }
 
 /// The backend a connection runs on.
@@ -875,16 +938,30 @@ fn creation_order_page(
 ) -> Result<(Vec<StoredObject>, Option<Vec<Edge>>), StoreError> {
     let backend = backend_of(conn);
     let collection = managed_collection(query.object_type);
-    let mut sql = if properties.is_empty() || backend == Backend::Postgres {
-        select_from_objects(query, cacheable)
-    } else {
-        select_objects_with_edge_arrays(object_columns(query), &collection, properties, cacheable)
+    let seek = match backend {
+        Backend::Sqlite => IndexSeek::of(query.filter, &query.scope(backend)),
+        Backend::Postgres => None,
     };
-    push_where(&mut sql, query, backend);
-    if let Some(cookie) = cookie {
-        sql.push(" AND o.pk > ").bind_i64(cookie.p);
+    let seeking = seek.is_some();
+    let from = if seeking { FROM_INDEX_ROWS } else { FROM_OBJECTS };
+    let mut sql = if properties.is_empty() || backend == Backend::Postgres {
+        select_objects_from(query, cacheable, from)
+    } else {
+        select_objects_with_edge_arrays(object_columns(query), &collection, properties, cacheable, from)
+    };
+    match seek {
+        Some(seek) => seek.push_where(&mut sql, query.object_type),
+        None => push_where(&mut sql, query, backend),
     }
-    sql.push(" ORDER BY o.pk");
+    if let Some(cookie) = cookie {
+        sql.push(if seeking { " AND s.obj_pk > " } else { " AND o.pk > " })
+            .bind_i64(cookie.p);
+    }
+    sql.push(if seeking {
+        " GROUP BY s.obj_pk ORDER BY s.obj_pk"
+    } else {
+        " ORDER BY o.pk"
+    });
     sql.push_limit(limit, if cookie.is_some() { 0 } else { query.offset });
     if properties.is_empty() {
         return Ok((load(conn, sql)?, None));
@@ -902,6 +979,28 @@ fn creation_order_page(
     Ok((objects, Some(edges)))
 }
 
+/// Below this many matches, a page sorted on one key is read from the matches (each one's sort
+/// row looked up, then all sorted) rather than by walking the key's rows in order until the page
+/// is full: the walk passes about `objects × page size / matches` rows, the sort handles every
+/// match.
+const FEW_MATCHES: i64 = 1000;
+
+/// Whether fewer than `bound` index rows match `filter` (counting stops at `bound`).
+fn fewer_matches_than(
+    conn: &mut DbConnection,
+    filter: &Filter,
+    scope: &Scope<'_>,
+    bound: i64,
+    cacheable: bool,
+) -> Result<bool, StoreError> {
+    let mut sql = Sql::uncached("SELECT COUNT(*) FROM (SELECT v FROM (");
+    sql.set_cacheable(cacheable);
+    push_set(&mut sql, filter, scope, &mut 0);
+    sql.push(") m LIMIT ").bind_i64(bound).push(" + 0) c");
+    let count: i64 = sql.typed::<BigInt>().get_result(conn)?;
+    Ok(count < bound)
+}
+
 fn single_key_page(
     conn: &mut DbConnection,
     query: &ObjectQuery<'_>,
@@ -915,18 +1014,32 @@ fn single_key_page(
     let mut objects = Vec::new();
     // Phase one: objects that have the field, in index order.
     if !matches!(position, Some((None, _))) {
-        let mut sql = Sql::uncached(&format!(
-            "SELECT {} FROM object_props s JOIN objects o ON o.pk = s.obj_pk WHERE s.otype = ",
-            object_columns(query)
-        ));
+        let backend = backend_of(conn);
+        let scope = query.scope(backend);
+        let from_matches = backend == Backend::Sqlite
+            && *query.filter != Filter::True
+            && fewer_matches_than(conn, query.filter, &scope, FEW_MATCHES, cacheable)?;
+        let mut sql = Sql::uncached(&format!("SELECT {}", object_columns(query)));
         sql.set_cacheable(cacheable);
-        sql.bind_text(query.object_type)
+        if from_matches {
+            // Few matches: their sort rows, looked up by key, then sorted. SQLite keeps the
+            // order of a `CROSS JOIN`.
+            sql.push(" FROM (SELECT DISTINCT v FROM (");
+            push_set(&mut sql, query.filter, &scope, &mut 0);
+            sql.push(") m) f CROSS JOIN object_props s ON s.obj_pk = f.v CROSS JOIN objects o ON o.pk = s.obj_pk");
+        } else {
+            sql.push(" FROM object_props s JOIN objects o ON o.pk = s.obj_pk");
+        }
+        sql.push(" WHERE s.otype = ")
+            .bind_text(query.object_type)
             .push(" AND s.prop = ")
             .bind_text(prop.clone())
             .push(" AND s.sorted = 1");
-        if *query.filter != Filter::True {
+        if *query.filter != Filter::True && !from_matches {
+            // The sort rows in order, each checked against the matches before its object is
+            // read.
             sql.push(" AND ");
-            push_condition(&mut sql, query.filter, &query.scope(backend_of(conn)));
+            push_keys_in(&mut sql, "s.obj_pk", query.filter, &scope);
         }
         let direction = if key.ascending { "ASC" } else { "DESC" };
         if let Some((Some((kind, num, text)), pk)) = &position {

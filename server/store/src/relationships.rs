@@ -239,9 +239,10 @@ fn in_creation_order(mut edges: Vec<(i64, Edge)>) -> Vec<Edge> {
 
 /// `columns` of `objects o` (in [`OBJECT_COLUMNS`]' shape) followed by two columns with the
 /// edges `properties` hold for each object of `collection`, read by subqueries of the row: one
-/// JSON array per end, of `[key, id, revision, property, properties, far collection, far id]`.
-/// SQLite only; [`load_objects_with_edge_arrays`] reads the rows back. There one statement
-/// costs less than a page, its edges and the transaction that keeps them consistent.
+/// JSON array per end, of `[key, id, revision, property, properties, far collection, far id]`,
+/// then `from` (which names `objects o`). SQLite only; [`load_objects_with_edge_arrays`] reads
+/// the rows back. There one statement costs less than a page, its edges and the transaction
+/// that keeps them consistent.
 ///
 /// [`OBJECT_COLUMNS`]: crate::objects::OBJECT_COLUMNS
 pub(crate) fn select_objects_with_edge_arrays(
@@ -249,6 +250,7 @@ pub(crate) fn select_objects_with_edge_arrays(
     collection: &str,
     properties: &[&str],
     cacheable: bool,
+    from: &str,
 ) -> Sql {
     let mut select = Sql::uncached(&format!("SELECT {columns}"));
     select.set_cacheable(cacheable && properties.len() <= CACHED_PROPERTIES);
@@ -260,7 +262,7 @@ pub(crate) fn select_objects_with_edge_arrays(
         push_in(&mut select, &format!("r.{near}_prop"), properties);
         select.push(")");
     }
-    select.push(" FROM objects o");
+    select.push(from);
     select
 }
 

@@ -285,10 +285,12 @@ fn sqlite_keeps_audit_events_in_a_file_of_its_own() {
     }
 }
 
-/// The bundled SQLite is compiled without memory statistics (`.cargo/config.toml`): with them,
-/// every allocation SQLite makes takes one process-wide mutex, which request threads contend for.
+/// The bundled SQLite is compiled (`.cargo/config.toml`) without memory statistics (with them,
+/// every allocation SQLite makes takes one process-wide mutex, which request threads contend
+/// for) and with the query planner stability guarantee (without it, a cached statement whose plan
+/// looked at a bound value, such as a join's, is prepared again on every use).
 #[test]
-fn the_bundled_sqlite_keeps_no_memory_statistics() {
+fn the_bundled_sqlite_keeps_no_memory_statistics_and_stable_plans() {
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -302,8 +304,10 @@ fn the_bundled_sqlite_keeps_no_memory_statistics() {
         .into_iter()
         .map(|row| row.compile_options)
         .collect();
-    assert!(
-        options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"),
-        "{options:?}"
-    );
+    for expected in ["DEFAULT_MEMSTATUS=0", "ENABLE_QPSG"] {
+        assert!(
+            options.iter().any(|option| option == expected),
+            "{expected} missing: {options:?}"
+        );
+    }
 }
