@@ -489,19 +489,41 @@ fn push_nested(sql: &mut Sql, filter: &Filter, scope: &Scope<'_>, depth: &mut us
 }
 
 fn push_leaf(sql: &mut Sql, object_type: &str, prop: &str, rest: impl FnOnce(&mut Sql)) {
-    sql.push("SELECT obj_pk AS v FROM object_props WHERE otype = ")
-        .bind_text(object_type)
-        .push(" AND prop = ")
-        .bind_text(index_text(prop));
+    sql.push("SELECT obj_pk AS v FROM object_props WHERE ");
+    push_rows_of(sql, "", object_type, prop);
     rest(sql);
+}
+
+/// Appends `otype = ? AND prop = ?`: the index rows of `prop` of `object_type`, each column
+/// prefixed with `rows` (a table alias and its dot, or nothing).
+fn push_rows_of(sql: &mut Sql, rows: &str, object_type: &str, prop: &str) {
+    sql.push(rows)
+        .push("otype = ")
+        .bind_text(object_type)
+        .push(" AND ")
+        .push(rows)
+        .push("prop = ")
+        .bind_text(index_text(prop));
+}
+
+/// Appends ` AND kind = ? AND num = 0 AND str` (columns prefixed with `rows`): the rows' string
+/// keys, for a comparison to follow.
+fn push_string_key(sql: &mut Sql, rows: &str) {
+    sql.push(" AND ")
+        .push(rows)
+        .push("kind = ")
+        .bind(Bind::SmallInt(KIND_STRING))
+        .push(" AND ")
+        .push(rows)
+        .push("num = 0 AND ")
+        .push(rows)
+        .push("str");
 }
 
 /// A leaf over string keys: `… AND str` followed by what `compare` appends.
 fn push_string_leaf(sql: &mut Sql, object_type: &str, prop: &str, compare: impl FnOnce(&mut Sql)) {
     push_leaf(sql, object_type, prop, |sql| {
-        sql.push(" AND kind = ")
-            .bind(Bind::SmallInt(KIND_STRING))
-            .push(" AND num = 0 AND str");
+        push_string_key(sql, "");
         compare(sql);
     });
 }
@@ -899,16 +921,13 @@ impl IndexSeek {
         }
     }
 
-    /// Appends ` WHERE` and the conditions on the rows `s` of [`FROM_INDEX_ROWS`].
+    /// Appends ` WHERE` and the conditions on the rows `s` of [`FROM_INDEX_ROWS`]: those of
+    /// the equality's leaf ([`push_string_leaf`]).
     fn push_where(self, sql: &mut Sql, object_type: &str) {
-        sql.push(" WHERE s.otype = ")
-            .bind_text(object_type)
-            .push(" AND s.prop = ")
-            .bind_text(index_text(&self.prop))
-            .push(" AND s.kind = ")
-            .bind(Bind::SmallInt(KIND_STRING))
-            .push(" AND s.num = 0 AND s.str = ")
-            .bind_text(self.key);
+        sql.push(" WHERE ");
+        push_rows_of(sql, "s.", object_type, &self.prop);
+        push_string_key(sql, "s.");
+        sql.push(" = ").bind_text(self.key);
     }
 }
 
