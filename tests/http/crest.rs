@@ -198,6 +198,39 @@ fn post_without_action_creates() {
     });
 }
 
+/// Server-assigned object and edge ids are UUIDs of version 7: ordered by creation, so the
+/// indexes keyed by them grow at their end (a random id costs a random index page per write).
+#[test]
+fn server_assigned_ids_are_uuids_in_creation_order() {
+    on_each_backend(|builder| {
+        let server = builder.start();
+        let mut previous: Option<uuid::Uuid> = None;
+        for n in 0..3 {
+            let reply = server
+                .admin()
+                .post(
+                    "/openidm/managed/user?_action=create",
+                    &user_body(&unique(&format!("ordered{n}"))),
+                )
+                .send();
+            assert_eq!(reply.status, 201, "{}", reply.text);
+            let id = uuid::Uuid::parse_str(reply.body["_id"].as_str().expect("_id")).expect("a UUID");
+            assert_eq!(id.get_version_num(), 7, "object id {id}");
+            assert!(previous.is_none_or(|previous| previous < id), "{previous:?} then {id}");
+            previous = Some(id);
+            let read = server
+                .admin()
+                .get(&format!("{}?_fields=authzRoles", user_path(&id.to_string())))
+                .send();
+            let edge = read.body["authzRoles"][0]["_refProperties"]["_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("an authzRoles edge: {}", read.text));
+            let edge = uuid::Uuid::parse_str(edge).expect("a UUID");
+            assert_eq!(edge.get_version_num(), 7, "edge id {edge}");
+        }
+    });
+}
+
 #[test]
 fn the_create_action_is_matched_case_insensitively() {
     let server = TestServer::start();

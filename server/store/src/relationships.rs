@@ -514,7 +514,7 @@ impl EdgeKey {
     /// A new edge id and initial revision.
     fn new() -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
             rev: Revision::initial(rand::random()),
         }
     }

@@ -22,7 +22,7 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use diesel::RunQueryDsl;
 use diesel::connection::{Connection, SimpleConnection, TransactionManager, TransactionManagerStatus};
@@ -42,7 +42,6 @@ pub(crate) struct GroupWriter {
     /// Makes the writer's connection (again, after one failed).
     manager: Manager,
     state: Mutex<GroupState>,
-    ended: Condvar,
     /// Writes waiting for the lock.
     queued: AtomicUsize,
     /// Copies the log into the database file after commits, outside the lock.
@@ -61,7 +60,35 @@ struct GroupState {
     /// savepoints too, so that nothing rolls its group back again.
     guarded: bool,
     /// How the open group ended, once it has.
-    end: Arc<OnceLock<GroupEnd>>,
+    end: Arc<GroupSignal>,
+}
+
+/// How one group ended, for the writes waiting on it. They wait on this lock of their group's,
+/// not on the writer's: woken on the writer's lock, every write of the group would queue
+/// behind the next group's work only to let go of that lock at once.
+#[derive(Default)]
+struct GroupSignal {
+    end: Mutex<Option<GroupEnd>>,
+    ended: Condvar,
+}
+
+impl GroupSignal {
+    /// Records how the group ended and wakes the writes waiting on it.
+    fn set(&self, end: GroupEnd) {
+        *self.end.lock().unwrap_or_else(PoisonError::into_inner) = Some(end);
+        self.ended.notify_all();
+    }
+
+    /// How the group ended, once it has.
+    fn wait(&self) -> GroupEnd {
+        let mut end = self.end.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(end) = end.as_ref() {
+                return end.clone();
+            }
+            end = self.ended.wait(end).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
 /// How a group ended, for the writes waiting on it.
@@ -92,7 +119,6 @@ impl GroupWriter {
             checkpointer: Checkpointer::start(manager.clone()),
             manager,
             state: Mutex::default(),
-            ended: Condvar::new(),
             queued: AtomicUsize::new(0),
         }
     }
@@ -163,28 +189,15 @@ impl GroupWriter {
                 };
             }
         };
-        if waits_for_others {
-            drop(self.wait_for_end(state, &group));
-        } else {
+        if !waits_for_others {
             self.end_group(&mut state, Ending::Commit);
-            drop(state);
         }
-        match group.get() {
-            Some(GroupEnd::RolledBack) => None,
-            Some(GroupEnd::Failed(reason)) => Some(Err(StoreError::GroupCommit(reason.clone()))),
-            _ => Some(Ok(outcome)),
+        drop(state);
+        match group.wait() {
+            GroupEnd::RolledBack => None,
+            GroupEnd::Failed(reason) => Some(Err(StoreError::GroupCommit(reason))),
+            GroupEnd::Committed => Some(Ok(outcome)),
         }
-    }
-
-    /// Waits, releasing the lock, until the group whose end `group` records has ended.
-    fn wait_for_end<'a>(
-        &self,
-        state: MutexGuard<'a, GroupState>,
-        group: &OnceLock<GroupEnd>,
-    ) -> MutexGuard<'a, GroupState> {
-        self.ended
-            .wait_while(state, |_| group.get().is_none())
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Begins a write transaction on the writer's connection (`kept`, or a new one).
@@ -228,10 +241,9 @@ impl GroupWriter {
                 GroupEnd::RolledBack
             }
         };
-        let _ = std::mem::take(&mut state.end).set(end);
+        std::mem::take(&mut state.end).set(end);
         state.members = 0;
         state.guarded = false;
-        self.ended.notify_all();
     }
 }
 
