@@ -884,8 +884,29 @@ fn select_objects_from(query: &ObjectQuery<'_>, cacheable: bool, from: &str) -> 
 
 /// The objects a query reads.
 const FROM_OBJECTS: &str = " FROM objects o";
-/// The objects a query reads through the index rows of one value ([`IndexSeek`]).
-const FROM_INDEX_ROWS: &str = " FROM object_props s CROSS JOIN objects o ON o.pk = s.obj_pk";
+
+/// Where a page in creation order reads its objects, and the column that holds their keys.
+struct PageSource {
+    from: &'static str,
+    /// Continues the conditions with the keys after a cookie's.
+    after: &'static str,
+    /// Orders the page by key (grouping first where one object can have several rows).
+    order: &'static str,
+}
+
+/// The objects themselves.
+const OBJECTS: PageSource = PageSource {
+    from: FROM_OBJECTS,
+    after: " AND o.pk > ",
+    order: " ORDER BY o.pk",
+};
+
+/// The objects through the index rows `s` of one value ([`IndexSeek`]).
+const INDEX_ROWS: PageSource = PageSource {
+    from: " FROM object_props s CROSS JOIN objects o ON o.pk = s.obj_pk",
+    after: " AND s.obj_pk > ",
+    order: " GROUP BY s.obj_pk ORDER BY s.obj_pk",
+};
 
 /// The index rows of one value: what a filter that is one equality with a short string selects
 /// (`userName eq "bjensen"`). Rows with every index column but the key fixed come in key order,
@@ -921,7 +942,7 @@ impl IndexSeek {
         }
     }
 
-    /// Appends ` WHERE` and the conditions on the rows `s` of [`FROM_INDEX_ROWS`]: those of
+    /// Appends ` WHERE` and the conditions on the rows `s` of [`INDEX_ROWS`]: those of
     /// the equality's leaf ([`push_string_leaf`]).
     fn push_where(self, sql: &mut Sql, object_type: &str) {
         sql.push(" WHERE ");
@@ -961,26 +982,20 @@ fn creation_order_page(
         Backend::Sqlite => IndexSeek::of(query.filter, &query.scope(backend)),
         Backend::Postgres => None,
     };
-    let seeking = seek.is_some();
-    let from = if seeking { FROM_INDEX_ROWS } else { FROM_OBJECTS };
+    let source = if seek.is_some() { INDEX_ROWS } else { OBJECTS };
     let mut sql = if properties.is_empty() || backend == Backend::Postgres {
-        select_objects_from(query, cacheable, from)
+        select_objects_from(query, cacheable, source.from)
     } else {
-        select_objects_with_edge_arrays(object_columns(query), &collection, properties, cacheable, from)
+        select_objects_with_edge_arrays(object_columns(query), &collection, properties, cacheable, source.from)
     };
     match seek {
         Some(seek) => seek.push_where(&mut sql, query.object_type),
         None => push_where(&mut sql, query, backend),
     }
     if let Some(cookie) = cookie {
-        sql.push(if seeking { " AND s.obj_pk > " } else { " AND o.pk > " })
-            .bind_i64(cookie.p);
+        sql.push(source.after).bind_i64(cookie.p);
     }
-    sql.push(if seeking {
-        " GROUP BY s.obj_pk ORDER BY s.obj_pk"
-    } else {
-        " ORDER BY o.pk"
-    });
+    sql.push(source.order);
     sql.push_limit(limit, if cookie.is_some() { 0 } else { query.offset });
     if properties.is_empty() {
         return Ok((load(conn, sql)?, None));
